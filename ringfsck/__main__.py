@@ -1,0 +1,3 @@
+from ringfsck.cli import main
+
+main()

@@ -1,0 +1,248 @@
+"""The offline analysis: run the SQL steps over the store and record a run.
+
+Each ``sql/NN_name.sql`` file is one SELECT (dbt-style model); it is written to
+``runs/<id>/name.parquet`` and exposed as view ``name`` to the steps after it,
+so every step runs out-of-core in DuckDB. ``00_macros.sql`` holds the key rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ringfsck import __version__
+from ringfsck._resources import resource_dir
+from ringfsck.config import Settings
+from ringfsck.keys import arc_app_specific
+from ringfsck.progress import bar
+from ringfsck.store import Store, iso, sql_literal, utc_now, write_json_atomic
+
+MACROS_FILE = "00_macros.sql"
+# Steps whose output is part of the public contract (the others are intermediate).
+PUBLIC_OUTPUTS = ("candidates", "orphans", "gaps", "debris", "duplicates")
+GAP_STATUSES = ("missing", "unrecoverable", "degraded")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Settings of one analysis beyond the config (from the command line)."""
+
+    assume_no_splits: bool = False  # the operator states no object is split: no resolve needed
+    listing_time: datetime | None = None  # override: when the RING listing was taken
+
+
+@dataclass
+class AnalysisResult:
+    run_id: str
+    path: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.summary.get("complete"))
+
+
+def sql_steps() -> list[tuple[str, Path]]:
+    """The steps in order: (output name, file)."""
+    steps = []
+    for path in sorted(resource_dir("sql").glob("[0-9][0-9]_*.sql")):
+        if path.name != MACROS_FILE:
+            steps.append((path.stem.split("_", 1)[1], path))
+    return steps
+
+
+def load_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute((resource_dir("sql") / MACROS_FILE).read_text())
+
+
+def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisResult:
+    """Run every SQL step, write the outputs and the run summary, mark the run as latest."""
+    options = options or AnalysisOptions()
+    settings = store.settings
+    started = utc_now()
+    clock = time.perf_counter()
+    run_id, run_path = store.new_run_dir()
+    con = store.connect(run_id=None)
+    load_macros(con)
+    listing_time = options.listing_time or _listing_time(store)
+    _set_variables(con, settings, listing_time)
+    steps = sql_steps()
+    timings: dict[str, float] = {}
+    progress = bar(total=len(steps), desc="analyze", unit="step")
+    try:
+        for name, path in steps:
+            step_clock = time.perf_counter()
+            target = run_path / f"{name}.parquet"
+            con.execute(f"COPY ({path.read_text().rstrip().rstrip(';')}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
+            timings[name] = round(time.perf_counter() - step_clock, 3)
+            progress.update(1)
+    finally:
+        progress.close()
+    summary = _summarize(con, store, settings, options, listing_time)
+    summary.update(
+        run_id=run_id,
+        ringfsck_version=__version__,
+        started_at=iso(started),
+        finished_at=iso(utc_now()),
+        duration_s=round(time.perf_counter() - clock, 3),
+        step_seconds=timings,
+    )
+    write_json_atomic(run_path / "summary.json", summary)
+    store.set_latest_run(run_id)
+    con.close()
+    return AnalysisResult(run_id, run_path, summary)
+
+
+def _set_variables(con: duckdb.DuckDBPyConnection, settings: Settings, listing_time: datetime | None) -> None:
+    con.execute(f"SET VARIABLE min_chunks = {int(settings.min_chunks)}")
+    con.execute(f"SET VARIABLE arc_app_specific = {sql_literal(arc_app_specific(settings.arc_protection))}")
+    con.execute(f"SET VARIABLE arc_stripes = {int(settings.arc_protection.stripes)}")
+    if listing_time is None:
+        con.execute("SET VARIABLE listing_time = NULL::TIMESTAMPTZ")
+    else:
+        con.execute(f"SET VARIABLE listing_time = {sql_literal(iso(listing_time))}::TIMESTAMPTZ")
+
+
+def _listing_time(store: Store) -> datetime | None:
+    """When the RING listing was taken: the earliest capture time of the listkeys sources."""
+    times = [s.captured_at for s in store.sources() if s.kind == "listkeys"]
+    return datetime.fromisoformat(min(times).replace("Z", "+00:00")) if times else None
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> Any:
+    return con.execute(query).fetchone()[0]
+
+
+def inputs_fingerprint(sources: list[dict[str, Any]]) -> str:
+    """A checksum over what was analysed: every source's kind, location and checksum."""
+    lines = sorted(f"{s['kind']}\t{s['location']}\t{s['checksum']}" for s in sources)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _summarize(
+    con: duckdb.DuckDBPyConnection, store: Store, settings: Settings, options: AnalysisOptions, listing_time: datetime | None
+) -> dict[str, Any]:
+    sources = [
+        {k: v for k, v in vars(s).items() if k in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings")}
+        for s in store.sources()
+    ]
+    counts: dict[str, Any] = {
+        "listkeys_rows": _scalar(con, "SELECT count(*) FROM listkeys"),
+        "s3keys_rows": _scalar(con, "SELECT count(*) FROM s3keys"),
+        "s3_input_keys": _scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3keys"),
+        "s3_references": _scalar(con, "SELECT count(*) FROM s3_references"),
+        "split_subkeys": _scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3_references WHERE role = 'subkey'"),
+        "ring_main_chunks": _scalar(con, "SELECT count(*) FROM ring_main_chunks"),
+        "candidates": _scalar(con, "SELECT count(*) FROM candidates"),
+        "orphans": _scalar(con, "SELECT count(*) FROM orphans"),
+        "debris": _scalar(con, "SELECT count(*) FROM debris"),
+        "duplicates": _scalar(con, "SELECT count(*) FROM duplicates"),
+        "rejects": _scalar(con, "SELECT count(*) FROM rejects"),
+        "gaps": {status: 0 for status in GAP_STATUSES},
+    }
+    for status, count in con.execute("SELECT status, count(*) FROM gaps GROUP BY status").fetchall():
+        counts["gaps"][status] = count
+    counts["orphans_by_protection"] = dict(con.execute("SELECT protection, count(*) FROM orphans GROUP BY ALL ORDER BY 1").fetchall())
+    if listing_time is not None:
+        counts["references_newer_than_listing"] = _scalar(
+            con, f"SELECT count(*) FROM s3_references WHERE last_modified >= {sql_literal(iso(listing_time))}::TIMESTAMPTZ"
+        )
+
+    incomplete: list[str] = []
+    warnings: list[str] = []
+    splits = _split_status(con, settings, options)
+    if splits["errors"]:
+        incomplete.append(f"{splits['errors']} split lookups failed: their subkeys are unknown (rerun 'ringfsck resolve')")
+    if splits["unresolved"]:
+        incomplete.append(
+            f"{splits['unresolved']} S3 input keys were never checked for split objects "
+            "(run 'ringfsck resolve', or pass --assume-no-splits if no object is split)"
+        )
+    for source in sources:
+        for warning in source["warnings"]:
+            if "may be incomplete" in warning:
+                incomplete.append(warning)
+            else:
+                warnings.append(warning)
+    if counts["s3keys_rows"] == 0:
+        incomplete.append("no S3 keys were ingested: every candidate would look orphaned")
+    if counts["listkeys_rows"] == 0:
+        incomplete.append("no RING listkeys were ingested")
+    if counts["rejects"]:
+        warnings.append(f"{counts['rejects']} input rows were rejected (see the rejects view)")
+    share = counts["orphans"] / counts["candidates"] if counts["candidates"] else 0.0
+    if counts["candidates"] and share > settings.max_orphan_share:
+        warnings.append(
+            f"orphans are {share:.1%} of candidates (limit {settings.max_orphan_share:.0%}): "
+            "a wrong protection setting or a missing S3 export is more likely than real orphans"
+        )
+    configured = str(settings.arc_protection)
+    other_schemas = con.execute(
+        f"SELECT schema, count(*) FROM candidates WHERE protection = 'arc' AND schema <> {sql_literal(configured)} GROUP BY ALL ORDER BY 2 DESC"
+    ).fetchall()
+    if other_schemas:
+        listed = ", ".join(f"{schema} ({count})" for schema, count in other_schemas)
+        warnings.append(f"ARC candidates with a schema other than the configured {configured}: {listed}")
+    listkeys_times = [s["captured_at"] for s in sources if s["kind"] == "listkeys"]
+    export_times = [s["captured_at"] for s in sources if s["kind"] != "listkeys"]
+    return {
+        "complete": not incomplete,
+        "incomplete_reasons": incomplete,
+        "warnings": warnings,
+        "orphan_share": round(share, 6),
+        "counts": counts,
+        "splits": splits,
+        "settings": {
+            "arc_protection": configured,
+            "cos_protection": settings.cos_protection,
+            "min_chunks": settings.min_chunks,
+            "max_orphan_share": settings.max_orphan_share,
+            "split_threshold": settings.split_threshold,
+            "assume_no_splits": options.assume_no_splits,
+            "ring": settings.ring,
+        },
+        "listing_time": iso(listing_time) if listing_time else None,
+        "listing_captured": [min(listkeys_times), max(listkeys_times)] if listkeys_times else None,
+        "export_captured": [min(export_times), max(export_times)] if export_times else None,
+        "inputs": sources,
+        "inputs_fingerprint": inputs_fingerprint(sources),
+    }
+
+
+def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: AnalysisOptions) -> dict[str, int]:
+    """How many input keys have a final split answer, failed, or were never asked."""
+    threshold = settings.split_threshold
+    below = f"k.size IS NOT NULL AND k.size < {int(threshold)}" if threshold else "false"
+    row = con.execute(
+        f"""
+        SELECT
+            count(*) FILTER (WHERE s.status IN ('ok', 'not_found')) AS resolved,
+            count(*) FILTER (WHERE s.status = 'error') AS errors,
+            count(*) FILTER (WHERE s.status IS NULL AND NOT below) AS unresolved,
+            count(*) FILTER (WHERE s.status IS NULL AND below) AS below_threshold,
+            count(*) FILTER (WHERE s.is_split) AS split
+        FROM (SELECT sproxyd_key, bool_and({below}) AS below FROM s3keys AS k GROUP BY sproxyd_key) AS k
+        LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key
+        """
+    ).fetchone()
+    resolved, errors, unresolved, below_threshold, split = row
+    return {
+        "resolved": resolved,
+        "errors": errors,
+        "unresolved": 0 if options.assume_no_splits else unresolved,
+        "assumed_not_split": unresolved if options.assume_no_splits else 0,
+        "below_split_threshold": below_threshold,
+        "split": split,
+    }
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())

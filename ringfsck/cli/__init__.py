@@ -1,0 +1,37 @@
+"""The ``ringfsck`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import click
+
+from ringfsck import __version__
+from ringfsck.cli._common import RingfsckGroup
+
+
+@click.group(cls=RingfsckGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ringfsck")
+def main() -> None:
+    """Check a Scality RING against its S3 metadata: find orphans and gaps, size and delete orphans safely.
+
+    \b
+    A typical run:
+      ringfsck ingest listkeys /data/DATA/listkeys.csv/
+      ringfsck ingest s3keys /data/DATA/s3-bucketd/
+      ringfsck analyze --arc 8+4 --cos 2
+      ringfsck sql "select count(*) from orphans"
+
+    Exit codes: 0 ok, 1 some items failed, 2 usage or config error, 3 bad input,
+    4 refused by a safety check, 5 remote service error, 130 interrupted.
+    """
+
+
+def _register() -> None:
+    import importlib
+
+    for name in ("ingest", "analyze", "query", "lab"):
+        module = importlib.import_module(f"ringfsck.cli.{name}")
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

@@ -1,0 +1,74 @@
+"""``ringfsck analyze``: candidates, orphans, gaps, debris and duplicates."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from ringfsck.analysis import AnalysisOptions, analyze
+from ringfsck.cli._common import open_store, settings_options
+
+
+def _format_summary(summary: dict) -> list[str]:
+    counts = summary["counts"]
+    gaps = counts["gaps"]
+    lines = [
+        f"run {summary['run_id']} ({summary['duration_s']:.1f} s)",
+        f"  RING listkeys rows     {counts['listkeys_rows']:>14,}",
+        f"  S3 references          {counts['s3_references']:>14,}",
+        f"  candidates             {counts['candidates']:>14,}",
+        f"  orphans                {counts['orphans']:>14,}  ({summary['orphan_share']:.2%} of candidates)",
+        f"  gaps                   {sum(gaps.values()):>14,}  (missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,})",
+        f"  debris                 {counts['debris']:>14,}",
+        f"  duplicate keys         {counts['duplicates']:>14,}",
+        f"  rejected input rows    {counts['rejects']:>14,}",
+    ]
+    if summary["complete"]:
+        lines.append("Analysis complete.")
+    else:
+        lines.append("Analysis INCOMPLETE (deletion will be refused):")
+        lines.extend(f"  - {reason}" for reason in summary["incomplete_reasons"])
+    return lines
+
+
+@click.command("analyze")
+@click.option("--arc", default=None, metavar="K+M", help="ARC schema of the S3 data, e.g. 8+4 (config: arc_protection).")
+@click.option("--cos", default=None, type=int, metavar="N", help="COS level, 0-5 (config: cos_protection).")
+@click.option("--min-chunks", default=None, type=int, metavar="N", help="ARC main chunks need at least N distinct chunks to be candidates (default 4).")
+@click.option("--assume-no-splits", is_flag=True, help="State that no object is split, so no 'ringfsck resolve' is needed.")
+@click.option("--listing-time", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]), default=None,
+              help="When the RING listing was taken (UTC if no offset); default: the earliest listkeys file time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@settings_options(arc="arc_protection", cos="cos_protection", min_chunks="min_chunks")
+def analyze_command(arc, cos, min_chunks, assume_no_splits: bool, listing_time: datetime | None, as_json: bool, settings) -> None:
+    """Find orphans, gaps, debris and duplicate keys with the SQL steps.
+
+    Candidates are RING main chunks of services 50/51 (ARC with at least
+    --min-chunks chunks, and COS); orphans are candidates no S3 key, split index
+    or subkey references; gaps are S3 keys whose RING data is missing,
+    unrecoverable (ARC: fewer than k chunks) or degraded. Results land in the
+    store as a run; query them with 'ringfsck sql'.
+
+    \b
+    Examples:
+      ringfsck analyze --arc 8+4 --cos 2
+      ringfsck analyze --config config.yml --assume-no-splits
+      ringfsck analyze --json | jq .counts
+    """
+    if listing_time is not None and listing_time.tzinfo is None:
+        from datetime import timezone
+
+        listing_time = listing_time.replace(tzinfo=timezone.utc)
+    result = analyze(open_store(settings), AnalysisOptions(assume_no_splits=assume_no_splits, listing_time=listing_time))
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    for line in _format_summary(result.summary):
+        click.echo(line)
+    for warning in result.summary["warnings"]:
+        click.echo(f"Warning: {warning}", err=True)
+
+
+COMMANDS = [analyze_command]

@@ -1,0 +1,310 @@
+"""Settings: defaults < config file < ``RINGFSCK_*`` environment < command line.
+
+The config file is YAML. The reference's ``config.yml`` is accepted as users
+have it (``ring``, ``path``, ``protocol``, ``srebuildd_*``, ``retention``,
+``arc_protection``, ``cos_protection``, ``s3``); unknown keys are ignored,
+keys of the wrong type are rejected with a message naming the file and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ringfsck.errors import ConfigError
+from ringfsck.keys import ArcSchema, parse_arc, parse_cos
+
+DEFAULT_CONFIG_NAME = "ringfsck.yml"
+DEFAULT_STORE = "./ringfsck-store"
+ENV_PREFIX = "RINGFSCK_"
+SECRET_FIELDS = frozenset({"access_key", "secret_key", "session_token"})
+REDACTED = "***"
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _to_positive_int(value: Any) -> int:
+    number = _to_int(value)
+    if number < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {value!r}") from None
+
+
+def _to_share(value: Any) -> float:
+    share = _to_float(value)
+    if not 0 <= share <= 1:
+        raise ValueError(f"expected a share between 0 and 1, got {value!r}")
+    return share
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected a string, got {type(value).__name__}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.lower() in {"1", "true", "yes", "on"}
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _to_protocol(value: Any) -> str:
+    text = _to_str(value).lower()
+    if text not in {"file", "s3a", "s3"}:
+        raise ValueError(f"expected 'file' or 's3a', got {value!r}")
+    return "s3a" if text == "s3" else text
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None or value == "" else convert(value)
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the S3 store and S3 inputs live; credentials are never printed."""
+
+    endpoint: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    region: str | None = None
+    profile: str | None = None
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class DuckDBSettings:
+    memory_limit: str | None = None  # e.g. "4GB"; DuckDB's default is 80 % of RAM
+    threads: int | None = None
+    temp_directory: str | None = None  # where DuckDB spills; default: inside the store
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: str = DEFAULT_STORE
+    ring: str = "DATA"
+    # The reference's layout: with protocol s3a, ``path`` is the bucket.
+    protocol: str = "file"
+    path: str | None = None
+    arc_protection: ArcSchema = ArcSchema(8, 4)
+    cos_protection: int = 3
+    min_chunks: int = 4  # ARC main chunks need more than 3 chunks to be candidates
+    retention: int = 604800  # seconds; keys younger than this are kept out
+    max_orphan_share: float = 0.10
+    srebuildd_url: str | None = None
+    srebuildd_ip: str | None = None
+    srebuildd_port: int = 81
+    srebuildd_arc_path: str | None = None
+    srebuildd_arcdata_path: str | None = None
+    srebuildd_chord_path: str | None = None
+    bucketd_url: str | None = None
+    split_threshold: int | None = None
+    concurrency: int = 64
+    max_rps: float | None = None
+    timeout: float = 30.0
+    retries: int = 5
+    s3: S3Settings = S3Settings()
+    duckdb: DuckDBSettings = DuckDBSettings()
+    config_file: str | None = None
+
+    # --- derived values -------------------------------------------------
+    @property
+    def arc_path(self) -> str:
+        return (self.srebuildd_arc_path or f"rebuild/arc-{self.ring}").strip("/")
+
+    @property
+    def arcdata_path(self) -> str:
+        return (self.srebuildd_arcdata_path or f"rebuild/arcdata-{self.ring}").strip("/")
+
+    @property
+    def chord_path(self) -> str:
+        return (self.srebuildd_chord_path or f"rebuild/chord-{self.ring}").strip("/")
+
+    @property
+    def srebuildd_base_url(self) -> str | None:
+        if self.srebuildd_url:
+            return self.srebuildd_url.rstrip("/")
+        if self.srebuildd_ip:
+            return f"http://{self.srebuildd_ip}:{self.srebuildd_port}"
+        return None
+
+    @property
+    def store_location(self) -> str:
+        """The store: ``--store`` wins; else the reference layout ``{path}/{ring}`` when ``path`` is set."""
+        if self.store != DEFAULT_STORE or not self.path:
+            return self.store
+        if self.protocol == "s3a":
+            return f"s3://{self.path.strip('/')}/{self.ring}"
+        return str(Path(self.path) / self.ring)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as plain data with every credential redacted (for summaries and logs)."""
+        return _redact(dataclasses.asdict(self) | {"arc_protection": str(self.arc_protection)})
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (REDACTED if k in SECRET_FIELDS and v else _redact(v)) for k, v in value.items()}
+    return value
+
+
+_TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
+    "store": _to_str,
+    "ring": _to_str,
+    "protocol": _to_protocol,
+    "path": _optional(_to_str),
+    "arc_protection": parse_arc,
+    "cos_protection": parse_cos,
+    "min_chunks": _to_positive_int,
+    "retention": _to_int,
+    "max_orphan_share": _to_share,
+    "srebuildd_url": _optional(_to_str),
+    "srebuildd_ip": _optional(_to_str),
+    "srebuildd_port": _to_positive_int,
+    "srebuildd_arc_path": _optional(_to_str),
+    "srebuildd_arcdata_path": _optional(_to_str),
+    "srebuildd_chord_path": _optional(_to_str),
+    "bucketd_url": _optional(_to_str),
+    "split_threshold": _optional(_to_positive_int),
+    "concurrency": _to_positive_int,
+    "max_rps": _optional(_to_float),
+    "timeout": _to_float,
+    "retries": _to_int,
+}
+_SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
+    "s3": (
+        S3Settings,
+        {
+            "endpoint": _optional(_to_str),
+            "access_key": _optional(_to_str),
+            "secret_key": _optional(_to_str),
+            "session_token": _optional(_to_str),
+            "region": _optional(_to_str),
+            "profile": _optional(_to_str),
+            "ca_bundle": _optional(_to_str),
+            "verify_tls": _to_bool,
+        },
+    ),
+    "duckdb": (
+        DuckDBSettings,
+        {"memory_limit": _optional(_to_str), "threads": _optional(_to_positive_int), "temp_directory": _optional(_to_str)},
+    ),
+}
+
+
+def _convert(origin: str, key: str, convert: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return convert(value)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {key}: {exc}") from None
+
+
+def _apply(values: dict[str, Any], raw: Mapping[str, Any], origin: str) -> None:
+    """Validate ``raw`` (file, env or CLI layer) into ``values``; unknown keys are ignored."""
+    for key, value in raw.items():
+        if key in _TOP_LEVEL:
+            if value is not None:
+                values[key] = _convert(origin, key, _TOP_LEVEL[key], value)
+        elif key in _SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{origin}: {key}: expected a mapping of settings, got {type(value).__name__}")
+            _, fields = _SECTIONS[key]
+            section = values.setdefault(key, {})
+            for sub, subvalue in value.items():
+                if sub in fields and subvalue is not None:
+                    section[sub] = _convert(origin, f"{key}.{sub}", fields[sub], subvalue)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML config file; every problem is one ConfigError line naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    return dict(data)
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for key in _TOP_LEVEL:
+        name = ENV_PREFIX + key.upper()
+        if name in env:
+            layer[key] = env[name]
+    for section, (_, fields) in _SECTIONS.items():
+        for sub in fields:
+            name = f"{ENV_PREFIX}{section.upper()}_{sub.upper()}"
+            if name in env:
+                layer.setdefault(section, {})[sub] = env[name]
+    return layer
+
+
+def load_settings(
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build the settings from the layers; ``overrides`` are command-line values (None = not given)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_path: Path | None = None
+    if config is not None:
+        config_path = Path(config)
+    elif ENV_PREFIX + "CONFIG" in env:
+        config_path = Path(env[ENV_PREFIX + "CONFIG"])
+    else:
+        candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
+        if candidate.is_file():
+            config_path = candidate
+    if config_path is not None:
+        _apply(values, read_config_file(config_path), str(config_path))
+        values["config_file"] = str(config_path)
+    _apply(values, _env_layer(env), "environment")
+    if overrides:
+        _apply(values, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    for section, (cls, _) in _SECTIONS.items():
+        if section in values:
+            values[section] = cls(**values[section])
+    return Settings(**values)

@@ -1,0 +1,188 @@
+"""Finding and opening input files: paths, directories, Spark output dirs, globs, gzip.
+
+An :class:`InputFile` is what an ingester reads. It streams bytes (gunzipped
+when the file is gzip, detected by its magic bytes, not its name) and computes
+the checksum of the stored bytes on the way, so a file is read only once.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+from ringfsck.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+READ_BLOCK = 8 * 1024 * 1024
+# Files in Spark output directories and dumps that carry no rows.
+_IGNORED_NAMES = {"_SUCCESS", "_committed", "_started"}
+_IGNORED_SUFFIXES = (".crc", ".tmp")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One local input file."""
+
+    path: Path
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def modified_at(self) -> datetime:
+        return datetime.fromtimestamp(self.path.stat().st_mtime, tz=timezone.utc)
+
+    def checksum(self) -> str:
+        """sha256 of the stored bytes (a separate pass; ingesters get it while reading)."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as handle:
+            while block := handle.read(READ_BLOCK):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def open_raw(self) -> BinaryIO:
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes reads through while hashing them."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(len(buffer))
+        self.digest.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class OpenedInput:
+    """A readable stream of an input's (decompressed) bytes, hashing the stored bytes."""
+
+    def __init__(self, source: InputFile) -> None:
+        self.source = source
+        self._hasher = _HashingReader(source.open_raw())
+        buffered = io.BufferedReader(self._hasher, buffer_size=READ_BLOCK)
+        self.compressed = buffered.peek(2)[:2] == GZIP_MAGIC
+        self._stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered  # type: ignore[assignment]
+
+    def read(self, size: int = READ_BLOCK) -> bytes:
+        try:
+            return self._stream.read(size)
+        except (OSError, EOFError, zlib.error) as exc:
+            kind = "gzip file" if self.compressed else "file"
+            raise InputError(f"{self.source.location}: unreadable {kind}: {exc}") from None
+
+    def blocks(self, size: int = READ_BLOCK) -> Iterator[bytes]:
+        while block := self.read(size):
+            yield block
+
+    def text(self) -> io.TextIOWrapper:
+        """The decompressed bytes as text; undecodable bytes survive as surrogates for the parser to reject."""
+        return io.TextIOWrapper(_ErrorTranslatingReader(self), encoding="utf-8", errors="surrogateescape", newline="")
+
+    def peek_text(self, size: int = 4096) -> str:
+        """The first bytes of the decompressed stream, without consuming them."""
+        if not isinstance(self._stream, io.BufferedReader):
+            self._stream = io.BufferedReader(_ErrorTranslatingReader(self), buffer_size=READ_BLOCK)  # type: ignore[assignment]
+        try:
+            head = self._stream.peek(size)[:size]
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{self.source.location}: unreadable {'gzip file' if self.compressed else 'file'}: {exc}") from None
+        return head.decode("utf-8", "replace")
+
+    def finish_checksum(self) -> str:
+        """Read whatever is left of the stored bytes and return their sha256."""
+        while self._hasher.read(READ_BLOCK):
+            pass
+        return self._hasher.digest.hexdigest()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> "OpenedInput":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _ErrorTranslatingReader(io.RawIOBase):
+    """A raw stream over an OpenedInput whose read errors are InputErrors naming the file."""
+
+    def __init__(self, opened: OpenedInput) -> None:
+        self._opened = opened
+        self._inner = opened._stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._inner.read(len(buffer))
+        except (OSError, EOFError, zlib.error) as exc:
+            kind = "gzip file" if self._opened.compressed else "file"
+            raise InputError(f"{self._opened.source.location}: unreadable {kind}: {exc}") from None
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _wanted(path: Path) -> bool:
+    name = path.name
+    return not (name.startswith(".") or name in _IGNORED_NAMES or name.endswith(_IGNORED_SUFFIXES))
+
+
+def expand_paths(paths: list[str] | tuple[str, ...]) -> list[InputFile]:
+    """Expand files, directories (recursively, e.g. a Spark ``listkeys.csv/``) and globs.
+
+    Each argument must yield at least one file; the result is sorted and has no duplicates.
+    """
+    if not paths:
+        raise InputError("no input path given")
+    found: dict[Path, None] = {}
+    for arg in paths:
+        matches = [Path(m) for m in sorted(glob.glob(arg))] if glob.has_magic(arg) else [Path(arg)]
+        if glob.has_magic(arg) and not matches:
+            raise InputError(f"{arg}: no files match")
+        for path in matches:
+            if path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p) and not _hidden_below(p, path))
+                if not files:
+                    raise InputError(f"{path}: directory holds no input files")
+                found.update(dict.fromkeys(files))
+            elif path.is_file():
+                found[path] = None
+            elif path.exists():
+                raise InputError(f"{path}: not a regular file or directory")
+            else:
+                raise InputError(f"{path}: no such file or directory")
+    return [InputFile(p) for p in found]
+
+
+def _hidden_below(path: Path, top: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(top).parts)

@@ -1,0 +1,338 @@
+"""The store: Parquet tables, the source registry and analysis runs under one directory.
+
+Layout (one store per RING)::
+
+    STORE/
+      store.json                  format version
+      sources.json                every ingested input: location, size, checksum, counts
+      tables/listkeys/<source>.parquet    one part per input file (re-ingest replaces it)
+      tables/s3keys/<source>.parquet
+      tables/s3_other_locations/<source>.parquet
+      tables/rejects/<source>.parquet
+      tables/splits/<batch>.parquet       resolve results, appended in batches
+      tables/sizes/<batch>.parquet        orphan sizes, appended in batches
+      runs/<run-id>/{candidates,orphans,gaps,debris,duplicates}.parquet, summary.json
+      runs/LATEST                 id of the newest analysis
+      tmp/                        DuckDB spill space
+
+All file access goes through this module so the layout lives in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ringfsck.config import Settings
+from ringfsck.errors import InputError
+
+STORE_FORMAT = 1
+
+# Column contracts of the ingested tables (views may add derived columns).
+TABLE_SCHEMAS: dict[str, dict[str, str]] = {
+    "listkeys": {"chunk_key": "VARCHAR", "main_chunk": "VARCHAR", "disk": "VARCHAR", "flag": "INTEGER", "source": "VARCHAR"},
+    "s3keys": {
+        "bucket": "VARCHAR",
+        "object_key": "VARCHAR",
+        "version_id": "VARCHAR",
+        "sproxyd_key": "VARCHAR",
+        "size": "BIGINT",
+        "last_modified": "TIMESTAMPTZ",
+        "mpu_part": "BOOLEAN",
+        "source": "VARCHAR",
+        "line": "BIGINT",
+    },
+    "s3_other_locations": {
+        "bucket": "VARCHAR",
+        "object_key": "VARCHAR",
+        "version_id": "VARCHAR",
+        "data_store_name": "VARCHAR",
+        "data_store_type": "VARCHAR",
+        "location_key": "VARCHAR",
+        "size": "BIGINT",
+        "source": "VARCHAR",
+    },
+    "rejects": {"source": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR", "raw": "VARCHAR"},
+    "splits": {
+        "input_key": "VARCHAR",
+        "status": "VARCHAR",
+        "is_split": "BOOLEAN",
+        "subkeys": "VARCHAR[]",
+        "error": "VARCHAR",
+        "resolved_at": "TIMESTAMPTZ",
+    },
+    "sizes": {"ring_key": "VARCHAR", "size": "BIGINT", "status": "VARCHAR", "error": "VARCHAR", "sized_at": "TIMESTAMPTZ"},
+}
+
+# Outputs of an analysis run, with their column contracts.
+RUN_OUTPUTS: dict[str, dict[str, str]] = {
+    "candidates": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
+    "orphans": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
+    "gaps": {
+        "bucket": "VARCHAR",
+        "object_key": "VARCHAR",
+        "version_id": "VARCHAR",
+        "sproxyd_key": "VARCHAR",
+        "parent_key": "VARCHAR",
+        "ring_key": "VARCHAR",
+        "chunks_found": "BIGINT",
+        "chunks_expected": "BIGINT",
+        "status": "VARCHAR",
+    },
+    "debris": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "chunks": "BIGINT", "referenced": "BOOLEAN", "service_id": "VARCHAR", "schema": "VARCHAR"},
+    "duplicates": {"sproxyd_key": "VARCHAR", "reference_count": "BIGINT", "objects": "VARCHAR[]"},
+}
+
+
+@dataclass
+class Source:
+    """One ingested input (a file, an S3 object or a bucketd export)."""
+
+    id: str
+    kind: str  # listkeys | s3keys | bucketd
+    location: str
+    size: int
+    checksum: str
+    format: str
+    captured_at: str  # when the data was taken (file mtime or export start), ISO UTC
+    ingested_at: str
+    rows: int = 0
+    rejected: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def empty_select(columns: dict[str, str]) -> str:
+    """A typed, empty SELECT with the given columns (views of tables not written yet)."""
+    cols = ", ".join(f"NULL::{ctype} AS {name}" for name, ctype in columns.items())
+    return f"SELECT {cols} WHERE false"
+
+
+class Store:
+    """A ringfsck store rooted at a local directory."""
+
+    def __init__(self, root: Path, settings: Settings | None = None) -> None:
+        self.root = root
+        self.settings = settings or Settings(store=str(root))
+
+    # --- opening ----------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings, *, create: bool = True) -> "Store":
+        location = settings.store_location
+        if location.startswith("s3://"):
+            raise InputError(f"{location}: S3 stores are not supported yet; use a local directory")
+        root = Path(location).expanduser()
+        marker = root / "store.json"
+        if not marker.exists():
+            if not create:
+                raise InputError(f"{root}: no ringfsck store here (run 'ringfsck ingest' first)")
+            if root.exists() and not root.is_dir():
+                raise InputError(f"{root}: exists and is not a directory")
+            root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(marker, {"format": STORE_FORMAT, "created_at": iso(utc_now())})
+        else:
+            fmt = json.loads(marker.read_text()).get("format")
+            if fmt != STORE_FORMAT:
+                raise InputError(f"{root}: store format {fmt} is not supported by this ringfsck (expects {STORE_FORMAT})")
+        return cls(root, settings)
+
+    # --- tables -----------------------------------------------------------
+    def table_dir(self, table: str) -> Path:
+        path = self.root / "tables" / table
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def part_path(self, table: str, part: str) -> Path:
+        return self.table_dir(table) / f"{part}.parquet"
+
+    def has_parts(self, table: str) -> bool:
+        directory = self.root / "tables" / table
+        return directory.is_dir() and any(directory.glob("*.parquet"))
+
+    def parts_glob(self, table: str) -> str:
+        return str(self.root / "tables" / table / "*.parquet")
+
+    def remove_part(self, table: str, part: str) -> None:
+        self.part_path(table, part).unlink(missing_ok=True)
+
+    @contextmanager
+    def writing_part(self, table: str, part: str) -> Iterator[Path]:
+        """Yield a temporary path; on success it atomically becomes the table part."""
+        final = self.part_path(table, part)
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            yield tmp
+            if tmp.exists():
+                _fsync_file(tmp)
+                os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def new_batch_id(self) -> str:
+        """Sortable id for appended batches (later batches win)."""
+        return f"{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+
+    # --- sources ----------------------------------------------------------
+    @property
+    def _sources_file(self) -> Path:
+        return self.root / "sources.json"
+
+    def sources(self) -> list[Source]:
+        if not self._sources_file.exists():
+            return []
+        return [Source(**item) for item in json.loads(self._sources_file.read_text())]
+
+    def save_source(self, source: Source) -> None:
+        others = [s for s in self.sources() if s.id != source.id]
+        write_json_atomic(self._sources_file, [asdict(s) for s in [*others, source]])
+
+    def drop_source(self, source_id: str, tables: tuple[str, ...]) -> None:
+        for table in tables:
+            self.remove_part(table, source_id)
+        remaining = [s for s in self.sources() if s.id != source_id]
+        write_json_atomic(self._sources_file, [asdict(s) for s in remaining])
+
+    # --- runs -------------------------------------------------------------
+    @property
+    def runs_dir(self) -> Path:
+        path = self.root / "runs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def new_run_dir(self) -> tuple[str, Path]:
+        run_id = f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+        path = self.runs_dir / run_id
+        path.mkdir(parents=True)
+        return run_id, path
+
+    def set_latest_run(self, run_id: str) -> None:
+        write_text_atomic(self.runs_dir / "LATEST", run_id + "\n")
+
+    def latest_run_id(self) -> str | None:
+        marker = self.root / "runs" / "LATEST"
+        return marker.read_text().strip() if marker.exists() else None
+
+    def run_dir(self, run_id: str) -> Path:
+        path = self.root / "runs" / run_id
+        if not path.is_dir():
+            raise InputError(f"{self.root}: no analysis run {run_id!r}")
+        return path
+
+    def run_summary(self, run_id: str | None = None) -> dict[str, Any]:
+        run_id = run_id or self.latest_run_id()
+        if run_id is None:
+            raise InputError(f"{self.root}: no analysis yet (run 'ringfsck analyze' first)")
+        return json.loads((self.run_dir(run_id) / "summary.json").read_text())
+
+    # --- DuckDB -----------------------------------------------------------
+    @property
+    def temp_dir(self) -> Path:
+        configured = self.settings.duckdb.temp_directory
+        path = Path(configured) if configured else self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def connect(self, *, run_id: str | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the store's views (the ``ringfsck sql`` contract)."""
+        con = duckdb.connect(":memory:")
+        db = self.settings.duckdb
+        con.execute(f"SET temp_directory = {sql_literal(str(self.temp_dir))}")
+        if db.memory_limit:
+            con.execute(f"SET memory_limit = {sql_literal(db.memory_limit)}")
+        if db.threads:
+            con.execute(f"SET threads = {int(db.threads)}")
+        con.execute("SET preserve_insertion_order = false")
+        self.create_views(con, run_id=run_id)
+        return con
+
+    def table_select(self, table: str) -> str:
+        columns = TABLE_SCHEMAS[table]
+        if not self.has_parts(table):
+            return empty_select(columns)
+        cols = ", ".join(columns)
+        return f"SELECT {cols} FROM read_parquet({sql_literal(self.parts_glob(table))}, union_by_name = true)"
+
+    def create_views(self, con: duckdb.DuckDBPyConnection, *, run_id: str | None = None) -> None:
+        for table in ("listkeys", "s3keys", "s3_other_locations", "rejects"):
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS {self.table_select(table)}")
+        # splits and sizes are appended in batches: the newest result per key wins.
+        con.execute(
+            f"CREATE OR REPLACE VIEW splits_log AS {self.table_select('splits')}"
+        )
+        con.execute(
+            "CREATE OR REPLACE VIEW splits AS SELECT * FROM splits_log "
+            "QUALIFY row_number() OVER (PARTITION BY input_key ORDER BY resolved_at DESC, status = 'ok' DESC) = 1"
+        )
+        con.execute(f"CREATE OR REPLACE VIEW sizes_log AS {self.table_select('sizes')}")
+        con.execute(
+            "CREATE OR REPLACE VIEW sizes AS SELECT * FROM sizes_log "
+            "QUALIFY row_number() OVER (PARTITION BY ring_key ORDER BY sized_at DESC) = 1"
+        )
+        sources = [asdict(s) for s in self.sources()]
+        con.execute(
+            "CREATE OR REPLACE TABLE sources (id VARCHAR, kind VARCHAR, location VARCHAR, size BIGINT, checksum VARCHAR, "
+            "format VARCHAR, captured_at TIMESTAMPTZ, ingested_at TIMESTAMPTZ, rows BIGINT, rejected BIGINT)"
+        )
+        if sources:
+            con.executemany(
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[s["id"], s["kind"], s["location"], s["size"], s["checksum"], s["format"], s["captured_at"], s["ingested_at"], s["rows"], s["rejected"]] for s in sources],
+            )
+        run_id = run_id or self.latest_run_id()
+        run_path = self.root / "runs" / run_id if run_id else None
+        for output, columns in RUN_OUTPUTS.items():
+            file = run_path / f"{output}.parquet" if run_path else None
+            select = f"SELECT * FROM read_parquet({sql_literal(str(file))})" if file and file.exists() else empty_select(columns)
+            con.execute(f"CREATE OR REPLACE VIEW {output} AS {select}")
+        con.execute(
+            "CREATE OR REPLACE VIEW orphan_sizes AS SELECT o.ring_key, o.protection, o.schema, s.size, "
+            "s.size * CASE WHEN o.protection = 'arc' THEN "
+            "  (CAST(split_part(o.schema, '+', 1) AS DOUBLE) + CAST(split_part(o.schema, '+', 2) AS DOUBLE)) / CAST(split_part(o.schema, '+', 1) AS DOUBLE) "
+            "ELSE CAST(o.schema AS DOUBLE) + 1 END AS raw_size, "
+            "coalesce(s.status, 'unsized') AS status FROM orphans o LEFT JOIN sizes s USING (ring_key)"
+        )
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

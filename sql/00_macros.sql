@@ -1,0 +1,30 @@
+-- Key rules shared by the steps (DOMAIN.md sections 2 and 3), as DuckDB macros.
+-- Positions below are 1-based (SQL substr); DOMAIN.md counts from 0.
+
+-- md5 prefix of an sproxyd input key: strip leading '0' hex digits, left-pad to
+-- an even length, hash the bytes (so leading zero bytes are not hashed), keep 22 hex chars.
+CREATE OR REPLACE MACRO input_key_md5_prefix(k) AS
+    upper(left(md5(unhex(CASE WHEN length(ltrim(k, '0')) % 2 = 1 THEN '0' || ltrim(k, '0') ELSE ltrim(k, '0') END)), 22));
+
+-- The 26-char digkey S3 references match on: md5 prefix + '0000' (volume id chars 22-25).
+CREATE OR REPLACE MACRO input_key_digkey(k) AS input_key_md5_prefix(k) || '0000';
+
+-- RING key fields.
+CREATE OR REPLACE MACRO key_service_id(k) AS substr(k, 31, 2);
+CREATE OR REPLACE MACRO key_class(k) AS substr(k, 39, 1);
+CREATE OR REPLACE MACRO key_protection(k) AS
+    CASE WHEN key_class(k) = '7' THEN 'arc' WHEN key_class(k) BETWEEN '0' AND '5' THEN 'cos' ELSE 'other' END;
+-- ARC: chars 32-34 hold k<<6|m. COS: the class digit is the COS level.
+CREATE OR REPLACE MACRO key_schema(k) AS
+    CASE key_protection(k)
+        WHEN 'arc' THEN CAST((('0x' || substr(k, 33, 3))::INTEGER >> 6) AS VARCHAR) || '+' || CAST((('0x' || substr(k, 33, 3))::INTEGER & 63) AS VARCHAR)
+        WHEN 'cos' THEN key_class(k)
+    END;
+-- Chunks needed to read the data (ARC k, COS 1) and chunks of a healthy key (ARC k+m, COS cos+1).
+CREATE OR REPLACE MACRO schema_min_chunks(protection, schema) AS
+    CASE protection WHEN 'arc' THEN CAST(split_part(schema, '+', 1) AS BIGINT) ELSE 1 END;
+CREATE OR REPLACE MACRO schema_full_chunks(protection, schema) AS
+    CASE protection
+        WHEN 'arc' THEN CAST(split_part(schema, '+', 1) AS BIGINT) + CAST(split_part(schema, '+', 2) AS BIGINT)
+        ELSE CAST(schema AS BIGINT) + 1
+    END;
