@@ -1,0 +1,1 @@
+"""HTTP clients for the cluster: srebuildd, bucketd (and the shared request machinery)."""

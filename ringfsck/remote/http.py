@@ -1,0 +1,220 @@
+"""Concurrent, rate-limited, retrying HTTP requests over one keep-alive httpx client.
+
+The one rule that matters for safety (DOMAIN.md section 8): a request that
+failed (timeout, 5xx, connection error) after every retry is a *failure*, never
+an answer. Callers get :class:`RequestFailed` and must record the item as
+unknown, never as "not found".
+
+Usage::
+
+    async def head_one(client, key):
+        response = await send(client, "HEAD", f"/rebuild/arc-DATA/{key}", policy=policy, limiter=limiter)
+        return response.status_code
+
+    run_batched(keys, head_one, policy=policy, base_url=url, on_batch=save)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import httpx
+
+from ringfsck.errors import RemoteError
+
+K = TypeVar("K")
+R = TypeVar("R")
+
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """How hard to push a server and how long to insist."""
+
+    concurrency: int = 64
+    timeout: float = 30.0
+    retries: int = 5  # attempts after the first
+    backoff_base: float = 0.1  # seconds; doubled per attempt, with full jitter
+    backoff_max: float = 10.0
+    max_rps: float | None = None  # ceiling on requests per second, retries included
+
+    @classmethod
+    def from_settings(cls, settings, **overrides) -> "HttpPolicy":  # noqa: ANN001 - avoids a config import cycle
+        values = {
+            "concurrency": settings.concurrency,
+            "timeout": settings.timeout,
+            "retries": settings.retries,
+            "max_rps": settings.max_rps,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class RequestFailed(Exception):
+    """Every attempt failed (5xx, timeout or connection error): the answer is unknown."""
+
+    def __init__(self, reason: str, attempts: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+
+
+class RateLimiter:
+    """Spaces request starts evenly so no more than ``rate`` start per second."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+def _describe(exc: Exception) -> str:
+    name = type(exc).__name__
+    text = str(exc)
+    return f"{name}: {text}" if text else name
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    policy: HttpPolicy,
+    limiter: RateLimiter | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """Send one request, retrying 5xx/429, timeouts and connection errors with backoff.
+
+    Returns the first response that is not retryable (any 2xx/3xx/4xx); raises
+    RequestFailed when the retries are exhausted. The body is read.
+    """
+    attempts = 0
+    last = ""
+    while True:
+        attempts += 1
+        if limiter is not None:
+            await limiter.wait()
+        try:
+            response = await client.request(method, url, headers=headers)
+            await response.aread()
+            if response.status_code not in RETRYABLE_STATUS:
+                return response
+            last = f"HTTP {response.status_code}"
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            last = _describe(exc)
+        if attempts > policy.retries:
+            raise RequestFailed(f"{method} {url}: {last} (after {attempts} attempts)", attempts)
+        delay = min(policy.backoff_max, policy.backoff_base * 2 ** (attempts - 1))
+        await asyncio.sleep(random.uniform(0, delay))
+
+
+def make_client(base_url: str, policy: HttpPolicy, *, verify: bool | str = True) -> httpx.AsyncClient:
+    """One keep-alive client sized for the policy's concurrency."""
+    limits = httpx.Limits(max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency)
+    return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify)
+
+
+@dataclass
+class Result(Generic[K, R]):
+    """The outcome of one item: ``value`` or ``failure`` (never both)."""
+
+    item: K
+    value: R | None = None
+    failure: RequestFailed | None = None
+
+
+async def _run(
+    items: Iterable[K],
+    worker: Callable[[httpx.AsyncClient, K], Awaitable[R]],
+    *,
+    policy: HttpPolicy,
+    client: httpx.AsyncClient,
+    on_batch: Callable[[list[Result[K, R]]], None],
+    batch_size: int,
+    flush_seconds: float,
+) -> None:
+    queue: asyncio.Queue = asyncio.Queue(maxsize=policy.concurrency * 4)
+    done: list[Result[K, R]] = []
+    last_flush = time.monotonic()
+    stop = object()
+
+    def flush() -> None:
+        nonlocal last_flush
+        if done:
+            batch = done.copy()
+            done.clear()
+            on_batch(batch)  # synchronous on purpose: callers persist before we go on
+        last_flush = time.monotonic()
+
+    async def consume() -> None:
+        while True:
+            item = await queue.get()
+            if item is stop:
+                return
+            try:
+                done.append(Result(item, value=await worker(client, item)))
+            except RequestFailed as failure:
+                done.append(Result(item, failure=failure))
+            if len(done) >= batch_size or time.monotonic() - last_flush >= flush_seconds:
+                flush()
+
+    workers = [asyncio.create_task(consume()) for _ in range(policy.concurrency)]
+    try:
+        for item in items:
+            await queue.put(item)
+            # Surface a crashed worker at once instead of blocking on a full queue.
+            for task in workers:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        for _ in workers:
+            await queue.put(stop)
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    flush()
+
+
+def run_batched(
+    items: Iterable[K],
+    worker: Callable[[httpx.AsyncClient, K], Awaitable[R]],
+    *,
+    policy: HttpPolicy,
+    base_url: str,
+    on_batch: Callable[[list[Result[K, R]]], None],
+    batch_size: int = 1000,
+    flush_seconds: float = 2.0,
+    verify: bool | str = True,
+) -> None:
+    """Run ``worker`` over ``items`` with the policy's concurrency; hand results to ``on_batch``.
+
+    ``on_batch`` runs in the caller's thread between requests, so what it has
+    persisted when it returns is durable before more results are counted. An
+    item is in exactly one batch, unless the process dies first.
+    """
+
+    async def main() -> None:
+        async with make_client(base_url, policy, verify=verify) as client:
+            await _run(items, worker, policy=policy, client=client, on_batch=on_batch, batch_size=batch_size, flush_seconds=flush_seconds)
+
+    try:
+        asyncio.run(main())
+    except httpx.InvalidURL as exc:
+        raise RemoteError(f"{base_url}: invalid URL: {exc}") from None

@@ -1,0 +1,121 @@
+"""The command line: one-line errors with documented exit codes, help with examples, sql formats."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import _planted
+from ringfsck.cli import main
+from ringfsck.errors import EXIT_INPUT, EXIT_USAGE
+
+
+def run(*args, env=None):
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result
+
+
+def assert_one_line_error(result, code, *fragments):
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return str(tmp_path / "store")
+
+
+def test_missing_path(store, tmp_path):
+    missing = tmp_path / "nowhere.csv"
+    assert_one_line_error(run("ingest", "listkeys", str(missing), "--store", store), EXIT_INPUT, str(missing), "no such file")
+
+
+def test_empty_input(store, tmp_path):
+    empty = tmp_path / "node.csv"
+    empty.write_text("")
+    assert_one_line_error(run("ingest", "listkeys", str(empty), "--store", store), EXIT_INPUT, str(empty), "empty input")
+
+
+def test_unreadable_gzip(store, tmp_path):
+    bad = tmp_path / "node.csv.gz"
+    bad.write_bytes(gzip.compress(b"x" * 10000)[:40])
+    assert_one_line_error(run("ingest", "listkeys", str(bad), "--store", store), EXIT_INPUT, str(bad), "unreadable gzip")
+
+
+def test_wrong_arc_value(store):
+    assert_one_line_error(run("analyze", "--arc", "8x4", "--store", store), EXIT_USAGE, "8x4", "K+M")
+
+
+def test_config_of_the_wrong_shape(store, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("arc_protection: [8, 4]\n")
+    assert_one_line_error(run("analyze", "--config", str(config), "--store", store), EXIT_USAGE, str(config), "arc_protection")
+
+
+def test_bad_sql_is_one_line(store):
+    assert_one_line_error(run("sql", "select * from nothing_here", "--store", store), EXIT_INPUT, "nothing_here")
+
+
+def test_every_command_has_help_with_examples():
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, command in walk(main, []):
+        result = run(*path, "--help")
+        assert result.exit_code == 0, path
+        if not hasattr(command, "commands"):
+            assert "Example" in result.output, f"ringfsck {' '.join(path)} --help has no examples"
+
+
+@pytest.fixture
+def analysed_store(tmp_path):
+    world = _planted.build()
+    listkeys, exports = world.write(tmp_path)
+    store = str(tmp_path / "store")
+    assert run("ingest", "listkeys", str(listkeys), "--store", store).exit_code == 0
+    assert run("ingest", "s3keys", str(exports), "--store", store).exit_code == 0
+    result = run("analyze", "--assume-no-splits", "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    return world, store, json.loads(result.stdout)
+
+
+def test_sql_formats(analysed_store):
+    world, store, summary = analysed_store
+    query = "select ring_key, protection from orphans order by ring_key"
+    as_csv = run("sql", query, "--format", "csv", "--store", store).stdout
+    parsed = list(csv.DictReader(io.StringIO(as_csv)))
+    assert {row["ring_key"] for row in parsed} == world.orphans
+    as_json = json.loads(run("sql", query, "--format", "json", "--store", store).stdout)
+    assert [row["ring_key"] for row in as_json] == [row["ring_key"] for row in parsed]
+    ndjson = run("sql", query, "--format", "ndjson", "--store", store).stdout.splitlines()
+    assert len(ndjson) == len(world.orphans)
+    table = run("sql", "select count(*) as n from orphans", "--store", store).stdout
+    assert str(len(world.orphans)) in table
+    assert summary["counts"]["orphans"] == len(world.orphans)
+
+
+def test_sql_object_keys_round_trip_in_json(analysed_store):
+    _, store, _ = analysed_store
+    rows = json.loads(run("sql", "select object_key from s3keys", "--format", "json", "--store", store).stdout)
+    assert any(row["object_key"].startswith("été/ünïcödé/日本語/😀") for row in rows)
+
+
+def test_ingest_reports_rejects_on_stderr(tmp_path):
+    store = str(tmp_path / "store")
+    node = tmp_path / "node.csv"
+    node.write_text("A" * 40 + "," + "B" * 40 + ",d,0\nbroken line\n")
+    result = run("ingest", "listkeys", str(node), "--store", store)
+    assert result.exit_code == 0
+    assert "1 ingested" in result.stdout and "1 rows" in result.stdout
+    assert "1 row(s) rejected" in result.stderr
