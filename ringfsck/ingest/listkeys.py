@@ -20,11 +20,36 @@ LISTKEYS_SCHEMA = pa.schema(
     [("chunk_key", pa.string()), ("main_chunk", pa.string()), ("disk", pa.string()), ("flag", pa.int32()), ("source", pa.string())]
 )
 _HEX40 = r"^[0-9A-Fa-f]{40}$"
+# What ringsh and Spark write: fixed-width keys, no spaces. Lines in this form
+# are split by position; only the others go through the field-by-field checks.
+_CANONICAL = r"^[0-9A-Fa-f]{40},[0-9A-Fa-f]{40},[^,\s]+,[0-9]{1,9}(,.*)?$"
+
+
+def _canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    rest = pl.col("raw").str.slice(82).str.splitn(",", 3)
+    return frame.select(
+        pl.col("line"),
+        pl.col("raw"),
+        pl.col("raw").str.slice(0, 40).alias("chunk_key"),
+        pl.col("raw").str.slice(41, 40).alias("main_chunk"),
+        rest.struct.field("field_0").alias("disk"),
+        rest.struct.field("field_1").alias("flag_text"),
+        pl.lit("ok").alias("verdict"),
+    )
 
 
 def _classify(lines: pa.LargeStringArray, first_line: int) -> pl.DataFrame:
     """Split and validate a block of lines; one row per line with its verdict."""
     frame = pl.DataFrame({"raw": pl.Series(lines).str.strip_chars_end("\r\n")}).with_row_index("line", offset=first_line)
+    is_canonical = pl.col("raw").str.contains(_CANONICAL)
+    canonical = _canonical(frame.filter(is_canonical))
+    others = frame.filter(~is_canonical)
+    if others.height == 0:
+        return canonical
+    return pl.concat([canonical, _classify_field_by_field(others)], how="vertical_relaxed")
+
+
+def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
     fields = pl.col("raw").str.splitn(",", 5)
     frame = frame.with_columns(
         fields.struct.field("field_0").str.strip_chars().alias("chunk_key"),
@@ -54,14 +79,15 @@ def _classify(lines: pa.LargeStringArray, first_line: int) -> pl.DataFrame:
         .then(pl.lit("flag is not a non-negative integer"))
         .otherwise(pl.lit("ok"))
         .alias("verdict")
-    )
+    ).select("line", "raw", "chunk_key", "main_chunk", "disk", "flag_text", "verdict")
 
 
 def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     location, rejects = ctx.location, ctx.rejects
     result = ParseResult(format="listkeys-csv")
     with ctx.store.writing_part("listkeys", ctx.source_id) as tmp:
-        writer = pq.ParquetWriter(tmp, LISTKEYS_SCHEMA, compression="zstd")
+        # Chunk keys are unique: dictionary-encoding them is wasted work.
+        writer = pq.ParquetWriter(tmp, LISTKEYS_SCHEMA, compression="zstd", use_dictionary=["main_chunk", "disk", "source"])
         try:
             for block in line_blocks(opened.blocks()):
                 for line, raw in block.invalid_utf8:
