@@ -101,7 +101,9 @@ class S3Settings:
 
 @dataclass(frozen=True)
 class DuckDBSettings:
-    memory_limit: str | None = None  # e.g. "4GB"; DuckDB's default is 80 % of RAM
+    # DuckDB's own default is 80 % of RAM; a fixed ceiling makes large analyses
+    # spill to temp_directory instead of crowding a RING server's memory.
+    memory_limit: str | None = "3GB"
     threads: int | None = None
     temp_directory: str | None = None  # where DuckDB spills; default: inside the store
 
