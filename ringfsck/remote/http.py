@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -124,9 +125,14 @@ async def send(
         await asyncio.sleep(random.uniform(0, delay))
 
 
-def make_client(base_url: str, policy: HttpPolicy, *, verify: bool | str = True) -> httpx.AsyncClient:
-    """One keep-alive client sized for the policy's concurrency."""
-    limits = httpx.Limits(max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency)
+def make_client(base_url: str, policy: HttpPolicy, *, verify: bool | str | ssl.SSLContext = True, connections: int = 1) -> httpx.AsyncClient:
+    """A keep-alive client with a small pool.
+
+    Each worker gets its own: one httpx pool shared by many connections spends
+    more and more time on its own bookkeeping (measured here: 64 connections in
+    one pool gave ~450 requests/s, 64 one-connection clients ~2,600).
+    """
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify)
 
 
@@ -144,7 +150,7 @@ async def _run(
     worker: Callable[[httpx.AsyncClient, K], Awaitable[R]],
     *,
     policy: HttpPolicy,
-    client: httpx.AsyncClient,
+    clients: list[httpx.AsyncClient],
     on_batch: Callable[[list[Result[K, R]]], None],
     batch_size: int,
     flush_seconds: float,
@@ -162,7 +168,7 @@ async def _run(
             on_batch(batch)  # synchronous on purpose: callers persist before we go on
         last_flush = time.monotonic()
 
-    async def consume() -> None:
+    async def consume(client: httpx.AsyncClient) -> None:
         while True:
             item = await queue.get()
             if item is stop:
@@ -174,7 +180,7 @@ async def _run(
             if len(done) >= batch_size or time.monotonic() - last_flush >= flush_seconds:
                 flush()
 
-    workers = [asyncio.create_task(consume()) for _ in range(policy.concurrency)]
+    workers = [asyncio.create_task(consume(client)) for client in clients]
     try:
         for item in items:
             await queue.put(item)
@@ -211,8 +217,13 @@ def run_batched(
     """
 
     async def main() -> None:
-        async with make_client(base_url, policy, verify=verify) as client:
-            await _run(items, worker, policy=policy, client=client, on_batch=on_batch, batch_size=batch_size, flush_seconds=flush_seconds)
+        # One TLS context for all clients: building one per client costs ~20 ms each.
+        context = httpx.create_ssl_context(verify=verify) if verify is not False else False
+        clients = [make_client(base_url, policy, verify=context) for _ in range(policy.concurrency)]
+        try:
+            await _run(items, worker, policy=policy, clients=clients, on_batch=on_batch, batch_size=batch_size, flush_seconds=flush_seconds)
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients))
 
     try:
         asyncio.run(main())

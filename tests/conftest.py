@@ -1,0 +1,34 @@
+"""Shared fixtures: lab worlds and lab servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+
+from ringfsck.lab import LabServers, generate_world
+
+
+@pytest.fixture(scope="session")
+def lab_world(tmp_path_factory):
+    """A small world with every planted feature (splits included)."""
+    return generate_world(tmp_path_factory.mktemp("lab-world"), objects=300, seed=11)
+
+
+@pytest.fixture(scope="session")
+def make_world(tmp_path_factory):
+    """Factory for worlds with other settings, cached per settings."""
+    cache = {}
+
+    def make(**settings):
+        key = tuple(sorted(settings.items()))
+        if key not in cache:
+            cache[key] = generate_world(tmp_path_factory.mktemp("world"), **settings)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture
+def lab_servers(lab_world):
+    """Fresh servers over the shared world (deletions do not leak between tests)."""
+    with LabServers(lab_world.path) as servers:
+        yield servers
