@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,6 +35,9 @@ from ringfsck import keys
 from ringfsck.split_index import encode_split_index
 
 MIN_CHUNKS = 4
+_HEALTHY_BATCH = 50_000
+SERVER_STATE_MAX_OBJECTS = 1_000_000
+_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 ENCODE_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 WEIRD_NAMES = ["comma,name", 'quote"name', "new\nline", "crlf\r\nkey", "été/日本語/😀", "  spaced  ", "100% sure", "a/b/c", "tab\tkey", "plus+sign"]
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
@@ -97,8 +101,9 @@ class _Object:
 
 class _Generator:
     def __init__(self, out: Path, *, objects: int, seed: int, arc: keys.ArcSchema, cos: int, orphans: float, gaps: float,
-                 splits: float, nodes: int, buckets: int) -> None:
+                 splits: float, nodes: int, buckets: int, server_state: bool) -> None:
         self.out = out
+        self.server_state = server_state
         self.rng = random.Random(seed)
         self.objects = objects
         self.arc = arc
@@ -127,6 +132,9 @@ class _Generator:
         self.bucketd: list[tuple[str, str, str, str]] = []
         self.chunk_rows = 0
         self._names = 0
+        self._np = np.random.default_rng(seed)
+        self._pending_healthy = 0
+        self._exported_keys = 0
 
     # --- RING -------------------------------------------------------------
     def _rand_hex(self, nbytes: int) -> str:
@@ -190,7 +198,10 @@ class _Generator:
         self._log(bucket, {"message": "sproxyd key", "objectUrl": f"s3://{bucket}/{quote(name, safe=ENCODE_URI_SAFE)}", "sproxydKey": key})
         if self.rng.random() < 0.02:
             self._log(bucket, {"message": "progress", "bucket": bucket, "keys": self._names})
-        self.truth.sproxyd_keys.add(key)
+        if self.server_state:
+            self.truth.sproxyd_keys.add(key)
+        else:
+            self._exported_keys += 1
 
     def _log(self, bucket: str, record: dict[str, Any]) -> None:
         record = {"name": "s3utils", "time": int(self.base_time.timestamp() * 1000), "level": "info", "hostname": "lab", "pid": 1, **record}
@@ -227,6 +238,8 @@ class _Generator:
         for version in [*(versions or []), obj]:
             for key in version.locations:
                 self.export(version.bucket, version.name, key)
+        if not self.server_state:
+            return
         if versions:
             for version in [*versions, obj]:
                 self._record(obj.bucket, f"{obj.name}\0{version.version_id}", self._metadata(version))
@@ -235,17 +248,61 @@ class _Generator:
         self._record(obj.bucket, obj.name, listed, full)
 
     def _record(self, bucket: str, key: str, listed: dict[str, Any], full: dict[str, Any] | None = None) -> None:
-        self.bucketd.append((bucket, key, json.dumps(listed), json.dumps(full if full is not None else listed)))
+        if not self.server_state:
+            return
+        text = json.dumps(listed)
+        self.bucketd.append((bucket, key, text, text if full is None or full is listed else json.dumps(full)))
+
+    def _emit_healthy_batch(self, n: int) -> None:
+        """Healthy ARC objects, the bulk of a big world: their rows are built with numpy.
+
+        Each object gets a fresh input key, a main chunk from its md5 and all k+m
+        stripes spread over consecutive nodes; exports and metadata follow per object.
+        """
+        raw = self._np.integers(0, 256, size=(n, 20), dtype=np.uint8)
+        raw[:, 0] = np.maximum(raw[:, 0], 1)  # leading-zero keys are planted by the other fates
+        input_keys = [row.tobytes().hex().upper() for row in raw]
+        prefixes = np.frombuffer("".join(keys.input_key_md5_prefix(k) for k in input_keys).encode(), dtype=np.uint8).reshape(n, 22)
+        main_tail = np.frombuffer(("00000000" + "51" + self.arc_suffix[0]).encode(), dtype=np.uint8)
+        mains = np.concatenate([prefixes, np.broadcast_to(main_tail, (n, 18))], axis=1)
+        first_node = self._np.integers(0, len(self.node_files), size=n)
+        for stripe in range(self.arc.stripes):
+            chunk = np.empty((n, 40), dtype=np.uint8)
+            chunk[:, :32] = _HEX[self._np.integers(0, 16, size=(n, 32))]
+            chunk[:, 32:] = np.frombuffer(self.arc_suffix[stripe].encode(), dtype=np.uint8)
+            nodes = (first_node + stripe) % len(self.node_files)
+            for node, handle in enumerate(self.node_files):
+                mask = nodes == node
+                count = int(mask.sum())
+                if not count:
+                    continue
+                tail = np.frombuffer(f",g{node + 1}disk{stripe % 4 + 1},0\n".encode(), dtype=np.uint8)
+                lines = np.concatenate([chunk[mask], np.full((count, 1), ord(","), dtype=np.uint8), mains[mask], np.broadcast_to(tail, (count, len(tail)))], axis=1)
+                handle.write(lines.tobytes().decode("ascii"))
+        self.chunk_rows += n * self.arc.stripes
+        for i, key in enumerate(input_keys):
+            if self.server_state:
+                self.sizes[mains[i].tobytes().decode("ascii")] = self.size()
+                self.arc_rows[key] = None
+            self.put_object(_Object(self.rng.choice(self.buckets), self.name(), [key], [self.size()]))
+
+    def _flush_healthy(self) -> None:
+        if self._pending_healthy:
+            self._emit_healthy_batch(self._pending_healthy)
+            self._pending_healthy = 0
 
     # --- planting ---------------------------------------------------------
     def plant_referenced(self, fate: str) -> None:
+        if fate == "healthy":  # batched: see _emit_healthy_batch
+            self._pending_healthy += 1
+            if self._pending_healthy >= _HEALTHY_BATCH:
+                self._flush_healthy()
+            return
         bucket = self.rng.choice(self.buckets)
         key = self.input_key()
         prefix = keys.input_key_md5_prefix(key)
         obj = _Object(bucket, self.name(), [key], [self.size()])
-        if fate == "healthy":
-            self.store_arc(prefix)
-        elif fate == "cos":
+        if fate == "cos":
             self.store_cos(prefix)
         elif fate == "service50":
             self.store_arc(prefix, service="50")
@@ -390,6 +447,7 @@ class _Generator:
     def run(self) -> Truth:
         for fate in self.fates():
             self.plant_referenced(fate)
+        self._flush_healthy()
         for i in range(max(6, round(self.objects * self.orphan_share))):
             self.plant_orphan(i)
         for i in range(max(8, round(self.objects * 0.02))):
@@ -407,6 +465,24 @@ class _Generator:
         for bucket in self.buckets:  # an empty bucket still has an (empty) export
             if bucket not in self.csv_files:
                 (self.out / "s3-bucketd" / f"{bucket}_keys.txt").write_text("")
+        self._write_server_state()
+        t = self.truth
+        t.settings["server_state"] = self.server_state
+        t.counts = {
+            "listkeys_rows": self.chunk_rows,
+            "objects": self.objects,
+            "orphans": len(t.orphans),
+            "gaps": sum(len(v) for v in t.gaps.values()),
+            "debris": len(t.debris),
+            "splits": len(t.splits),
+            **({"sproxyd_keys": len(t.sproxyd_keys)} if self.server_state else {"export_rows": self._exported_keys}),
+            "buckets": len(self.buckets),
+        }
+        (self.out / "truth.json").write_text(json.dumps(t.to_json(), indent=1, ensure_ascii=False) + "\n")
+
+    def _write_server_state(self) -> None:
+        if not self.server_state:
+            return
         lab = self.out / "lab"
         input_keys = sorted(self.arc_rows)
         pq.write_table(
@@ -421,18 +497,6 @@ class _Generator:
             pa.table({"bucket": [r[0] for r in rows], "key": [r[1] for r in rows], "value": [r[2] for r in rows], "full_value": [r[3] for r in rows]}),
             lab / "bucketd.parquet",
         )
-        t = self.truth
-        t.counts = {
-            "listkeys_rows": self.chunk_rows,
-            "objects": self.objects,
-            "orphans": len(t.orphans),
-            "gaps": sum(len(v) for v in t.gaps.values()),
-            "debris": len(t.debris),
-            "splits": len(t.splits),
-            "sproxyd_keys": len(t.sproxyd_keys),
-            "buckets": len(self.buckets),
-        }
-        (self.out / "truth.json").write_text(json.dumps(t.to_json(), indent=1, ensure_ascii=False) + "\n")
 
 
 @dataclass(frozen=True)
@@ -470,8 +534,13 @@ def generate_world(
     splits: float = 0.05,
     nodes: int = 6,
     buckets: int = 4,
+    server_state: bool | None = None,
 ) -> World:
-    """Write a consistent world under ``out`` (deterministic for a seed) and return it."""
+    """Write a consistent world under ``out`` (deterministic for a seed) and return it.
+
+    ``server_state`` (default: up to 1 M objects) also writes what the lab servers
+    load and lists every sproxyd key in the truth; benchmark worlds skip both.
+    """
     if objects < 1:
         raise ValueError("objects must be at least 1")
     for name, share in (("orphans", orphans), ("gaps", gaps), ("splits", splits)):
@@ -480,5 +549,6 @@ def generate_world(
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     _Generator(path, objects=objects, seed=seed, arc=keys.parse_arc(arc), cos=keys.parse_cos(cos), orphans=orphans, gaps=gaps,
-               splits=splits, nodes=max(1, nodes), buckets=buckets).run()
+               splits=splits, nodes=max(1, nodes), buckets=buckets,
+               server_state=objects <= SERVER_STATE_MAX_OBJECTS if server_state is None else server_state).run()
     return World(path)
