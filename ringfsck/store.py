@@ -264,6 +264,8 @@ class Store:
         if db.threads:
             con.execute(f"SET threads = {int(db.threads)}")
         con.execute("SET preserve_insertion_order = false")
+        # DuckDB's own progress bar writes to stdout, which must stay clean for --json and --format.
+        con.execute("SET enable_progress_bar = false")
         self.create_views(con, run_id=run_id)
         return con
 

@@ -1,0 +1,111 @@
+"""ringfsck ingest + analyze at scale, beside the bare DuckDB floor and the Spark baseline.
+
+Generates a lab world (streamed to disk, never committed) with about --rows
+listkeys rows and one S3 key per object, then runs and measures, each as its
+own process (wall time, peak RSS of the whole process tree):
+
+* ``ringfsck ingest listkeys``, ``ringfsck ingest s3keys``, ``ringfsck analyze``;
+* the floor: one DuckDB query reading the same CSVs, grouping, translating, anti-joining;
+* with --spark, the reference algorithm in PySpark local mode (benchmarks/spark_baseline.py).
+
+    python benchmarks/bench_pipeline.py --rows 10000000 --spark
+    python benchmarks/bench_pipeline.py --rows 100000000 --data /data/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from _measure import Measured, human_bytes, run_measured
+
+from ringfsck.lab import generate_world
+
+ROWS_PER_OBJECT = 12.5  # 8+4 stripes, plus orphans, gaps and noise
+HERE = Path(__file__).resolve().parent
+
+FLOOR_QUERY = """
+WITH lk AS (
+    SELECT c0 AS chunk, c1 AS main FROM read_csv('{listkeys}/*.csv', header = false, delim = ',', quote = '', escape = '',
+        columns = {{'c0': 'VARCHAR', 'c1': 'VARCHAR', 'c2': 'VARCHAR', 'c3': 'VARCHAR'}}, null_padding = true, auto_detect = false)
+),
+candidates AS (
+    SELECT main, count(DISTINCT chunk) AS n FROM lk
+    WHERE substr(main, 31, 2) IN ('50', '51') AND substr(main, 23, 6) = '000000'
+    GROUP BY main
+    HAVING (right(main, 2) = '70' AND n > 3) OR (substr(main, 39, 1) BETWEEN '0' AND '5' AND right(main, 1) = '0')
+),
+s3 AS (
+    SELECT DISTINCT upper(left(md5(unhex(CASE WHEN length(ltrim(c2, '0')) % 2 = 1 THEN '0' || ltrim(c2, '0') ELSE ltrim(c2, '0') END)), 22)) || '0000' AS d
+    FROM read_csv('{s3keys}/*_keys.txt', header = false, columns = {{'c0': 'VARCHAR', 'c1': 'VARCHAR', 'c2': 'VARCHAR'}}, auto_detect = false)
+)
+SELECT count(*) FROM candidates ANTI JOIN s3 ON left(candidates.main, 26) = s3.d
+"""
+
+
+def _ringfsck(*args: str) -> Measured:
+    result = run_measured([sys.executable, "-m", "ringfsck", *args])
+    if result.returncode != 0:
+        raise SystemExit(f"ringfsck {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="about this many listkeys rows (default 10 M)")
+    parser.add_argument("--data", type=Path, default=Path("bench-data"), help="work directory (default ./bench-data)")
+    parser.add_argument("--spark", action="store_true", help="also run the PySpark baseline (pip install .[bench])")
+    parser.add_argument("--keep", action="store_true", help="keep the generated world and store")
+    args = parser.parse_args()
+
+    world_dir = args.data / f"world-{args.rows}"
+    store = args.data / f"store-{args.rows}"
+    shutil.rmtree(store, ignore_errors=True)
+    if not (world_dir / "truth.json").exists():
+        started = time.perf_counter()
+        generate_world(world_dir, objects=int(args.rows / ROWS_PER_OBJECT), seed=1, splits=0.0, server_state=False)
+        print(f"generated in {time.perf_counter() - started:.1f} s")
+    truth = json.loads((world_dir / "truth.json").read_text())
+    rows = truth["counts"]["listkeys_rows"]
+    s3_rows = truth["counts"]["export_rows"] if "export_rows" in truth["counts"] else truth["counts"]["sproxyd_keys"]
+    csv_bytes = _size(world_dir / "listkeys") + _size(world_dir / "s3-bucketd")
+    print(f"world: {rows:,} listkeys rows, {s3_rows:,} S3 keys, {human_bytes(csv_bytes)} of CSV")
+
+    common = ["--store", str(store)]
+    listkeys = _ringfsck("ingest", "listkeys", str(world_dir / "listkeys"), *common)
+    s3keys = _ringfsck("ingest", "s3keys", str(world_dir / "s3-bucketd"), *common)
+    analyze = _ringfsck("analyze", "--assume-no-splits", "--json", *common)
+    summary = json.loads(analyze.stdout)
+    assert summary["counts"]["orphans"] == len(truth["orphans"]), "ringfsck did not find exactly the planted orphans"
+    total = listkeys.seconds + s3keys.seconds + analyze.seconds
+    print(f"ringfsck ingest listkeys  {listkeys.seconds:7.1f} s  {rows / listkeys.seconds:>12,.0f} rows/s  peak {human_bytes(listkeys.peak_rss_bytes)}")
+    print(f"ringfsck ingest s3keys    {s3keys.seconds:7.1f} s  {s3_rows / s3keys.seconds:>12,.0f} rows/s  peak {human_bytes(s3keys.peak_rss_bytes)}")
+    print(f"ringfsck analyze          {analyze.seconds:7.1f} s  {'':>12}        peak {human_bytes(analyze.peak_rss_bytes)}")
+    print(f"ringfsck total            {total:7.1f} s  store {human_bytes(_size(store / 'tables'))} vs {human_bytes(csv_bytes)} CSV")
+
+    query = FLOOR_QUERY.format(listkeys=world_dir / "listkeys", s3keys=world_dir / "s3-bucketd")
+    floor = run_measured([sys.executable, "-c", f"import duckdb; print(duckdb.connect().execute({query!r}).fetchone()[0])"])
+    if floor.returncode != 0 or int(floor.stdout.strip()) != len(truth["orphans"]):
+        raise SystemExit(f"floor query failed or disagrees:\n{floor.stdout}{floor.stderr[-2000:]}")
+    print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor {total / floor.seconds:.2f}x")
+
+    if args.spark:
+        spark = run_measured([sys.executable, str(HERE / "spark_baseline.py"), "--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd")])
+        if spark.returncode != 0:
+            raise SystemExit(f"spark baseline failed:\n{spark.stderr[-3000:]}")
+        print(f"Spark baseline            {spark.seconds:7.1f} s  peak {human_bytes(spark.peak_rss_bytes)}  -> Spark/ringfsck time {spark.seconds / total:.1f}x, "
+              f"memory {spark.peak_rss_bytes / max(listkeys.peak_rss_bytes, s3keys.peak_rss_bytes, analyze.peak_rss_bytes):.1f}x")
+    if not args.keep:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

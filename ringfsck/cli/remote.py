@@ -1,0 +1,103 @@
+"""``ringfsck resolve`` and ``ringfsck size``: the srebuildd lookups."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ringfsck.cli._common import open_store, settings_options
+from ringfsck.errors import EXIT_FAILURES
+from ringfsck.remote.batches import JobReport
+from ringfsck.remote.http import HttpPolicy
+
+
+def http_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--srebuildd and the request policy options, shared by every srebuildd command."""
+
+    @click.option("--srebuildd", "srebuildd_url", default=None, metavar="URL", help="srebuildd base URL, e.g. http://10.0.0.5:81 (config: srebuildd_url or srebuildd_ip).")
+    @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64).")
+    @click.option("--max-rps", type=click.FloatRange(min=0.1), default=None, help="Ceiling on requests per second, retries included (config: max_rps).")
+    @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30).")
+    @click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+_POLICY_SETTINGS = dict(srebuildd_url="srebuildd_url", concurrency="concurrency", max_rps="max_rps", timeout="timeout", retries="retries")
+
+
+def _print(report: JobReport, what: str) -> None:
+    outcomes = ", ".join(f"{count:,} {status}" for status, count in sorted(report.outcomes.items())) or "nothing to ask"
+    click.echo(f"{what}: {report.requested:,} keys asked in {report.seconds:.1f} s ({report.rate:,.0f} keys/s): {outcomes}; "
+               f"{report.already_final:,} already final")
+    if report.errors:
+        click.echo(f"{report.errors:,} lookups failed after every retry and stay unknown; run the command again to retry them.", err=True)
+        for reason in report.first_errors:
+            click.echo(f"  {reason}", err=True)
+
+
+@click.command("resolve")
+@http_options
+@settings_options(**_POLICY_SETTINGS)
+def resolve_command(settings, **_: Any) -> None:
+    """Find split objects: HEAD every S3 input key on the arc path, read split indexes.
+
+    Split indexes and their subkeys count as referenced by the analysis. Answers
+    land in the splits table batch by batch: an interrupted run resumes where it
+    stopped, and a re-run only asks keys whose lookup failed or never happened.
+    A failed lookup is never read as "not split": it keeps the analysis
+    incomplete, so nothing is deleted. Exit code 1 if lookups still failed.
+
+    \b
+    Examples:
+      ringfsck resolve --srebuildd http://10.0.0.5:81
+      ringfsck resolve --config config.yml --concurrency 32 --max-rps 500
+    """
+    from ringfsck.resolve import resolve_splits
+
+    store = open_store(settings)
+    report = resolve_splits(store, policy=HttpPolicy.from_settings(settings))
+    _print(report, "resolve")
+    if report.errors:
+        raise SystemExit(EXIT_FAILURES)
+
+
+@click.command("size")
+@http_options
+@settings_options(**_POLICY_SETTINGS)
+def size_command(settings, **_: Any) -> None:
+    """Size the orphans of the latest analysis: HEAD each on the arcdata path (X-Scal-Size).
+
+    Prints orphan capacity, logical and raw, per protection with the raw
+    multiplier stated (ARC k+m: (k+m)/k; COS n: n+1). Orphans whose size could
+    not be read are counted as unsized, never guessed; a re-run retries them.
+
+    \b
+    Examples:
+      ringfsck size --srebuildd http://10.0.0.5:81
+      ringfsck sql "select * from orphan_sizes order by size desc limit 20"
+    """
+    from ringfsck.capacity import capacity_summary, human_bytes
+    from ringfsck.sizing import size_orphans
+
+    store = open_store(settings)
+    report = size_orphans(store, policy=HttpPolicy.from_settings(settings))
+    _print(report, "size")
+    capacity = capacity_summary(store)
+    totals = capacity["totals"]
+    click.echo(f"orphans {totals['orphans']:,}: sized {totals['sized']:,}, unsized {totals['unsized']:,}, failed {totals['failed']:,}, already gone {totals['gone']:,}")
+    click.echo(f"capacity: {human_bytes(totals['logical_bytes'])} logical, {human_bytes(totals['raw_bytes'])} raw")
+    for row in capacity["by_protection"]:
+        name = f"ARC {row['schema']}" if row["protection"] == "arc" else f"COS {row['schema']}"
+        click.echo(f"  {name:10s} {row['orphans']:>10,} orphans  {human_bytes(row['logical_bytes']):>10} logical  x{row['raw_multiplier']:g} = {human_bytes(row['raw_bytes']):>10} raw")
+    if report.errors:
+        raise SystemExit(EXIT_FAILURES)
+
+
+COMMANDS = [resolve_command, size_command]

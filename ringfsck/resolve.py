@@ -1,0 +1,61 @@
+"""``resolve``: which S3 input keys are split objects, and which subkeys their indexes list.
+
+Results land in the ``splits`` table. ``ok`` and ``not_found`` are final;
+``error`` (every retry failed) is retried by the next run and makes the
+analysis incomplete, because the subkeys of an unread index are unknown.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ringfsck.remote.batches import JobReport, require_srebuildd, run_job
+from ringfsck.remote.http import HttpPolicy, RateLimiter
+from ringfsck.remote.srebuildd import SplitAnswer, lookup_split
+from ringfsck.store import Store, utc_now
+
+SPLITS_SCHEMA = pa.schema(
+    [
+        ("input_key", pa.string()),
+        ("status", pa.string()),
+        ("is_split", pa.bool_()),
+        ("subkeys", pa.list_(pa.string())),
+        ("error", pa.string()),
+        ("resolved_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def todo_query(store: Store) -> str:
+    """Distinct input keys without a final answer; keys below sproxyd's split threshold need none."""
+    threshold = store.settings.split_threshold
+    below = f"AND NOT coalesce(bool_and(k.size < {int(threshold)}), false)" if threshold else ""
+    return (
+        "SELECT k.sproxyd_key FROM s3keys AS k LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key "
+        "WHERE s.status IS NULL OR s.status NOT IN ('ok', 'not_found') "
+        f"GROUP BY k.sproxyd_key HAVING true {below} ORDER BY k.sproxyd_key"
+    )
+
+
+def resolve_splits(store: Store, *, base_url: str | None = None, policy: HttpPolicy | None = None) -> JobReport:
+    """Ask srebuildd about every input key not resolved yet (resumable, failures stay ``error``)."""
+    url = require_srebuildd(store, base_url)
+    policy = policy or HttpPolicy.from_settings(store.settings)
+    limiter = RateLimiter(policy.max_rps)
+    arc_path = store.settings.arc_path
+    con = store.connect()
+    already = con.execute("SELECT count(*) FROM splits WHERE status IN ('ok', 'not_found')").fetchone()[0]
+
+    async def ask(client, key: str) -> SplitAnswer:
+        return await lookup_split(client, arc_path, key, policy=policy, limiter=limiter)
+
+    def to_row(key: str, answer: SplitAnswer) -> dict:
+        return {"input_key": key, "status": answer.status, "is_split": answer.is_split, "subkeys": answer.subkeys, "error": None, "resolved_at": utc_now()}
+
+    def failed_row(key: str, reason: str) -> dict:
+        return {"input_key": key, "status": "error", "is_split": None, "subkeys": [], "error": reason, "resolved_at": utc_now()}
+
+    report = run_job(store, table="splits", schema=SPLITS_SCHEMA, todo_query=todo_query(store), base_url=url, policy=policy,
+                     ask=ask, to_row=to_row, failed_row=failed_row, description="resolve")
+    report.already_final = already
+    return report
