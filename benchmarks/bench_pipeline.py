@@ -92,7 +92,7 @@ def main() -> None:
     print(f"ringfsck total            {total:7.1f} s  store {human_bytes(_size(store / 'tables'))} vs {human_bytes(csv_bytes)} CSV")
 
     query = FLOOR_QUERY.format(listkeys=world_dir / "listkeys", s3keys=world_dir / "s3-bucketd")
-    floor = run_measured([sys.executable, "-c", f"import duckdb; print(duckdb.connect().execute({query!r}).fetchone()[0])"])
+    floor = run_measured([sys.executable, "-c", f"import duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); print(con.execute({query!r}).fetchone()[0])"])
     if floor.returncode != 0 or int(floor.stdout.strip()) != len(truth["orphans"]):
         raise SystemExit(f"floor query failed or disagrees:\n{floor.stdout}{floor.stderr[-2000:]}")
     print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor {total / floor.seconds:.2f}x")

@@ -81,4 +81,45 @@ def ingest_s3keys_command(paths: tuple[str, ...], as_json: bool, settings) -> No
     _print_report(ingest_s3keys(open_store(settings), paths), as_json)
 
 
+@ingest.command("bucketd")
+@click.option("--url", default=None, metavar="URL", help="bucketd base URL, e.g. http://127.0.0.1:9000 (config: bucketd_url).")
+@click.option("--raft-session", "raft_sessions", multiple=True, type=int, metavar="N", help="Export every bucket of this raft session (repeatable).")
+@click.option("--bucket", "buckets", multiple=True, metavar="NAME", help="Export this bucket (repeatable).")
+@click.option("--skip-complete", is_flag=True, help="Keep buckets whose earlier export completed (finish a partly failed run).")
+@click.option("--page-size", default=1000, show_default=True, type=click.IntRange(1, 10_000), help="Keys per listing request.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency).")
+@click.option("--max-rps", type=click.FloatRange(min=0.1), default=None, help="Ceiling on requests per second (config: max_rps).")
+@settings_options(url="bucketd_url", concurrency="concurrency", max_rps="max_rps")
+def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size, concurrency, max_rps, settings) -> None:
+    """Export S3 keys straight from bucketd (no Docker image, no jq).
+
+    Keeps every version's RING locations, reads big MPU objects in full when a
+    listing omits their location, counts parts of unfinished uploads
+    (mpuShadowBucket…) as live, skips placeholders, delete markers and replay
+    entries, and records locations on other backends in s3_other_locations.
+    Take the RING listing BEFORE starting the export. An interrupted export
+    resumes from its last completed page; exporting a finished bucket again
+    replaces it (--skip-complete keeps it, to finish a partly failed run).
+
+    \b
+    Examples:
+      ringfsck ingest bucketd --url http://127.0.0.1:9000 --raft-session 1 --raft-session 2
+      ringfsck ingest bucketd --url http://127.0.0.1:9000 --bucket video --bucket photos
+    """
+    from ringfsck.ingest.bucketd import ingest_bucketd
+    from ringfsck.remote.http import HttpPolicy
+
+    if not settings.bucketd_url:
+        raise click.UsageError("give the bucketd URL with --url (or bucketd_url in the config)")
+    report = ingest_bucketd(open_store(settings), settings.bucketd_url, raft_sessions=raft_sessions, buckets=buckets,
+                            policy=HttpPolicy.from_settings(settings), page_size=page_size, skip_complete=skip_complete)
+    for outcome in report.buckets:
+        skipped = ", ".join(f"{n:,} {what}" for what, n in sorted(outcome.skipped.items()))
+        resumed = " (resumed)" if outcome.resumed else ""
+        click.echo(f"  {outcome.bucket}: {outcome.rows:,} RING keys in {outcome.pages} page(s){resumed}" + (f"; skipped {skipped}" if skipped else ""))
+        if outcome.other_locations:
+            click.echo(f"    {outcome.other_locations:,} locations on other backends (see s3_other_locations)")
+    click.echo(f"bucketd: {len(report.buckets)} bucket(s), {report.rows:,} RING keys")
+
+
 COMMANDS = [ingest]

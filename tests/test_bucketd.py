@@ -1,0 +1,125 @@
+"""ingest bucketd against the lab bucketd: every RING key, versions and MPU parts, under faults; resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ringfsck import AnalysisOptions, Settings, Store, analyze, ingest_listkeys, ingest_s3keys
+from ringfsck.errors import ConfigError, RemoteError
+from ringfsck.ingest.bucketd import ingest_bucketd
+from ringfsck.lab import LabServers
+from ringfsck.remote.bucketd import parse_entry
+from ringfsck.remote.http import HttpPolicy
+from ringfsck.resolve import resolve_splits
+
+POLICY = HttpPolicy(concurrency=8, timeout=5, retries=10, backoff_base=0.005, backoff_max=0.05)
+
+
+def store_at(path):
+    return Store.open(Settings(store=str(path)))
+
+
+def column(store, query):
+    return {row[0] for row in store.connect().execute(query).fetchall()}
+
+
+def test_export_yields_every_ring_key_under_faults(lab_world, tmp_path):
+    store = store_at(tmp_path / "store")
+    with LabServers(lab_world.path, bucketd_faults="error_rate=0.05") as lab:
+        report = ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=9)
+    assert column(store, "SELECT sproxyd_key FROM s3keys") == set(lab_world.truth["sproxyd_keys"])
+    assert "users..bucket" not in {b.bucket for b in report.buckets}
+    con = store.connect()
+    # No version is counted twice (a master entry repeats its latest version).
+    assert con.execute("SELECT count(*) = count(DISTINCT (bucket, object_key, version_id, sproxyd_key)) FROM s3keys").fetchone()[0]
+    assert con.execute("SELECT count(*) FROM s3keys WHERE mpu_part").fetchone()[0] == 2
+    assert con.execute("SELECT count(*) FROM s3keys WHERE version_id IS NOT NULL").fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM s3_other_locations WHERE data_store_type <> 'scality'").fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM s3keys WHERE size IS NULL OR last_modified IS NULL").fetchone()[0] == 0
+
+
+def test_analysis_from_bucketd_equals_analysis_from_exports(lab_world, tmp_path):
+    truth = lab_world.truth
+    results = {}
+    with LabServers(lab_world.path) as lab:
+        for origin in ("bucketd", "files"):
+            store = store_at(tmp_path / origin)
+            ingest_listkeys(store, [str(lab_world.listkeys_dir)])
+            if origin == "bucketd":
+                ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY)
+            else:
+                ingest_s3keys(store, [str(lab_world.s3keys_dir)])
+            resolve_splits(store, base_url=lab.srebuildd_url, policy=POLICY)
+            summary = analyze(store, AnalysisOptions()).summary
+            assert summary["complete"], summary["incomplete_reasons"]
+            results[origin] = (column(store, "SELECT ring_key FROM orphans"), column(store, "SELECT sproxyd_key || status FROM gaps"),
+                               column(store, "SELECT sproxyd_key FROM duplicates"))
+    assert results["bucketd"] == results["files"]
+    assert results["bucketd"][0] == set(truth["orphans"])
+    assert results["bucketd"][2] == set(truth["duplicates"])
+
+
+def test_failed_bucket_is_reported_and_finished_by_a_rerun(lab_world, tmp_path):
+    store = store_at(tmp_path / "store")
+    with LabServers(lab_world.path) as lab:
+        lab.set_faults("bucketd", fail_keys=["bucket-02"])  # every listing of bucket-02 fails
+        with pytest.raises(RemoteError, match="bucket-02.*--skip-complete"):
+            ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-00", "bucket-02"], policy=HttpPolicy(retries=1, backoff_base=0.001))
+        assert column(store, "SELECT DISTINCT bucket FROM s3keys") == {"bucket-00"}
+        lab.set_faults("bucketd", fail_keys=[])
+        lab.reset_stats()
+        report = ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-00", "bucket-02"], policy=POLICY, skip_complete=True)
+        counts = lab.request_counts("bucketd")
+    assert {b.bucket: b.resumed for b in report.buckets} == {"bucket-00": True, "bucket-02": False}
+    assert "GET /default/bucket/bucket-00" not in counts
+    before = store.connect().execute("SELECT count(*) FROM s3keys").fetchone()[0]
+    with LabServers(lab_world.path) as lab:  # a plain rerun replaces, never doubles
+        ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-00", "bucket-02"], policy=POLICY)
+    assert store.connect().execute("SELECT count(*) FROM s3keys").fetchone()[0] == before
+
+
+def test_interrupted_bucket_resumes_after_its_last_page(lab_world, tmp_path):
+    clean = store_at(tmp_path / "clean")
+    with LabServers(lab_world.path) as lab:
+        total_pages = ingest_bucketd(clean, lab.bucketd_url, buckets=["bucket-01"], policy=POLICY, page_size=5).buckets[0].pages
+    store = store_at(tmp_path / "store")
+    with LabServers(lab_world.path, bucketd_faults="error_rate=0.25") as lab:
+        with pytest.raises(RemoteError):  # no retries: the seeded faults stop it part way
+            ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-01"], policy=HttpPolicy(retries=0), page_size=5)
+        state = json.loads(next((store.root / "bucketd").glob("*.json")).read_text())
+        assert 0 < state["pages"] < total_pages and not state["complete"]
+        lab.set_faults("bucketd", error_rate=0)
+        lab.reset_stats()
+        report = ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-01"], policy=POLICY, page_size=5)
+        listings = lab.request_counts("bucketd").get("GET /default/bucket/bucket-01", 0)
+    assert report.buckets[0].resumed
+    assert listings == total_pages - state["pages"]
+    query = "SELECT sproxyd_key, object_key, version_id FROM s3keys ORDER BY ALL"
+    assert store.connect().execute(query).fetchall() == clean.connect().execute(query).fetchall()
+
+
+def test_parse_entry_rules():
+    assert parse_entry("b", "\x7fRreplay", '{"location": []}').skipped == "replay entries"
+    assert parse_entry("b", "k", '{"isPHD": true}').skipped == "placeholders"
+    assert parse_entry("b", "k\x00v1", '{"isDeleteMarker": true}').skipped == "delete markers"
+    assert parse_entry("b", "k", '{"location": null}').skipped == "empty objects"
+    assert parse_entry("b", "k", '{"content-length": 10}').needs_full_metadata
+    part = parse_entry("mpuShadowBucketb", "up..|..00001", '{"partLocations": {"key": "' + "A" * 40 + '", "dataStoreType": "scality"}}')
+    assert part.mpu_part and part.locations[0].on_ring
+    assert parse_entry("mpuShadowBucketb", "overview..|..k..|..up", "{}").skipped == "upload overviews"
+    foreign = parse_entry("b", "k", '{"location": [{"key": "xyz", "dataStoreType": "aws_s3"}]}')
+    assert not foreign.locations[0].on_ring
+    versioned = parse_entry("b", "k\x00v9", '{"location": []}')
+    assert (versioned.object_key, versioned.version_id) == ("k", "v9")
+
+
+def test_needs_a_bucket_or_raft_session(tmp_path):
+    with pytest.raises(ConfigError, match="--raft-session"):
+        ingest_bucketd(store_at(tmp_path / "s"), "http://127.0.0.1:9")
+
+
+def test_unreachable_bucketd(tmp_path):
+    with pytest.raises(RemoteError, match="cannot reach bucketd"):
+        ingest_bucketd(store_at(tmp_path / "s"), "http://127.0.0.1:9", raft_sessions=[1], policy=POLICY)
