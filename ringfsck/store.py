@@ -151,12 +151,22 @@ class Store:
             if root.exists() and not root.is_dir():
                 raise InputError(f"{root}: exists and is not a directory")
             root.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(marker, {"format": STORE_FORMAT, "created_at": iso(utc_now())})
+            write_json_atomic(marker, {"format": STORE_FORMAT, "id": uuid.uuid4().hex, "created_at": iso(utc_now())})
         else:
             fmt = json.loads(marker.read_text()).get("format")
             if fmt != STORE_FORMAT:
                 raise InputError(f"{root}: store format {fmt} is not supported by this ringfsck (expects {STORE_FORMAT})")
         return cls(root, settings)
+
+    @property
+    def store_id(self) -> str:
+        """A stable identity, so a manifest cannot be replayed against another store."""
+        marker = self.root / "store.json"
+        info = json.loads(marker.read_text())
+        if "id" not in info:
+            info["id"] = uuid.uuid4().hex
+            write_json_atomic(marker, info)
+        return info["id"]
 
     # --- tables -----------------------------------------------------------
     def table_dir(self, table: str) -> Path:

@@ -28,7 +28,7 @@ def main() -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("ingest", "analyze", "query", "remote", "demo", "lab"):
+    for name in ("ingest", "analyze", "query", "remote", "delete", "demo", "lab"):
         module = importlib.import_module(f"ringfsck.cli.{name}")
         for command in module.COMMANDS:
             main.add_command(command)

@@ -154,6 +154,7 @@ async def _run(
     on_batch: Callable[[list[Result[K, R]]], None],
     batch_size: int,
     flush_seconds: float,
+    on_result: Callable[[Result[K, R]], None] | None = None,
 ) -> None:
     queue: asyncio.Queue = asyncio.Queue(maxsize=policy.concurrency * 4)
     done: list[Result[K, R]] = []
@@ -174,9 +175,12 @@ async def _run(
             if item is stop:
                 return
             try:
-                done.append(Result(item, value=await worker(client, item)))
+                result = Result(item, value=await worker(client, item))
             except RequestFailed as failure:
-                done.append(Result(item, failure=failure))
+                result = Result(item, failure=failure)
+            if on_result is not None:
+                on_result(result)
+            done.append(result)
             if len(done) >= batch_size or time.monotonic() - last_flush >= flush_seconds:
                 flush()
 
@@ -208,12 +212,14 @@ def run_batched(
     batch_size: int = 1000,
     flush_seconds: float = 2.0,
     verify: bool | str = True,
+    on_result: Callable[[Result[K, R]], None] | None = None,
 ) -> None:
     """Run ``worker`` over ``items`` with the policy's concurrency; hand results to ``on_batch``.
 
     ``on_batch`` runs in the caller's thread between requests, so what it has
     persisted when it returns is durable before more results are counted. An
-    item is in exactly one batch, unless the process dies first.
+    item is in exactly one batch, unless the process dies first. ``on_result``,
+    if given, sees each result the moment it arrives (e.g. to journal it).
     """
 
     async def main() -> None:
@@ -221,7 +227,8 @@ def run_batched(
         context = httpx.create_ssl_context(verify=verify) if verify is not False else False
         clients = [make_client(base_url, policy, verify=context) for _ in range(policy.concurrency)]
         try:
-            await _run(items, worker, policy=policy, clients=clients, on_batch=on_batch, batch_size=batch_size, flush_seconds=flush_seconds)
+            await _run(items, worker, policy=policy, clients=clients, on_batch=on_batch, batch_size=batch_size,
+                       flush_seconds=flush_seconds, on_result=on_result)
         finally:
             await asyncio.gather(*(client.aclose() for client in clients))
 

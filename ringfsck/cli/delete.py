@@ -1,0 +1,92 @@
+"""``ringfsck manifest`` and ``ringfsck delete``: deletion you can trust and audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ringfsck.cli._common import open_store, settings_options
+from ringfsck.cli.remote import _POLICY_SETTINGS, http_options
+from ringfsck.errors import EXIT_FAILURES
+from ringfsck.manifest import CHECKS
+
+
+@click.command("manifest")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Manifest CSV to write (a Parquet copy goes to OUTPUT.parquet).")
+@click.option("--force", multiple=True, type=click.Choice(CHECKS), help="Override one named safety check (repeatable); recorded in the manifest.")
+@settings_options()
+def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
+    """Write the deletion manifest of the latest analysis: its orphans, tied to its inputs.
+
+    Refuses (exit 4) when the analysis is incomplete (failed or missing split
+    lookups, export errors), when orphans are more than max_orphan_share of the
+    candidates (default 10 %), or when the RING listing is newer than the S3
+    export. --force CHECK overrides exactly one of them: incomplete,
+    orphan-share, listing-order.
+
+    \b
+    Examples:
+      ringfsck manifest -o orphans.csv
+      ringfsck manifest -o orphans.csv --force listing-order
+    """
+    from ringfsck.capacity import human_bytes
+    from ringfsck.manifest import write_manifest
+
+    manifest = write_manifest(open_store(settings), output, force=force)
+    header = manifest.header
+    click.echo(f"{output}: {header['key_count']:,} orphan main chunks of run {header['run_id']}, "
+               f"{human_bytes(header['logical_bytes'])} logical ({header['unsized']:,} unsized); sha256 {header['keys_sha256'][:16]}…")
+    for name, reason in header["forced"].items():
+        click.echo(f"Warning: check '{name}' overridden: {reason}", err=True)
+    click.echo(f"Next: ringfsck delete --manifest {output}            (dry run)")
+    click.echo(f"      ringfsck delete --manifest {output} --execute")
+
+
+@click.command("delete")
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(exists=True, dir_okay=False), help="A manifest written by 'ringfsck manifest'.")
+@click.option("--execute", is_flag=True, help="Really delete. Without it, nothing is sent: a dry run.")
+@click.option("--only-keys", type=click.Path(exists=True, dir_okay=False), default=None, help="Delete only these keys (one per line), all of which must be in the manifest.")
+@http_options
+@settings_options(**_POLICY_SETTINGS)
+def delete_command(manifest_path: str, execute: bool, only_keys: str | None, settings, **_: Any) -> None:
+    """Delete the orphans of a manifest on the chord path (dry run unless --execute).
+
+    The manifest's checksum and its store and inputs are verified first. Every
+    outcome (200/204 deleted, 404 already gone, anything else failed) is
+    journaled and fsync'ed before it counts; after a crash, rerun the same
+    command: confirmed keys are skipped, failed ones retried. Exit code 1 if
+    any key failed.
+
+    \b
+    Examples:
+      ringfsck delete --manifest orphans.csv
+      ringfsck delete --manifest orphans.csv --execute --max-rps 200
+      ringfsck delete --manifest orphans.csv --execute --only-keys first-100.txt
+    """
+    from ringfsck.capacity import human_bytes
+    from ringfsck.deleter import delete_from_manifest
+    from ringfsck.remote.http import HttpPolicy
+
+    store = open_store(settings)
+    report = delete_from_manifest(store, manifest_path, execute=execute, only_keys=only_keys, policy=HttpPolicy.from_settings(settings))
+    todo = report.selected - report.already_confirmed
+    if not report.executed:
+        verb = "would delete" if todo else "has nothing left to delete"
+        click.echo(f"dry run: {verb} {todo:,} of {report.manifest_keys:,} manifest keys "
+                   f"({human_bytes(report.bytes_selected)} logical, {report.unsized_selected:,} unsized); "
+                   f"{report.already_confirmed:,} already confirmed in {report.journal}")
+        if todo:
+            click.echo("Nothing was sent. Add --execute to delete.")
+        return
+    o = report.outcomes
+    click.echo(f"deleted {o['deleted']:,}, already gone {o['already_gone']:,}, failed {o['failed']:,} in {report.seconds:.1f} s; "
+               f"{human_bytes(report.bytes_reclaimed)} reclaimed; journal {report.journal}")
+    if report.failed:
+        for failure in report.first_failures:
+            click.echo(f"  failed: {failure}", err=True)
+        click.echo("Rerun the same command to retry the failed keys.", err=True)
+        raise SystemExit(EXIT_FAILURES)
+
+
+COMMANDS = [manifest_command, delete_command]

@@ -1,0 +1,152 @@
+"""Deletion manifests: the orphans of one complete analysis, tied to its inputs.
+
+A manifest is a CSV file whose first line is ``# ringfsck-manifest {json}``
+(the header record), then ``ring_key,protection,schema,chunks,size`` rows sorted
+by key; a Parquet copy with the header in its key-value metadata sits beside it
+(``FILE.parquet``). The header names the store, the run, the inputs'
+fingerprint, the settings and the sha256 of the key list, so the deleter can
+refuse a manifest that was edited or that belongs to another store or run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ringfsck import __version__
+from ringfsck.errors import InputError, RefusedError
+from ringfsck.keys import is_valid_key
+from ringfsck.store import Store, iso, utc_now
+
+MANIFEST_FORMAT = 1
+HEADER_PREFIX = "# ringfsck-manifest "
+COLUMNS = ("ring_key", "protection", "schema", "chunks", "size")
+CHECKS = ("incomplete", "orphan-share", "listing-order")
+
+
+@dataclass
+class Manifest:
+    path: Path
+    header: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+    @property
+    def keys(self) -> list[str]:
+        return [row["ring_key"] for row in self.rows]
+
+
+def keys_checksum(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
+
+
+def _refusals(summary: dict[str, Any], max_share: float) -> dict[str, str]:
+    """Every safety check the analysis fails, by the name --force takes."""
+    found: dict[str, str] = {}
+    if not summary["complete"]:
+        found["incomplete"] = "the latest analysis is incomplete: " + "; ".join(summary["incomplete_reasons"])
+    if summary["orphan_share"] > max_share:
+        found["orphan-share"] = (
+            f"orphans are {summary['orphan_share']:.1%} of candidates, above the {max_share:.0%} limit "
+            "(a wrong protection setting or a missing S3 export is more likely than real orphans)"
+        )
+    listing, export = summary.get("listing_captured"), summary.get("export_captured")
+    if listing and export and listing[1] > export[0]:
+        found["listing-order"] = (
+            f"the RING listing ({listing[1]}) is newer than the start of the S3 export ({export[0]}): "
+            "keys written in between would look orphaned"
+        )
+    return found
+
+
+def write_manifest(store: Store, path: str | Path, *, force: tuple[str, ...] | list[str] = ()) -> Manifest:
+    """Write the manifest of the latest analysis, or refuse with the first failed check."""
+    unknown = set(force) - set(CHECKS)
+    if unknown:
+        raise InputError(f"--force takes {', '.join(CHECKS)}; not {', '.join(sorted(unknown))}")
+    summary = store.run_summary()
+    refusals = _refusals(summary, store.settings.max_orphan_share)
+    blocking = {name: reason for name, reason in refusals.items() if name not in force}
+    if blocking:
+        name, reason = next(iter(blocking.items()))
+        raise RefusedError(f"no manifest: {reason} (override with --force {name} only if you are sure)")
+    con = store.connect(run_id=summary["run_id"])
+    result = con.execute(
+        "SELECT o.ring_key, o.protection, o.schema, o.chunks, s.size FROM orphans AS o LEFT JOIN sizes AS s "
+        "ON s.ring_key = o.ring_key AND s.status = 'ok' ORDER BY o.ring_key"
+    )
+    rows = [dict(zip(COLUMNS, row)) for row in result.fetchall()]
+    keys = [row["ring_key"] for row in rows]
+    header = {
+        "format": MANIFEST_FORMAT,
+        "ringfsck_version": __version__,
+        "store_id": store.store_id,
+        "run_id": summary["run_id"],
+        "inputs_fingerprint": summary["inputs_fingerprint"],
+        "settings": summary["settings"],
+        "key_count": len(keys),
+        "keys_sha256": keys_checksum(keys),
+        "unsized": sum(1 for row in rows if row["size"] is None),
+        "logical_bytes": sum(row["size"] or 0 for row in rows),
+        "forced": {name: refusals[name] for name in force if name in refusals},
+        "created_at": iso(utc_now()),
+    }
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        handle.write(HEADER_PREFIX + json.dumps(header, sort_keys=True) + "\n")
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("ring_key", pa.string()), ("protection", pa.string()), ("schema", pa.string()),
+                                                         ("chunks", pa.int64()), ("size", pa.int64())]))
+    table = table.replace_schema_metadata({"ringfsck-manifest": json.dumps(header, sort_keys=True)})
+    pq.write_table(table, str(path) + ".parquet")
+    return Manifest(path, header, rows)
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Read a CSV manifest and verify it was not modified (count and checksum of its keys)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read manifest: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RefusedError(f"{path}: not a ringfsck manifest (give the CSV file, not its Parquet copy)") from None
+    if not lines or not lines[0].startswith(HEADER_PREFIX):
+        raise RefusedError(f"{path}: not a ringfsck manifest (no header record)")
+    try:
+        header = json.loads(lines[0][len(HEADER_PREFIX):])
+    except ValueError:
+        raise RefusedError(f"{path}: the manifest header is damaged") from None
+    rows = []
+    for number, row in enumerate(csv.DictReader(lines[1:]), start=3):
+        key = (row.get("ring_key") or "").strip()
+        if not is_valid_key(key):
+            raise RefusedError(f"{path}:{number}: {key!r} is not a RING key")
+        size = row.get("size") or ""
+        rows.append({"ring_key": key.upper(), "protection": row.get("protection"), "schema": row.get("schema"),
+                     "chunks": int(row["chunks"]) if row.get("chunks") else None, "size": int(size) if size.isdigit() else None})
+    keys = [row["ring_key"] for row in rows]
+    if len(keys) != header.get("key_count") or keys_checksum(keys) != header.get("keys_sha256") or len(set(keys)) != len(keys):
+        raise RefusedError(f"{path}: the key list does not match the manifest's checksum: it was modified after ringfsck wrote it")
+    return Manifest(path, header, rows)
+
+
+def verify_against_store(manifest: Manifest, store: Store) -> None:
+    """Refuse a manifest from another store, or from a run whose inputs changed."""
+    header = manifest.header
+    if header.get("store_id") != store.store_id:
+        raise RefusedError(f"{manifest.path}: written for another store ({header.get('store_id')}), not {store.root}")
+    try:
+        summary = store.run_summary(header.get("run_id"))
+    except InputError:
+        raise RefusedError(f"{manifest.path}: its analysis run {header.get('run_id')} is not in {store.root}") from None
+    if summary.get("inputs_fingerprint") != header.get("inputs_fingerprint"):
+        raise RefusedError(f"{manifest.path}: the inputs of run {header.get('run_id')} no longer match the manifest")
