@@ -2,8 +2,9 @@
 
 Generates a small lab world, serves its srebuildd and bucketd, and runs what an
 operator runs: ingest the listing, export S3 keys from bucketd, resolve split
-objects, analyze, size the orphans. The results are checked against what the
-lab planted, so the demo doubles as a smoke test of an installation.
+objects, analyze, size the orphans, write the report and the manifest, delete.
+The results are checked against what the lab planted (the lab records every
+deletion), so the demo doubles as a smoke test of an installation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Any
 
 from ringfsck.analysis import AnalysisOptions, analyze
 from ringfsck.capacity import capacity_summary
+from ringfsck.deleter import DeleteReport, delete_from_manifest
+from ringfsck.manifest import write_manifest
+from ringfsck.report import write_report
 from ringfsck.config import Settings
 from ringfsck.ingest import ingest_listkeys
 from ringfsck.ingest.bucketd import ingest_bucketd
@@ -34,6 +38,9 @@ class DemoResult:
     summary: dict[str, Any]
     capacity: dict[str, Any]
     truth: dict[str, Any]
+    report: Path
+    deletion: DeleteReport
+    deleted_on_lab: list[str]
     steps: list[tuple[str, float]] = field(default_factory=list)
 
     @property
@@ -44,6 +51,8 @@ class DemoResult:
             and counts["orphans"] == len(self.truth["orphans"])
             and self.capacity["totals"]["logical_bytes"] == sum(self.truth["orphan_sizes"].values())
             and counts["gaps"] == {s: len(k) for s, k in self.truth["gaps"].items()}
+            and sorted(self.deleted_on_lab) == sorted(self.truth["orphans"])
+            and self.deletion.failed == 0
         )
 
 
@@ -77,5 +86,10 @@ def run_demo(
         step("resolve split objects on srebuildd", lambda: resolve_splits(store, base_url=lab.srebuildd_url, policy=policy))
         result = step("analyze", lambda: analyze(store, AnalysisOptions()))
         step("size the orphans on srebuildd", lambda: size_orphans(store, base_url=lab.srebuildd_url, policy=policy))
+        report = step("write the HTML report", lambda: write_report(store, root / "report.html"))
+        step("write the deletion manifest", lambda: write_manifest(store, root / "orphans.csv"))
+        deletion = step("delete the orphans (journaled)", lambda: delete_from_manifest(
+            store, root / "orphans.csv", execute=True, base_url=lab.srebuildd_url, policy=policy))
+        deleted_on_lab = lab.deleted()
     capacity = capacity_summary(store)
-    return DemoResult(root, store.root, result.summary, capacity, world.truth, steps)
+    return DemoResult(root, store.root, result.summary, capacity, world.truth, report, deletion, deleted_on_lab, steps)

@@ -89,4 +89,26 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, set
         raise SystemExit(EXIT_FAILURES)
 
 
-COMMANDS = [manifest_command, delete_command]
+@click.command("report")
+@click.option("-o", "--output", default="ringfsck-report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Report an older analysis run instead of the latest.")
+@settings_options()
+def report_command(output: str, run_id: str | None, settings) -> None:
+    """Write the capacity report: one self-contained HTML file to open or print.
+
+    Headline figures, orphan capacity (logical and raw) by protection, by disk
+    and by size, gaps per bucket, warnings, the inputs with their fingerprints,
+    and the exact next commands. No external scripts, fonts or styles.
+
+    \b
+    Examples:
+      ringfsck report
+      ringfsck report -o /tmp/DATA-fsck.html --store /data/fsck/DATA
+    """
+    from ringfsck.report import write_report
+
+    path = write_report(open_store(settings), output, run_id)
+    click.echo(f"report: {path.resolve()}")
+
+
+COMMANDS = [manifest_command, delete_command, report_command]

@@ -18,8 +18,9 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
 
     Generates a world with planted orphans, gaps, split objects and odd object
     names, serves it as srebuildd and bucketd with faults injected, then runs
-    ingest, bucketd export, resolve, analyze and size, and checks the results
-    against what was planted. Needs no network and no external service.
+    ingest, bucketd export, resolve, analyze, size, report, manifest and
+    delete --execute, and checks the results against what was planted.
+    Needs no network and no external service.
 
     \b
     Examples:
@@ -43,7 +44,10 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
         click.echo(f"  {name:9s} {row['orphans']:>6,} orphans  {human_bytes(row['raw_bytes']):>10} raw (x{row['raw_multiplier']:g})")
     click.echo(f"gaps             missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,}")
     click.echo(f"debris {counts['debris']:,}, duplicate keys {counts['duplicates']:,}; took {sum(s for _, s in result.steps):.1f} s")
-    click.echo(f"store: {result.store}   (try: ringfsck sql \"select * from gaps\" --store {result.store})")
+    o = result.deletion.outcomes
+    click.echo(f"deleted          {o['deleted']:,} orphans ({human_bytes(result.deletion.bytes_reclaimed)} logical reclaimed), failed {o['failed']:,}")
+    click.echo(f"report: {result.report}")
+    click.echo(f"store:  {result.store}   (try: ringfsck sql \"select * from gaps\" --store {result.store})")
     if result.matches_truth:
         click.echo("Everything matches what the lab planted.")
     else:
