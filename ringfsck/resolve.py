@@ -7,23 +7,12 @@ analysis incomplete, because the subkeys of an unread index are unknown.
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from ringfsck.remote.batches import JobReport, require_srebuildd, run_job
 from ringfsck.remote.http import HttpPolicy, RateLimiter
 from ringfsck.remote.srebuildd import SplitAnswer, lookup_split
-from ringfsck.store import Store, utc_now
+from ringfsck.store import TABLES, Store, utc_now
 
-SPLITS_SCHEMA = pa.schema(
-    [
-        ("input_key", pa.string()),
-        ("status", pa.string()),
-        ("is_split", pa.bool_()),
-        ("subkeys", pa.list_(pa.string())),
-        ("error", pa.string()),
-        ("resolved_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+SPLITS_SCHEMA = TABLES["splits"]
 
 
 def todo_query(store: Store) -> str:

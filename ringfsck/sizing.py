@@ -7,17 +7,13 @@ counted and shown, never guessed.
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from ringfsck.errors import InputError
 from ringfsck.remote.batches import JobReport, require_srebuildd, run_job
 from ringfsck.remote.http import HttpPolicy, RateLimiter
 from ringfsck.remote.srebuildd import main_chunk_size
-from ringfsck.store import Store, utc_now
+from ringfsck.store import TABLES, Store, utc_now
 
-SIZES_SCHEMA = pa.schema(
-    [("ring_key", pa.string()), ("size", pa.int64()), ("status", pa.string()), ("error", pa.string()), ("sized_at", pa.timestamp("us", tz="UTC"))]
-)
+SIZES_SCHEMA = TABLES["sizes"]
 TODO = (
     "SELECT o.ring_key FROM orphans AS o LEFT JOIN sizes AS s USING (ring_key) "
     "WHERE s.status IS NULL OR s.status NOT IN ('ok', 'not_found') ORDER BY o.ring_key"

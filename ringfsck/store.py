@@ -32,47 +32,44 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from ringfsck.config import Settings
 from ringfsck.errors import InputError
 
 STORE_FORMAT = 1
 
-# Column contracts of the ingested tables (views may add derived columns).
-TABLE_SCHEMAS: dict[str, dict[str, str]] = {
-    "listkeys": {"chunk_key": "VARCHAR", "main_chunk": "VARCHAR", "disk": "VARCHAR", "flag": "INTEGER", "source": "VARCHAR"},
-    "s3keys": {
-        "bucket": "VARCHAR",
-        "object_key": "VARCHAR",
-        "version_id": "VARCHAR",
-        "sproxyd_key": "VARCHAR",
-        "size": "BIGINT",
-        "last_modified": "TIMESTAMPTZ",
-        "mpu_part": "BOOLEAN",
-        "source": "VARCHAR",
-        "line": "BIGINT",
-    },
-    "s3_other_locations": {
-        "bucket": "VARCHAR",
-        "object_key": "VARCHAR",
-        "version_id": "VARCHAR",
-        "data_store_name": "VARCHAR",
-        "data_store_type": "VARCHAR",
-        "location_key": "VARCHAR",
-        "size": "BIGINT",
-        "source": "VARCHAR",
-    },
-    "rejects": {"source": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR", "raw": "VARCHAR"},
-    "splits": {
-        "input_key": "VARCHAR",
-        "status": "VARCHAR",
-        "is_split": "BOOLEAN",
-        "subkeys": "VARCHAR[]",
-        "error": "VARCHAR",
-        "resolved_at": "TIMESTAMPTZ",
-    },
-    "sizes": {"ring_key": "VARCHAR", "size": "BIGINT", "status": "VARCHAR", "error": "VARCHAR", "sized_at": "TIMESTAMPTZ"},
+# Column contracts of the ingested tables: the Parquet schemas every writer uses,
+# and (derived from them) the types of the views over tables not written yet.
+_UTC = pa.timestamp("us", tz="UTC")
+TABLES: dict[str, pa.Schema] = {
+    "listkeys": pa.schema([("chunk_key", pa.string()), ("main_chunk", pa.string()), ("disk", pa.string()), ("flag", pa.int32()), ("source", pa.string())]),
+    "s3keys": pa.schema([
+        ("bucket", pa.string()), ("object_key", pa.string()), ("version_id", pa.string()), ("sproxyd_key", pa.string()),
+        ("size", pa.int64()), ("last_modified", _UTC), ("mpu_part", pa.bool_()), ("source", pa.string()), ("line", pa.int64()),
+    ]),
+    "s3_other_locations": pa.schema([
+        ("bucket", pa.string()), ("object_key", pa.string()), ("version_id", pa.string()), ("data_store_name", pa.string()),
+        ("data_store_type", pa.string()), ("location_key", pa.string()), ("size", pa.int64()), ("source", pa.string()),
+    ]),
+    "rejects": pa.schema([("source", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]),
+    "splits": pa.schema([
+        ("input_key", pa.string()), ("status", pa.string()), ("is_split", pa.bool_()), ("subkeys", pa.list_(pa.string())),
+        ("error", pa.string()), ("resolved_at", _UTC),
+    ]),
+    "sizes": pa.schema([("ring_key", pa.string()), ("size", pa.int64()), ("status", pa.string()), ("error", pa.string()), ("sized_at", _UTC)]),
 }
+
+
+def _duckdb_type(arrow: pa.DataType) -> str:
+    if pa.types.is_list(arrow):
+        return _duckdb_type(arrow.value_type) + "[]"
+    if pa.types.is_timestamp(arrow):
+        return "TIMESTAMPTZ" if arrow.tz else "TIMESTAMP"
+    return {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.bool_(): "BOOLEAN"}[arrow]
+
+
+TABLE_SCHEMAS: dict[str, dict[str, str]] = {name: {f.name: _duckdb_type(f.type) for f in schema} for name, schema in TABLES.items()}
 
 # Outputs of an analysis run, with their column contracts.
 RUN_OUTPUTS: dict[str, dict[str, str]] = {

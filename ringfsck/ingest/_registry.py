@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 from ringfsck.errors import InputError
 from ringfsck.ingest.inputs import InputFile, OpenedInput
 from ringfsck.progress import bar
-from ringfsck.store import Source, Store, iso, utc_now
+from ringfsck.store import TABLES, Source, Store, iso, utc_now
 
-REJECTS_SCHEMA = pa.schema([("source", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("raw", pa.string())])
+REJECTS_SCHEMA = TABLES["rejects"]
 _REJECT_FLUSH = 50_000
 MAX_RAW_CHARS = 4096  # a reject keeps the start of a very long line, enough to see what it was
 

@@ -27,20 +27,9 @@ from ringfsck.progress import bar
 from ringfsck.remote.batches import preflight
 from ringfsck.remote.bucketd import USERS_BUCKET, BucketdClient, Entry, parse_entry
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client
-from ringfsck.store import Source, Store, iso, utc_now, write_json_atomic
+from ringfsck.store import TABLES, Source, Store, iso, utc_now, write_json_atomic
 
-OTHER_SCHEMA = pa.schema(
-    [
-        ("bucket", pa.string()),
-        ("object_key", pa.string()),
-        ("version_id", pa.string()),
-        ("data_store_name", pa.string()),
-        ("data_store_type", pa.string()),
-        ("location_key", pa.string()),
-        ("size", pa.int64()),
-        ("source", pa.string()),
-    ]
-)
+OTHER_SCHEMA = TABLES["s3_other_locations"]
 _PARALLEL_BUCKETS = 4
 
 

@@ -15,10 +15,9 @@ import pyarrow.parquet as pq
 from ringfsck.ingest._blocks import INVALID_LINE, line_blocks
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
+from ringfsck.store import TABLES
 
-LISTKEYS_SCHEMA = pa.schema(
-    [("chunk_key", pa.string()), ("main_chunk", pa.string()), ("disk", pa.string()), ("flag", pa.int32()), ("source", pa.string())]
-)
+LISTKEYS_SCHEMA = TABLES["listkeys"]
 _HEX40 = r"^[0-9A-Fa-f]{40}$"
 # What ringsh and Spark write: fixed-width keys, no spaces. Lines in this form
 # are split by position; only the others go through the field-by-field checks.

@@ -22,20 +22,9 @@ import pyarrow.parquet as pq
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.keys import is_valid_key
+from ringfsck.store import TABLES
 
-S3KEYS_SCHEMA = pa.schema(
-    [
-        ("bucket", pa.string()),
-        ("object_key", pa.string()),
-        ("version_id", pa.string()),
-        ("sproxyd_key", pa.string()),
-        ("size", pa.int64()),
-        ("last_modified", pa.timestamp("us", tz="UTC")),
-        ("mpu_part", pa.bool_()),
-        ("source", pa.string()),
-        ("line", pa.int64()),
-    ]
-)
+S3KEYS_SCHEMA = TABLES["s3keys"]
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
 _BATCH = 100_000
 _ERROR_LEVELS = {"error", "fatal"}
