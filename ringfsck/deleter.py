@@ -22,7 +22,7 @@ from ringfsck.keys import normalize_key
 from ringfsck.manifest import Manifest, read_manifest, verify_against_store
 from ringfsck.progress import bar
 from ringfsck.remote.batches import preflight, require_srebuildd
-from ringfsck.remote.http import HttpPolicy, RateLimiter, Result, run_batched, send
+from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, Result, run_batched, send
 from ringfsck.store import Store, iso, utc_now
 
 CONFIRMED = ("deleted", "already_gone")
@@ -115,7 +115,7 @@ def delete_from_manifest(
     chord = store.settings.chord_path
     progress = bar(total=len(todo), desc="delete", unit="key")
 
-    async def delete(client: httpx.AsyncClient, key: str) -> tuple[str, int]:
+    async def delete(client: Endpoint, key: str) -> tuple[str, int]:
         response = await send(client, "DELETE", f"/{chord}/{key}", policy=policy, limiter=limiter)
         if response.status_code in (200, 204):
             return "deleted", response.status_code

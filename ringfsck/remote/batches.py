@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.progress import bar
-from ringfsck.remote.http import HttpPolicy, Result, run_batched
+from ringfsck.remote.http import Endpoint, HttpPolicy, Result, run_batched
 from ringfsck.store import Store
 
 _FETCH = 50_000
@@ -90,7 +90,7 @@ def run_job(
     todo_query: str,
     base_url: str,
     policy: HttpPolicy,
-    ask: Callable[[httpx.AsyncClient, str], Awaitable[Any]],
+    ask: Callable[[Endpoint, str], Awaitable[Any]],
     to_row: Callable[[str, Any], dict[str, Any]],
     failed_row: Callable[[str, str], dict[str, Any]],
     description: str,

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
-from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, send
+from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, RequestFailed, send
 from ringfsck.split_index import parse_split_index
 
 _TRUTHY = {"true", "1", "yes", "on"}
@@ -23,7 +21,7 @@ class SplitAnswer:
     subkeys: list[str]
 
 
-async def lookup_split(client: httpx.AsyncClient, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> SplitAnswer:
+async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> SplitAnswer:
     """HEAD the input key on the arc path; for a split key, GET its raw index and parse the subkeys."""
     url = f"/{arc_path}/{input_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
@@ -40,7 +38,7 @@ async def lookup_split(client: httpx.AsyncClient, arc_path: str, input_key: str,
     return SplitAnswer("ok", True, parse_split_index(raw.content))
 
 
-async def main_chunk_size(client: httpx.AsyncClient, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> int | None:
+async def main_chunk_size(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> int | None:
     """Logical size of a main chunk from ``X-Scal-Size``; None when the key is not on the RING."""
     url = f"/{arcdata_path}/{ring_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
