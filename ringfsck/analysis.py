@@ -172,6 +172,11 @@ def _summarize(
                 incomplete.append(warning)
             else:
                 warnings.append(warning)
+    for marker in sorted((store.root / "bucketd").glob("*.json")):
+        state = json.loads(marker.read_text())
+        if not state.get("complete"):
+            # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
+            incomplete.append(f"the bucketd export of bucket {state.get('bucket', marker.stem)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
     if counts["s3keys_rows"] == 0:
         incomplete.append("no S3 keys were ingested: every candidate would look orphaned")
     if counts["listkeys_rows"] == 0:

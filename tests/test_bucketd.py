@@ -90,6 +90,9 @@ def test_interrupted_bucket_resumes_after_its_last_page(lab_world, tmp_path):
             ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-01"], policy=HttpPolicy(retries=0), page_size=5)
         state = json.loads(next((store.root / "bucketd").glob("*.json")).read_text())
         assert 0 < state["pages"] < total_pages and not state["complete"]
+        summary = analyze(store).summary  # half a bucket must never look like orphans
+        assert not summary["complete"]
+        assert any("bucket-01 is unfinished" in reason for reason in summary["incomplete_reasons"])
         lab.set_faults("bucketd", error_rate=0)
         lab.reset_stats()
         report = ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-01"], policy=POLICY, page_size=5)

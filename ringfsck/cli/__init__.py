@@ -14,11 +14,15 @@ def main() -> None:
     """Check a Scality RING against its S3 metadata: find orphans and gaps, size and delete orphans safely.
 
     \b
-    A typical run:
+    A typical run (listing first, then the S3 export):
       ringfsck ingest listkeys /data/DATA/listkeys.csv/
-      ringfsck ingest s3keys /data/DATA/s3-bucketd/
+      ringfsck ingest bucketd --url http://127.0.0.1:9000 --raft-session 1
+      ringfsck resolve --srebuildd http://10.0.0.5:81
       ringfsck analyze --arc 8+4 --cos 2
-      ringfsck sql "select count(*) from orphans"
+      ringfsck size --srebuildd http://10.0.0.5:81 && ringfsck report
+      ringfsck manifest -o orphans.csv && ringfsck delete --manifest orphans.csv
+
+    Try it all on a simulated RING first: ringfsck demo
 
     Exit codes: 0 ok, 1 some items failed, 2 usage or config error, 3 bad input,
     4 refused by a safety check, 5 remote service error, 130 interrupted.

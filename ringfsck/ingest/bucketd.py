@@ -92,7 +92,7 @@ class _BucketExport:
         for table in ("s3keys", "s3_other_locations"):
             for part in self.store.table_dir(table).glob(f"{self.sid}-*.parquet"):
                 part.unlink()
-        return {"marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
+        return {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
                 "skipped": {}, "other_locations": 0, "last_master": None, "resumed": False}
 
     def save_page(self, entries: list[Entry], last_key: str, master: tuple[str, str] | None) -> None:
