@@ -65,11 +65,3 @@ def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, interval:
     done.set()
     sampler.join()
     return Measured(time.perf_counter() - started, peak, proc.returncode, stdout, stderr)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"

@@ -21,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from _measure import Measured, human_bytes, run_measured
+from _measure import Measured, run_measured
 
+from ringfsck.capacity import human_bytes
 from ringfsck.lab import generate_world
 
 ROWS_PER_OBJECT = 12.5  # 8+4 stripes, plus orphans, gaps and noise

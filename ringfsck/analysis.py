@@ -248,6 +248,3 @@ def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: A
         "split": split,
     }
 
-
-def load_summary(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 
 from ringfsck.errors import RefusedError
 from ringfsck.keys import normalize_key

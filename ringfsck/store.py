@@ -215,12 +215,6 @@ class Store:
         others = [s for s in self.sources() if s.id != source.id]
         write_json_atomic(self._sources_file, [asdict(s) for s in [*others, source]])
 
-    def drop_source(self, source_id: str, tables: tuple[str, ...]) -> None:
-        for table in tables:
-            self.remove_part(table, source_id)
-        remaining = [s for s in self.sources() if s.id != source_id]
-        write_json_atomic(self._sources_file, [asdict(s) for s in remaining])
-
     # --- runs -------------------------------------------------------------
     @property
     def runs_dir(self) -> Path:

@@ -7,7 +7,6 @@ here, so a test failure points at one DOMAIN.md rule.
 from __future__ import annotations
 
 import csv
-import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path

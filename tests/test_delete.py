@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,8 +15,7 @@ from ringfsck import Settings, Store, analyze, ingest_listkeys
 from ringfsck.deleter import delete_from_manifest, read_journal
 from ringfsck.errors import RefusedError
 from ringfsck.ingest.bucketd import ingest_bucketd
-from ringfsck.lab import LabServers
-from ringfsck.manifest import read_manifest, write_manifest
+from ringfsck.manifest import write_manifest
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.resolve import resolve_splits
 from ringfsck.sizing import size_orphans

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ringfsck import AnalysisOptions, Settings, Store, analyze, ingest_listkeys, ingest_s3keys
+from ringfsck import Settings, Store, analyze, ingest_listkeys, ingest_s3keys
 from ringfsck.capacity import capacity_summary
 from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.lab import LabServers
