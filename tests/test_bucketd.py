@@ -103,6 +103,20 @@ def test_interrupted_bucket_resumes_after_its_last_page(lab_world, tmp_path):
     assert store.connect().execute(query).fetchall() == clean.connect().execute(query).fetchall()
 
 
+def test_objects_below_the_split_threshold_need_no_lookup(lab_world, tmp_path):
+    # sproxyd splits only objects above its threshold: with bucketd sizes, smaller keys need no request.
+    store = Store.open(Settings(store=str(tmp_path / "store"), split_threshold=1 << 40))
+    with LabServers(lab_world.path) as lab:
+        ingest_listkeys(store, [str(lab_world.listkeys_dir)])
+        ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY)
+        lab.reset_stats()
+        report = resolve_splits(store, base_url=lab.srebuildd_url, policy=POLICY)
+        assert report.requested == 0 and lab.request_counts("srebuildd") == {}
+    summary = analyze(store).summary
+    assert summary["splits"]["below_split_threshold"] == len(lab_world.truth["sproxyd_keys"])
+    assert summary["splits"]["unresolved"] == 0
+
+
 def test_parse_entry_rules():
     assert parse_entry("b", "\x7fRreplay", '{"location": []}').skipped == "replay entries"
     assert parse_entry("b", "k", '{"isPHD": true}').skipped == "placeholders"

@@ -132,7 +132,7 @@ class _BucketExport:
         ))
 
 
-async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: int, progress) -> BucketOutcome:
+async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: int, progress, bucket_bar) -> BucketOutcome:
     s = export.state
     if s["complete"]:  # kept from an earlier run (skip_complete)
         return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], True, s["skipped"], s["other_locations"])
@@ -160,6 +160,7 @@ async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: i
             marker = items[-1][0]
             export.save_page(entries, marker, master)
             progress.update(len(items))
+            bucket_bar.update(len(items))
         if not truncated or not items:
             break
     export.finish()
@@ -201,16 +202,21 @@ def ingest_bucketd(
                 except RequestFailed as exc:
                     raise RemoteError(f"bucketd {url}: cannot list raft session {session}: {exc.reason}") from None
             names = sorted({n for n in names if n != USERS_BUCKET})  # users..bucket holds no data
-            progress = bar(desc="ingest bucketd", unit="entry")
+            progress = bar(desc=f"bucketd: {len(names)} buckets", unit="entry", position=0)
             gate = asyncio.Semaphore(_PARALLEL_BUCKETS)
+            free_rows = list(range(_PARALLEL_BUCKETS, 0, -1))  # screen rows under the overall bar
 
             async def one(bucket: str) -> BucketOutcome:
                 async with gate:
-                    progress.set_postfix_str(bucket, refresh=False)
+                    row = free_rows.pop()
+                    bucket_bar = bar(desc=f"  {bucket}", unit="entry", position=row, leave=False)
                     try:
-                        return await _export_bucket(api, _BucketExport(store, url, bucket, skip_complete=skip_complete), page_size, progress)
+                        return await _export_bucket(api, _BucketExport(store, url, bucket, skip_complete=skip_complete), page_size, progress, bucket_bar)
                     except RequestFailed as exc:
                         return BucketOutcome(bucket, "failed", error=exc.reason)
+                    finally:
+                        bucket_bar.close()
+                        free_rows.append(row)
 
             try:
                 report.buckets = list(await asyncio.gather(*(one(b) for b in names)))
