@@ -9,13 +9,13 @@ from ringfsck.lab import LabServers, generate_world
 
 @pytest.fixture(scope="session")
 def lab_world(tmp_path_factory):
-    """A small world with every planted feature (splits included)."""
-    return generate_world(tmp_path_factory.mktemp("lab-world"), objects=300, seed=11)
+    """A small world with every planted feature (splits included). Read-only: tests share it."""
+    return generate_world(tmp_path_factory.mktemp("lab-world"), objects=300, seed=3)
 
 
 @pytest.fixture(scope="session")
 def make_world(tmp_path_factory):
-    """Factory for worlds with other settings, cached per settings."""
+    """Factory for worlds with other settings (``generate_world`` keywords), cached per settings."""
     cache = {}
 
     def make(**settings):
@@ -29,6 +29,6 @@ def make_world(tmp_path_factory):
 
 @pytest.fixture
 def lab_servers(lab_world):
-    """Fresh servers over the shared world (deletions do not leak between tests)."""
+    """Fresh servers over the shared world (deletions and faults do not leak between tests)."""
     with LabServers(lab_world.path) as servers:
         yield servers

@@ -1,74 +1,101 @@
 """The lab: a simulated RING and S3 connector for tests, benchmarks and the demo.
 
-``generate_world`` writes a consistent world (RING listings, S3 exports, bucketd
-metadata) with a ``truth.json`` of what was planted; ``LabServers`` serves it as
-a real srebuildd and bucketd on 127.0.0.1, with faults injected on demand::
+:func:`generate_world` writes a consistent world (RING listings, S3 exports,
+server state) with a ``truth.json`` of what was planted; :class:`LabServers`
+serves it as a real srebuildd and bucketd on 127.0.0.1, with faults on demand::
 
     world = generate_world(tmp / "world", objects=500, seed=1)
     with LabServers(world.path, srebuildd_faults="error_rate=0.1,drop_rate=0.05") as lab:
         ...  # point ringfsck at lab.srebuildd_url and lab.bucketd_url
-        assert lab.deleted() == expected
+        lab.set_faults("srebuildd", error_rate=0, fail_keys=[some_key])
+        assert lab.deleted() == set(world.truth["orphans"])
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import weakref
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import httpx
 
+from ringfsck.lab.servers import Faults
 from ringfsck.lab.world import World, generate_world
 
-__all__ = ["LabServers", "World", "generate_world"]
+__all__ = ["Faults", "LabServers", "World", "generate_world"]
 
+Server = Literal["srebuildd", "bucketd"]
 _STARTUP_SECONDS = 30
+_STOP_SECONDS = 5
 
 
 class LabServers:
-    """The lab srebuildd and bucketd, served by a child process for as long as the context lasts."""
+    """The lab srebuildd and bucketd, served by a child process on free ports of 127.0.0.1.
 
-    def __init__(self, world: str | Path, *, ring: str = "DATA", srebuildd_faults: str | None = None, bucketd_faults: str | None = None) -> None:
-        self.world = Path(world)
+    Use it as a context manager (or call :meth:`start` and :meth:`stop`). Faults are a
+    spec string (``"error_rate=0.1,drop_rate=0.05"``) or a mapping, see
+    :class:`ringfsck.lab.servers.Faults`. The child exits with this process even
+    when :meth:`stop` is never reached.
+    """
+
+    def __init__(self, world: str | Path | World, *, ring: str = "DATA",
+                 srebuildd_faults: str | Mapping[str, Any] | None = None,
+                 bucketd_faults: str | Mapping[str, Any] | None = None) -> None:
+        self.world = world.path if isinstance(world, World) else Path(world)
         self.ring = ring
-        self._args = [sys.executable, "-m", "ringfsck.lab.serve", "--world", str(self.world), "--ring", ring]
-        if srebuildd_faults:
-            self._args += ["--srebuildd-faults", srebuildd_faults]
-        if bucketd_faults:
-            self._args += ["--bucketd-faults", bucketd_faults]
+        self._args = [sys.executable, "-m", "ringfsck.lab.serve", "--world", str(self.world), "--ring", ring,
+                      "--parent-pid", str(os.getpid())]
+        for flag, faults in (("--srebuildd-faults", srebuildd_faults), ("--bucketd-faults", bucketd_faults)):
+            if faults:
+                self._args += [flag, faults if isinstance(faults, str) else _spec(faults)]
         self._proc: subprocess.Popen[str] | None = None
+        self._finalizer: weakref.finalize | None = None
         self.srebuildd_url = ""
         self.bucketd_url = ""
 
     def start(self) -> "LabServers":
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-        self._proc = subprocess.Popen(self._args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        """Start the servers and wait until both answer; RuntimeError with the server's stderr if not."""
+        if self._proc is not None and self._proc.poll() is None:
+            raise RuntimeError("the lab servers are already running")
+        # The package may be used from a checkout that is not installed: the child must import it too.
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        # A file, not a pipe: a chatty server can never block on it. What it holds is
+        # forwarded to our stderr when the servers stop (pytest shows it with the test).
+        stderr = tempfile.TemporaryFile("w+")
+        self._proc = subprocess.Popen(self._args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        self._finalizer = weakref.finalize(self, _terminate, self._proc, stderr)
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
         reader.start()
         reader.join(_STARTUP_SECONDS)
-        if not line or not line[0].strip():
-            self.stop()
-            stderr = self._proc.stderr.read() if self._proc.stderr else ""
-            raise RuntimeError(f"lab servers did not start: {stderr.strip()[-2000:]}")
-        urls = json.loads(line[0])
-        self.srebuildd_url, self.bucketd_url = urls["srebuildd"], urls["bucketd"]
+        try:
+            if not line or not line[0].strip():
+                raise RuntimeError("no ready line")
+            urls = json.loads(line[0])
+            self.srebuildd_url, self.bucketd_url = urls["srebuildd"], urls["bucketd"]
+            for server in ("srebuildd", "bucketd"):
+                self._admin(server, "GET", "health")
+        except (RuntimeError, ValueError, KeyError, httpx.HTTPError) as exc:
+            self._finalizer.detach()
+            _terminate(self._proc, None)
+            stderr.seek(0)
+            detail = stderr.read().strip()[-2000:] or f"{exc} (exit status {self._proc.returncode})"
+            stderr.close()
+            raise RuntimeError(f"lab servers did not start: {detail}") from None
         return self
 
     def stop(self) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        """Terminate the servers (kill them if they do not exit within a few seconds)."""
+        if self._finalizer is not None:
+            self._finalizer()
 
     def __enter__(self) -> "LabServers":
         return self.start()
@@ -76,30 +103,56 @@ class LabServers:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _url(self, server: str) -> str:
+    def _admin(self, server: Server, method: str, path: str, payload: Any = None) -> Any:
         if server not in ("srebuildd", "bucketd"):
-            raise ValueError("server is 'srebuildd' or 'bucketd'")
-        return self.srebuildd_url if server == "srebuildd" else self.bucketd_url
-
-    def _admin(self, server: str, method: str, path: str, payload: Any = None) -> Any:
-        response = httpx.request(method, f"{self._url(server)}/_lab/{path}", json=payload, timeout=10)
+            raise ValueError(f"server is 'srebuildd' or 'bucketd', not {server!r}")
+        url = self.srebuildd_url if server == "srebuildd" else self.bucketd_url
+        response = httpx.request(method, f"{url}/_lab/{path}", json=payload, timeout=10)
+        if response.status_code == 400:  # a bad fault: the server says which
+            raise ValueError(response.json()["error"])
         response.raise_for_status()
         return response.json()
 
-    def set_faults(self, server: str, **faults: Any) -> dict[str, Any]:
-        """Change a server's faults at run time (latency_ms, error_rate, drop_rate, hang_rate, hang_seconds, fail_keys)."""
+    def set_faults(self, server: Server, **faults: Any) -> dict[str, Any]:
+        """Change some of a server's faults at run time; returns all of them.
+
+        ``latency_ms``, ``error_rate``, ``drop_rate``, ``hang_rate``, ``hang_seconds``,
+        ``fail_keys`` (an iterable of keys or bucket names; empty to clear).
+        """
         if "fail_keys" in faults:
             faults["fail_keys"] = sorted(faults["fail_keys"])
         return self._admin(server, "POST", "faults", faults)
 
-    def deleted(self) -> list[str]:
-        """Main chunks deleted through the chord path, in order (a key twice means deleted twice)."""
-        return self._admin("srebuildd", "GET", "deleted")
+    def deleted(self) -> set[str]:
+        """Main chunks deleted through the chord path (each can be deleted once: then it is gone)."""
+        return set(self._admin("srebuildd", "GET", "deleted"))
 
-    def request_counts(self, server: str) -> dict[str, int]:
-        """Requests received per "METHOD path", faulted ones included, admin ones excluded."""
+    def request_counts(self, server: Server) -> dict[str, int]:
+        """Requests received per ``"METHOD path"`` (srebuildd keys uppercased), faulted ones included, admin ones not."""
         return self._admin(server, "GET", "requests")
 
     def reset_stats(self) -> None:
+        """Forget the request counts of both servers."""
         for server in ("srebuildd", "bucketd"):
             self._admin(server, "POST", "reset-stats")
+
+
+def _spec(faults: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={';'.join(map(str, v)) if k == 'fail_keys' else v}" for k, v in faults.items())
+
+
+def _terminate(proc: subprocess.Popen[str], stderr: IO[str] | None) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(_STOP_SECONDS)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    if stderr is not None:
+        stderr.seek(0)
+        if text := stderr.read().strip():
+            print(f"lab servers' stderr:\n{text}", file=sys.stderr)
+        stderr.close()

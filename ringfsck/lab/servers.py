@@ -1,9 +1,12 @@
 """The lab's srebuildd and bucketd: HTTP/1.1 servers over a generated world.
 
-They are plain asyncio servers rather than ASGI apps: fault injection must be
-able to drop a TCP connection with no response at all, which an ASGI app
-cannot do (its server answers 500 instead). Both run in one process started by
-``python -m ringfsck.lab.serve`` (see :class:`ringfsck.lab.LabServers`).
+They are plain asyncio servers rather than ASGI apps under uvicorn: fault
+injection must be able to drop a TCP connection with no response at all, which
+an ASGI app cannot do (its server answers 500 instead). The HTTP subset is
+small (no request bodies beyond Content-Length, keep-alive, HEAD) and a bare
+asyncio protocol serves tens of thousands of requests per second on one core.
+Both servers run in one process (``python -m ringfsck.lab.serve``, started by
+:class:`ringfsck.lab.LabServers`) over the memory-mapped world state.
 
 Admin endpoints, never faulted: ``GET /_lab/health``, ``GET /_lab/requests``
 (counts per "METHOD path"), ``POST /_lab/reset-stats``, ``GET|POST /_lab/faults``
@@ -13,46 +16,58 @@ and, on srebuildd, ``GET /_lab/deleted``.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
+import os
 import random
+import signal
+import traceback
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pyarrow.parquet as pq
-
 from ringfsck.errors import ConfigError
+from ringfsck.lab._state import Bucket, WorldState
 
-MPU_SHADOW_PREFIX = "mpuShadowBucket"
-USERS_BUCKET = "users..bucket"
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
+HOST = "127.0.0.1"
+_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+_NUMERIC_FAULTS = ("latency_ms", "error_rate", "drop_rate", "hang_rate", "hang_seconds")
 Response = tuple[int, dict[str, str], bytes]
+_DROP = None  # a handler's answer meaning: close the connection without a response
 
 
 @dataclass
 class Faults:
-    """What goes wrong on a server, per request (admin endpoints excepted)."""
+    """What goes wrong on a server, per request (admin endpoints excepted).
+
+    Every request first waits ``latency_ms``; then one roll decides: dropped
+    (``drop_rate``), hung for ``hang_seconds`` before its answer (``hang_rate``),
+    answered 503 or 500 (``error_rate``), or served. Requests naming a key (or
+    bucket) in ``fail_keys`` always get 503.
+    """
 
     latency_ms: float = 0.0
-    error_rate: float = 0.0  # answered 503 or 500
-    drop_rate: float = 0.0  # connection closed with no response
-    hang_rate: float = 0.0  # answered only after hang_seconds, past any sane client timeout
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    hang_rate: float = 0.0
     hang_seconds: float = 60.0
-    fail_keys: set[str] = field(default_factory=set)  # requests naming these keys always get 503
+    fail_keys: set[str] = field(default_factory=set)
 
     @classmethod
-    def parse(cls, text: str | None) -> "Faults":
-        """``"error_rate=0.1,drop_rate=0.05,latency_ms=2,fail_keys=KEY1;KEY2"``."""
+    def parse(cls, spec: str | dict[str, Any] | None) -> "Faults":
+        """From ``"error_rate=0.1,drop_rate=0.05,latency_ms=2,fail_keys=KEY1;KEY2"`` or a dict."""
         faults = cls()
-        if text:
+        if isinstance(spec, dict):
+            faults.update(spec)
+        elif spec:
             values: dict[str, Any] = {}
-            for item in text.split(","):
+            for item in spec.split(","):
                 name, sep, value = item.partition("=")
                 if not sep:
-                    raise ConfigError(f"fault {item!r}: expected name=value")
+                    raise ConfigError(f"fault {item!r}: expected name=value, e.g. error_rate=0.1")
                 values[name.strip()] = value.strip()
             faults.update(values)
         return faults
@@ -61,27 +76,28 @@ class Faults:
         for name, value in values.items():
             if name == "fail_keys":
                 items = value.split(";") if isinstance(value, str) else value
-                self.fail_keys = {str(k).upper() for k in items if k}
-            elif name in ("latency_ms", "error_rate", "drop_rate", "hang_rate", "hang_seconds"):
+                self.fail_keys = {str(k).strip().upper() for k in items if str(k).strip()}
+            elif name in _NUMERIC_FAULTS:
                 try:
-                    setattr(self, name, float(value))
+                    number = float(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"fault {name}: expected a number, got {value!r}") from None
+                if number < 0 or (name.endswith("_rate") and number > 1):
+                    raise ConfigError(f"fault {name}: {value!r} out of range")
+                setattr(self, name, number)
             else:
-                raise ConfigError(f"unknown fault {name!r} (latency_ms, error_rate, drop_rate, hang_rate, hang_seconds, fail_keys)")
+                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys)")
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["fail_keys"] = sorted(self.fail_keys)
-        return data
+        return asdict(self) | {"fail_keys": sorted(self.fail_keys)}
 
 
 class _Server:
-    """HTTP/1.1 keep-alive connection handling, admin endpoints and faults."""
+    """HTTP/1.1 keep-alive connections, admin endpoints and faults; subclasses answer the API."""
 
     name = "server"
 
-    def __init__(self, faults: Faults, seed: int = 0) -> None:
+    def __init__(self, faults: Faults, seed: int) -> None:
         self.faults = faults
         self.requests: Counter[str] = Counter()
         self._rng = random.Random(seed)
@@ -94,29 +110,37 @@ class _Server:
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                     return
                 lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
-                headers = {}
+                method, target, version = (lines[0].split(" ", 2) + ["", ""])[:3]
+                headers: dict[str, str] = {}
                 for line in lines[1:]:
-                    if ":" in line:
-                        name, _, value = line.partition(":")
+                    name, sep, value = line.partition(":")
+                    if sep:
                         headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or 0)
-                body = await reader.readexactly(length) if length else b""
-                response = await self._respond(method, target, headers, body)
-                if response is None:  # fault: drop the connection, no answer
-                    writer.transport.abort()
+                length = headers.get("content-length", "0")
+                if "chunked" in headers.get("transfer-encoding", "").lower() or not length.isdigit():
+                    response: Response | None = (501, {"Connection": "close"}, b'{"error":"only Content-Length request bodies are supported"}')
+                else:
+                    body = await reader.readexactly(int(length)) if int(length) else b""
+                    try:
+                        response = await self._respond(method, target, headers, body)
+                    except Exception as exc:  # a lab bug: say so on stderr, which LabServers forwards
+                        traceback.print_exc()
+                        response = (500, {}, json.dumps({"error": f"lab server bug: {exc!r}"}).encode())
+                if response is _DROP:
+                    writer.transport.abort()  # RST: the client sees the connection die with no answer
                     return
                 status, out_headers, payload = response
-                head_out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-                out_headers.setdefault("Content-Type", "application/json")
-                for name, value in out_headers.items():
-                    head_out.append(f"{name}: {value}")
-                head_out.append(f"Content-Length: {0 if method == 'HEAD' else len(payload)}")
-                writer.write(("\r\n".join(head_out) + "\r\n\r\n").encode("latin-1") + (b"" if method == "HEAD" else payload))
+                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0" or out_headers.get("Connection") == "close"
+                writer.write(_serialize(method, status, out_headers, payload))
                 await writer.drain()
-                if headers.get("connection", "").lower() == "close":
+                if close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        except asyncio.CancelledError:
+            # Shutdown cancels open connections. Ending normally keeps Python 3.11's stream
+            # callback from logging each of them as an error on stderr.
+            writer.transport.abort()
             return
         finally:
             if not writer.is_closing():
@@ -127,20 +151,20 @@ class _Server:
         path = parts.path
         if path.startswith("/_lab/"):
             return self._admin(method, path, body)
-        self.requests[f"{method} {path}"] += 1
+        self.requests[f"{method} {self.count_path(path)}"] += 1
         faults = self.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
         if faults.fail_keys and unquote(path.rsplit("/", 1)[-1]).upper() in faults.fail_keys:
             return 503, {}, b'{"error":"injected failure for this key"}'
         roll = self._rng.random()
         if roll < faults.drop_rate:
-            return None
+            return _DROP
         roll -= faults.drop_rate
         if roll < faults.hang_rate:
             await asyncio.sleep(faults.hang_seconds)
         elif roll - faults.hang_rate < faults.error_rate:
             return (503 if self._rng.random() < 0.5 else 500), {}, b'{"error":"injected"}'
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000)
         return self.handle(method, path, parse_qs(parts.query, keep_blank_values=True), headers)
 
     def _admin(self, method: str, path: str, body: bytes) -> Response:
@@ -154,7 +178,12 @@ class _Server:
         if path == "/_lab/faults":
             if method == "POST":
                 try:
-                    self.faults.update(json.loads(body or b"{}"))
+                    values = json.loads(body or b"{}")
+                    if not isinstance(values, dict):
+                        raise ConfigError("expected a JSON object of faults")
+                    changed = replace(self.faults, fail_keys=set(self.faults.fail_keys))
+                    changed.update(values)  # all or nothing: a bad value leaves the faults as they were
+                    self.faults = changed
                 except (ConfigError, ValueError) as exc:
                     return 400, {}, json.dumps({"error": str(exc)}).encode()
             return 200, {}, json.dumps(self.faults.to_json()).encode()
@@ -163,30 +192,42 @@ class _Server:
     def admin(self, method: str, path: str) -> Response:
         return 404, {}, b'{"error":"unknown admin endpoint"}'
 
+    def count_path(self, path: str) -> str:
+        return path
+
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Response:
         raise NotImplementedError
 
 
+def _serialize(method: str, status: int, headers: dict[str, str], payload: bytes) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+    headers.setdefault("Content-Type", "application/json")
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    lines.append(f"Content-Length: {len(payload)}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if method == "HEAD" else head + payload
+
+
 class SrebuilddServer(_Server):
-    """arc (split check, raw index), arcdata (sizes) and chord (delete) paths of one RING."""
+    """The arc (split check, raw index), arcdata (sizes) and chord (delete) paths of one RING."""
 
     name = "srebuildd"
 
-    def __init__(self, world: Path, ring: str, faults: Faults, seed: int = 0) -> None:
+    def __init__(self, state: WorldState, ring: str, faults: Faults, seed: int = 1) -> None:
         super().__init__(faults, seed)
-        arc = pq.read_table(world / "lab" / "arc.parquet").to_pydict()
-        self.index_bodies: dict[str, bytes | None] = {
-            key: (body if split else None) for key, split, body in zip(arc["input_key"], arc["is_split"], arc["body"])
-        }
-        sizes = pq.read_table(world / "lab" / "arcdata.parquet").to_pydict()
-        self.sizes: dict[str, int] = dict(zip(sizes["main_chunk"], sizes["size"]))
+        self.state = state
         self.deleted: list[str] = []
+        self._deleted_set: set[str] = set()
         self.paths = {f"/rebuild/arc-{ring}": "arc", f"/rebuild/arcdata-{ring}": "arcdata", f"/rebuild/chord-{ring}": "chord"}
 
     def admin(self, method: str, path: str) -> Response:
         if path == "/_lab/deleted":
             return 200, {}, json.dumps(self.deleted).encode()
         return super().admin(method, path)
+
+    def count_path(self, path: str) -> str:
+        base, _, key = path.rpartition("/")
+        return f"{base}/{key.upper()}" if base in self.paths else path  # keys are case-insensitive
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Response:
         base, _, key = path.rpartition("/")
@@ -195,30 +236,32 @@ class SrebuilddServer(_Server):
         if kind is None or len(key) != 40:
             return 400, {}, b'{"error":"unknown path"}'
         if kind == "arc":
-            if method not in ("HEAD", "GET"):
-                return 405, {}, b""
-            if key not in self.index_bodies:
-                return 404, {}, b""
-            body = self.index_bodies[key]
-            split = body is not None
-            if method == "HEAD":
-                return 200, {"X-Scal-Attr-Is-Split": "true" if split else "false"}, b""
-            if headers.get("x-scal-split-policy", "").lower() == "raw" and split:
-                return 200, {"Content-Type": "application/octet-stream", "X-Scal-Attr-Is-Split": "true"}, body
-            return 200, {"Content-Type": "application/octet-stream", "X-Scal-Attr-Is-Split": "true" if split else "false"}, b"object data"
+            return self._arc(method, key, headers)
+        on_ring = key not in self._deleted_set and self.state.has_main_chunk(key)
         if kind == "arcdata":
             if method != "HEAD":
                 return 405, {}, b""
-            if key not in self.sizes:
-                return 404, {}, b""
-            return 200, {"X-Scal-Size": str(self.sizes[key])}, b""
+            return (200, {"X-Scal-Size": str(self.state.size_of(key))}, b"") if on_ring else (404, {}, b"")
         if method != "DELETE":
             return 405, {}, b""
-        if key not in self.sizes:
+        if not on_ring:
             return 404, {}, b""
-        del self.sizes[key]
+        self._deleted_set.add(key)
         self.deleted.append(key)
         return 200, {}, b""
+
+    def _arc(self, method: str, key: str, headers: dict[str, str]) -> Response:
+        if method not in ("HEAD", "GET"):
+            return 405, {}, b""
+        index = self.state.split_body(key)
+        if index is None and not self.state.knows_input_key(key):
+            return 404, {}, b""
+        split = {"X-Scal-Attr-Is-Split": "true" if index is not None else "false", "Content-Type": "application/octet-stream"}
+        if method == "HEAD":
+            return 200, split, b""
+        if index is not None and headers.get("x-scal-split-policy", "").lower() == "raw":
+            return 200, split, index
+        return 200, split, b"\x00lab object data " + key.encode()
 
 
 class BucketdServer(_Server):
@@ -226,85 +269,81 @@ class BucketdServer(_Server):
 
     name = "bucketd"
 
-    def __init__(self, world: Path, faults: Faults, seed: int = 0) -> None:
+    def __init__(self, state: WorldState, faults: Faults, seed: int = 2) -> None:
         super().__init__(faults, seed)
-        table = pq.read_table(world / "lab" / "bucketd.parquet").to_pydict()
-        self.keys: dict[str, list[str]] = {}
-        self.values: dict[str, dict[str, tuple[str, str]]] = {}
-        for bucket, key, value, full in zip(table["bucket"], table["key"], table["value"], table["full_value"]):
-            self.keys.setdefault(bucket, []).append(key)
-            self.values.setdefault(bucket, {})[key] = (value, full)
-        for bucket in self.keys:
-            self.keys[bucket].sort()
-        self.sessions: dict[int, list[str]] = {1: [], 2: []}
-        regular = sorted(b for b in self.keys if not b.startswith(MPU_SHADOW_PREFIX) and b != USERS_BUCKET)
-        for i, bucket in enumerate(regular):
-            session = 1 + i % 2
-            self.sessions[session].append(bucket)
-            if MPU_SHADOW_PREFIX + bucket in self.keys:
-                self.sessions[session].append(MPU_SHADOW_PREFIX + bucket)
-        if USERS_BUCKET in self.keys:
-            self.sessions[1].append(USERS_BUCKET)
+        self.state = state
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Response:
         if method != "GET":
             return 405, {}, b""
         parts = path.split("/")
-        if len(parts) == 5 and parts[1] == "_" and parts[2] == "raft_sessions" and parts[4] == "bucket":
-            try:
-                session = int(parts[3])
-            except ValueError:
+        if len(parts) == 5 and parts[1:3] == ["_", "raft_sessions"] and parts[4] == "bucket":
+            if not parts[3].isdigit():
                 return 400, {}, b'{"error":"bad raft session"}'
-            if session not in self.sessions:
-                return 404, {}, b""
-            return 200, {}, json.dumps(sorted(self.sessions[session])).encode()
-        if len(parts) >= 4 and parts[1] == "default" and parts[2] == "bucket":
-            bucket = unquote(parts[3])
-            if bucket not in self.keys:
+            names = sorted(b.name for b in self.state.buckets.values() if b.raft_session == int(parts[3]))
+            return (200, {}, json.dumps(names).encode()) if names else (404, {}, b'{"error":"no such raft session"}')
+        if len(parts) >= 4 and parts[1:3] == ["default", "bucket"]:
+            bucket = self.state.buckets.get(unquote(parts[3]))
+            if bucket is None:
                 return 404, {}, b'{"error":"NoSuchBucket"}'
             if len(parts) == 4:
                 return self._list(bucket, query)
-            key = unquote("/".join(parts[4:]))
-            if key not in self.values[bucket]:
-                return 404, {}, b'{"error":"ObjNotFound"}'
-            return 200, {}, self.values[bucket][key][1].encode()
+            meta = bucket.get(unquote("/".join(parts[4:])))
+            return (200, {}, meta.encode()) if meta is not None else (404, {}, b'{"error":"ObjNotFound"}')
         return 400, {}, b'{"error":"unknown path"}'
 
-    def _list(self, bucket: str, query: dict[str, list[str]]) -> Response:
+    @staticmethod
+    def _list(bucket: Bucket, query: dict[str, list[str]]) -> Response:
         try:
             max_keys = max(1, min(10_000, int(query.get("maxKeys", ["1000"])[0])))
         except ValueError:
             return 400, {}, b'{"error":"bad maxKeys"}'
-        marker = query.get("marker", [""])[0]
-        prefix = query.get("prefix", [""])[0]
-        names = self.keys[bucket]
-        start = bisect.bisect_right(names, marker) if marker else 0
-        contents = []
-        i = start
-        while i < len(names) and len(contents) < max_keys:
-            if names[i].startswith(prefix):
-                contents.append({"key": names[i], "value": self.values[bucket][names[i]][0]})
-            i += 1
-        # Keys sharing a prefix are contiguous in sorted order.
-        truncated = i < len(names) and names[i].startswith(prefix)
+        contents, truncated = bucket.page(query.get("marker", [""])[0], query.get("prefix", [""])[0], max_keys)
         return 200, {}, json.dumps({"Contents": contents, "IsTruncated": truncated}).encode()
 
 
 async def serve(world: Path, *, ring: str = "DATA", srebuildd_port: int = 0, bucketd_port: int = 0,
-                srebuildd_faults: Faults | None = None, bucketd_faults: Faults | None = None, ready=None) -> None:
-    """Serve both servers on 127.0.0.1 until cancelled; ``ready(urls)`` is called once listening."""
-    srebuildd = SrebuilddServer(world, ring, srebuildd_faults or Faults(), seed=1)
-    bucketd = BucketdServer(world, bucketd_faults or Faults(), seed=2)
-    servers = []
-    urls = {}
-    for name, server, port in (("srebuildd", srebuildd, srebuildd_port), ("bucketd", bucketd, bucketd_port)):
-        listener = await asyncio.start_server(server.handle_connection, "127.0.0.1", port, backlog=1024, limit=1 << 20)
-        servers.append(listener)
-        urls[name] = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
-    if ready is not None:
-        ready(urls)
+                srebuildd_faults: Faults | None = None, bucketd_faults: Faults | None = None,
+                ready: Callable[[dict[str, str]], None] | None = None) -> None:
+    """Serve both servers on 127.0.0.1 until cancelled; ``ready(urls)`` is called once they listen."""
+    state = WorldState(world)
+    servers = {"srebuildd": (SrebuilddServer(state, ring, srebuildd_faults or Faults()), srebuildd_port),
+               "bucketd": (BucketdServer(state, bucketd_faults or Faults()), bucketd_port)}
+    listeners, urls = [], {}
     try:
-        await asyncio.gather(*(s.serve_forever() for s in servers))
+        for name, (server, port) in servers.items():
+            listener = await asyncio.start_server(server.handle_connection, HOST, port, backlog=2048, limit=1 << 20)
+            listeners.append(listener)
+            urls[name] = f"http://{HOST}:{listener.sockets[0].getsockname()[1]}"
+        if ready is not None:
+            ready(urls)
+        await asyncio.gather(*(listener.serve_forever() for listener in listeners))
     finally:
-        for listener in servers:
+        for listener in listeners:
             listener.close()
+
+
+def run(world: Path, *, ready: Callable[[dict[str, str]], None], parent_pid: int | None = None, **options: Any) -> None:
+    """Serve until SIGTERM or SIGINT, or until process ``parent_pid`` is gone (see :func:`serve` for the options)."""
+
+    async def watch_parent(task: asyncio.Task[None]) -> None:
+        # A killed test runner cannot stop its servers: they notice they were orphaned.
+        while os.getppid() == parent_pid:
+            await asyncio.sleep(0.5)
+        task.cancel()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(serve(world, ready=ready, **options))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        watcher = asyncio.ensure_future(watch_parent(task)) if parent_pid else None
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    asyncio.run(main())

@@ -1,507 +1,731 @@
-"""Generating a lab world: RING listings, S3 exports, bucketd metadata and the truth.
+"""Generating a lab world: RING listings, S3 exports, server state and the truth.
 
-Every object is planted with a fate (healthy, orphaned, gap, debris, split, …)
+Every object is planted with a *fate* (healthy, orphaned, gap, split, version…)
 and ``truth.json`` is written from those fates, never by re-running the
 analysis, so tests compare ringfsck against what was planted.
 
-Layout of a world directory::
+Generation streams: objects are planted in batches, listkeys rows are built
+with numpy, and everything that must end up sorted (server state, truth lists)
+goes through Parquet parts sorted out of core by DuckDB. Memory stays flat
+whatever ``objects`` is. Layout of a world directory::
 
-    listkeys/node-NN.csv          ringsh listKeys format: chunk,main chunk,disk,flag
-    s3-bucketd/<bucket>_keys.txt  "bucket","object key","sproxyd key" (QUOTE_ALL)
-    s3-bucketd-jsonl/<bucket>.log the same keys as the export tool's JSON-lines log
-    lab/arc.parquet               input key -> is_split, raw index body (srebuildd arc path)
-    lab/arcdata.parquet           main chunk -> logical size (arcdata HEAD, chord DELETE)
-    lab/bucketd.parquet           bucket, raft session, key, metadata JSON (bucketd)
-    truth.json                    what was planted
+    listkeys/node-NN.csv           ringsh listKeys: chunk,main chunk,disk,flag (a few "Use …" lines)
+    s3-bucketd/<bucket>_keys.txt   "bucket","object key","sproxyd key" (QUOTE_ALL), one row per location
+    s3-bucketd-jsonl/<bucket>.log  the same keys as the export tool's JSON-lines log
+    lab/                           what the servers serve (see ringfsck.lab._state)
+    truth.json                     what was planted
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import random
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 from urllib.parse import quote
 
+import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ringfsck import keys
+from ringfsck.lab._state import (DEFAULT_SIZES, ParquetParts, StateWriter, duckdb_connection, iso_time, logical_size, object_metadata,
+                                 scality_location, sorted_batches)
 from ringfsck.split_index import encode_split_index
 
-MIN_CHUNKS = 4
-_HEALTHY_BATCH = 50_000
-SERVER_STATE_MAX_OBJECTS = 1_000_000
-_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+MIN_CHUNKS = 4  # ARC main chunks need more than 3 distinct chunks to be candidates (DOMAIN.md section 6)
+BATCH_OBJECTS = 50_000
 ENCODE_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
-WEIRD_NAMES = ["comma,name", 'quote"name', "new\nline", "crlf\r\nkey", "été/日本語/😀", "  spaced  ", "100% sure", "a/b/c", "tab\tkey", "plus+sign"]
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
-SPLIT_SEP = "..|.."
+USERS_BUCKET = "users..bucket"
+SPLITTER = "..|.."
 REPLAY_PREFIX = "\x7fR"
-DATA_STORE = "us-east-1"
+GAP_STATUSES = ("missing", "unrecoverable", "degraded")
 
-# Fates of referenced objects, with their share of the objects (the rest are healthy ARC).
-_REFERENCED_FATES = {
-    "cos": 0.12,
-    "service50": 0.03,
-    "versioned": 0.04,
-    "mpu": 0.04,
-    "duplicate": 0.01,
-    "empty": 0.01,
-    "placeholder": 0.005,
-    "delete_marker": 0.01,
-    "foreign": 0.01,
+# Object names that break naive CSV, JSON, URL and path handling; {n} keeps them unique.
+WEIRD_NAMES = (
+    "comma,{n},name", 'quote"{n}"name', "new\nline {n}", "crlf\r\nkey {n}", "été/日本語/😀/{n}", "  spaced {n}  ",
+    "100% sure {n}", "%41%2F{n}", "a/b/{n}/c", "/leading-slash/{n}", "trailing-slash/{n}/", "tab\t{n}", "plus+{n}",
+    "question?{n}#hash", "back\\slash{n}", "ünïcödé Ωmega {n}.txt",
+)
+
+_BASE_MS = int(datetime(2024, 6, 1, tzinfo=timezone.utc).timestamp() * 1000)
+_SPAN_MS = 180 * 86_400_000
+_FLAG_SHARE = 0.05  # rows with a non-zero flag (16, 32 or 48)
+_TWICE_SHARE = 0.02  # chunks listed by a second node as well
+_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+_URI_PLAIN = re.compile(r"[A-Za-z0-9\-_.!~*'()/]*")
+
+# Fates and their share of --objects; "arc" (healthy ARC) takes what is left.
+# Gaps and splits come from generate_world's arguments.
+_FIXED_SHARES = {
+    "cos": 0.12, "service50": 0.03, "versioned": 0.03, "mpu": 0.03, "duplicate": 0.01, "empty": 0.01,
+    "placeholder": 0.005, "delete_marker": 0.005, "foreign": 0.005,
 }
+_SIMPLE = ("arc", "cos", "service50")  # one key, every chunk, one plain object: planted vectorised
 
 
-@dataclass
-class Truth:
-    settings: dict[str, Any]
-    orphans: set[str] = field(default_factory=set)
-    orphan_sizes: dict[str, int] = field(default_factory=dict)
-    gaps: dict[str, set[str]] = field(default_factory=lambda: {"missing": set(), "unrecoverable": set(), "degraded": set()})
-    debris: set[str] = field(default_factory=set)
-    duplicates: set[str] = field(default_factory=set)
-    splits: dict[str, list[str]] = field(default_factory=dict)
-    sproxyd_keys: set[str] = field(default_factory=set)
-    subkey_main_chunks: set[str] = field(default_factory=set)
-    counts: dict[str, int] = field(default_factory=dict)
+@dataclass(frozen=True)
+class _Layout:
+    """How one kind of main chunk and its chunks look on the RING."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "settings": self.settings,
-            "orphans": sorted(self.orphans),
-            "orphan_sizes": dict(sorted(self.orphan_sizes.items())),
-            "gaps": {status: sorted(found) for status, found in self.gaps.items()},
-            "debris": sorted(self.debris),
-            "duplicates": sorted(self.duplicates),
-            "splits": dict(sorted(self.splits.items())),
-            "sproxyd_keys": sorted(self.sproxyd_keys),
-            "subkey_main_chunks": sorted(self.subkey_main_chunks),
-            "counts": self.counts,
-        }
+    main_tail: str  # chars 22-39 of the main chunk
+    chunk_tails: tuple[str, ...]  # chars 32-39 of each chunk
+    candidate_arc: bool  # ARC, service 50/51, volume 0: fewer than MIN_CHUNKS chunks is debris
 
 
-@dataclass
-class _Object:
-    """One S3 object version as bucketd holds it."""
+def _layouts(arc: keys.ArcSchema, cos: int) -> dict[str, _Layout]:
+    zero = "0" * keys.MD5_PREFIX_LEN
 
-    bucket: str
-    name: str
-    locations: list[str]  # sproxyd input keys on the RING
-    sizes: list[int]
-    version_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    def arc_layout(service: str, volume: str = "00000000") -> _Layout:
+        chunks = [keys.ring_key(zero, volume=volume, service=service, app_specific=keys.arc_app_specific(arc, s), klass=keys.ARC_CLASS, index=s)
+                  for s in range(arc.stripes)]
+        return _Layout(chunks[0][22:], tuple(c[32:] for c in chunks), service in keys.S3_SERVICE_IDS and volume[:6] == "000000")
+
+    def cos_layout(service: str) -> _Layout:
+        chunks = [keys.cos_chunk_key(zero, cos, r, service=service) for r in range(cos + 1)]
+        return _Layout(chunks[0][22:], tuple(c[32:] for c in chunks), False)
+
+    return {
+        "arc": arc_layout("51"), "arc50": arc_layout("50"), "cos": cos_layout("51"),
+        # Never candidates: other services, and service 51 with a non-zero volume id.
+        "service10": cos_layout("10"), "service59": arc_layout("59"), "volume": arc_layout("51", "00100000"),
+    }
+
+
+class _Ring:
+    """The RING listing: main chunks are buffered per layout and written as listkeys rows with numpy."""
+
+    def __init__(self, directory: Path, nodes: int, rng: np.random.Generator, layouts: dict[str, _Layout],
+                 on_main_chunks: Callable[[np.ndarray], None]) -> None:
+        directory.mkdir(parents=True)
+        self.files: list[BinaryIO] = [open(directory / f"node-{n:02d}.csv", "wb") for n in range(nodes)]
+        for n, handle in enumerate(self.files[::2]):  # ringsh noise at the top of some files
+            handle.write(f"Use ring DATA\nUse node {2 * n} to list keys\n".encode())
+        self.rng = rng
+        self.layouts = layouts
+        self.rows = 0
+        self.main_chunks = 0
+        self._on_main_chunks = on_main_chunks
+        self._scalar: dict[str, list[tuple[str, tuple[int, ...]]]] = defaultdict(list)
+        self._vector: dict[str, list[np.ndarray]] = defaultdict(list)
+        self._pending = 0
+        self._forced = False
+
+    def add(self, prefix: str, layout: str, positions: Iterable[int] | None = None) -> str:
+        """One main chunk with the chunks at ``positions`` (default all); returns its key."""
+        spec = self.layouts[layout]
+        chosen = tuple(range(len(spec.chunk_tails))) if positions is None else tuple(sorted(positions))
+        self._scalar[layout].append((prefix, chosen))
+        self._count(1)
+        return prefix + spec.main_tail
+
+    def add_many(self, prefixes: np.ndarray, layout: str) -> None:
+        """Main chunks with every chunk, from an (n, 22) array of md5-prefix hex bytes."""
+        if len(prefixes):
+            self._vector[layout].append(prefixes)
+            self._count(len(prefixes))
+
+    def _count(self, n: int) -> None:
+        self._pending += n
+        if self._pending >= 4 * BATCH_OBJECTS:
+            self.flush()
+
+    def flush(self) -> None:
+        out: list[list[bytes]] = [[] for _ in self.files]
+        for name, spec in self.layouts.items():
+            width = len(spec.chunk_tails)
+            parts, present = list(self._vector.pop(name, [])), []
+            for array in parts:
+                present.append(np.ones((len(array), width), dtype=bool))
+            scalar = self._scalar.pop(name, [])
+            if scalar:
+                parts.append(np.frombuffer("".join(p for p, _ in scalar).encode("ascii"), dtype=np.uint8).reshape(-1, keys.MD5_PREFIX_LEN))
+                mask = np.zeros((len(scalar), width), dtype=bool)
+                for row, (_, positions) in enumerate(scalar):
+                    mask[row, list(positions)] = True
+                present.append(mask)
+            if parts:
+                self._emit(spec, np.concatenate(parts), np.concatenate(present), out)
+        for handle, chunks in zip(self.files, out):
+            handle.write(b"".join(chunks))
+        self._pending = 0
+
+    def _emit(self, spec: _Layout, prefixes: np.ndarray, present: np.ndarray, out: list[list[bytes]]) -> None:
+        n, nodes, rng = len(prefixes), len(self.files), self.rng
+        mains = np.empty((n, 40), dtype=np.uint8)
+        mains[:, :22] = prefixes
+        mains[:, 22:] = np.frombuffer(spec.main_tail.encode(), dtype=np.uint8)
+        self.main_chunks += n
+        self._on_main_chunks(mains)
+        first_node = rng.integers(0, nodes, size=n)
+        for position, tail in enumerate(spec.chunk_tails):
+            rows = np.flatnonzero(present[:, position])
+            if not len(rows):
+                continue
+            m = len(rows)
+            lines = np.empty((m, 81), dtype=np.uint8)  # "chunk,main" before the per-node tail
+            lines[:, :32] = _HEX[rng.integers(0, 16, size=(m, 32))]
+            lines[:, 32:40] = np.frombuffer(tail.encode(), dtype=np.uint8)
+            lines[:, 40] = ord(",")
+            lines[:, 41:] = mains[rows]
+            node = (first_node[rows] + position) % nodes
+            flag = np.where(rng.random(m) < _FLAG_SHARE, rng.choice(np.array([16, 32, 48]), size=m), 0)
+            twice = rng.random(m) < _TWICE_SHARE
+            if not self._forced:  # so that even a tiny world has both
+                flag[0], twice[0], self._forced = 16, True, True
+            for n_ in range(nodes):
+                for f in (0, 16, 32, 48):
+                    selected = (node == n_) & (flag == f)
+                    if selected.any():
+                        out[n_].append(self._lines(lines[selected], n_, position, f))
+                        again = selected & twice
+                        if again.any():  # the same chunk and main chunk, listed by the next node too
+                            out[(n_ + 1) % nodes].append(self._lines(lines[again], (n_ + 1) % nodes, position, f))
+                            self.rows += int(again.sum())
+            self.rows += m
+
+    @staticmethod
+    def _lines(body: np.ndarray, node: int, position: int, flag: int) -> bytes:
+        tail = np.frombuffer(f",g{node + 1}disk{position % 4 + 1},{flag}\n".encode(), dtype=np.uint8)
+        return np.concatenate([body, np.broadcast_to(tail, (len(body), len(tail)))], axis=1).tobytes()
+
+    def close(self) -> None:
+        self.flush()
+        for handle in self.files:
+            handle.close()
+
+
+class _Exports:
+    """Per-bucket S3 key exports: CSV (QUOTE_ALL) and the export tool's JSON-lines log."""
+
+    def __init__(self, out: Path, buckets: list[str]) -> None:
+        self.csv_dir, self.jsonl_dir = out / "s3-bucketd", out / "s3-bucketd-jsonl"
+        self.csv_dir.mkdir(parents=True)
+        self.jsonl_dir.mkdir(parents=True)
+        self._files: dict[str, tuple[TextIO, Any, TextIO]] = {}
+        self._pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        self._listed: dict[str, int] = defaultdict(int)
+        self.rows = 0
+        for bucket in buckets:  # an empty bucket still has its (empty) export
+            self._open(bucket)
+
+    def add(self, bucket: str, name: str, key: str) -> None:
+        self._pending[bucket].append((bucket, name, key))
+
+    def _open(self, bucket: str) -> tuple[TextIO, Any, TextIO]:
+        if bucket not in self._files:
+            handle = open(self.csv_dir / f"{bucket}_keys.txt", "w", encoding="utf-8", newline="")
+            log = open(self.jsonl_dir / f"{bucket}.log", "w", encoding="utf-8")
+            log.write(self._record(bucket, f'"message":"listing bucket","bucket":"{bucket}"'))
+            self._files[bucket] = (handle, csv.writer(handle, quoting=csv.QUOTE_ALL), log)
+        return self._files[bucket]
+
+    def _record(self, bucket: str, fields: str) -> str:
+        self._listed[bucket] += 1
+        return f'{{"name":"s3utils","time":{_BASE_MS + _SPAN_MS + self._listed[bucket]},"level":"info","hostname":"lab","pid":4242,{fields}}}\n'
+
+    def flush(self) -> None:
+        for bucket, rows in self._pending.items():
+            _, writer, log = self._open(bucket)
+            writer.writerows(rows)
+            lines = []
+            for i, (_, name, key) in enumerate(rows):
+                # encodeURIComponent output is plain ASCII with no quote or backslash: JSON-safe as is.
+                url = f"s3://{bucket}/{_encode_uri_component(name)}"
+                lines.append(self._record(bucket, f'"message":"sproxyd key","objectUrl":"{url}","sproxydKey":"{key}"'))
+                if (self.rows + i) % 997 == 996:  # progress records between the keys
+                    lines.append(self._record(bucket, f'"message":"listing progress","bucket":"{bucket}","keys":{self.rows + i + 1}'))
+            log.write("".join(lines))
+            self.rows += len(rows)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        for handle, _, log in self._files.values():
+            handle.close()
+            log.close()
+
+
+def _encode_uri_component(name: str) -> str:
+    """JavaScript's encodeURIComponent; most names need only their slashes escaped (and quote is slow)."""
+    return name.replace("/", "%2F") if _URI_PLAIN.fullmatch(name) else quote(name, safe=ENCODE_URI_SAFE)
+
+
+class _Truth:
+    """What was planted, as (kind, key, aux, pos) rows; assembled into truth.json at the end."""
+
+    SCHEMA = pa.schema([("kind", pa.string()), ("key", pa.string()), ("aux", pa.string()), ("pos", pa.int32())])
+
+    def __init__(self, tmp: Path) -> None:
+        self.parts = ParquetParts(tmp / "truth.parquet", self.SCHEMA)
+        self._rows: dict[str, list[Any]] = {name: [] for name in self.SCHEMA.names}
+
+    def add(self, kind: str, key: str, aux: str | None = None, pos: int = 0) -> None:
+        for name, value in zip(self.SCHEMA.names, (kind, key, aux, pos)):
+            self._rows[name].append(value)
+
+    def add_keys(self, kind: str, values: list[str]) -> None:
+        self._rows["kind"].extend([kind] * len(values))
+        self._rows["key"].extend(values)
+        self._rows["aux"].extend([None] * len(values))
+        self._rows["pos"].extend([0] * len(values))
+
+    def flush(self) -> None:
+        self.parts.write(self._rows)
+        self._rows = {name: [] for name in self.SCHEMA.names}
 
 
 class _Generator:
     def __init__(self, out: Path, *, objects: int, seed: int, arc: keys.ArcSchema, cos: int, orphans: float, gaps: float,
-                 splits: float, nodes: int, buckets: int, server_state: bool) -> None:
+                 splits: float, nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool) -> None:
         self.out = out
-        self.server_state = server_state
-        self.rng = random.Random(seed)
+        self.sizes = sizes
         self.objects = objects
         self.arc = arc
         self.cos = cos
         self.orphan_share = orphans
-        self.gap_share = gaps
-        self.split_share = splits
-        self.buckets = [f"bucket-{i:02d}" for i in range(max(1, buckets))]
-        self.truth = Truth(settings={"arc": str(arc), "cos": cos, "min_chunks": MIN_CHUNKS, "seed": seed, "objects": objects})
-        self.arc_suffix = [keys.arc_chunk_key("0" * 22, arc, s)[32:] for s in range(arc.stripes)]
-        self.cos_suffix = [keys.cos_chunk_key("0" * 22, cos, r)[32:] for r in range(cos + 1)]
-        self.base_time = datetime(2026, 1, 1, tzinfo=timezone.utc)
-        (out / "listkeys").mkdir(parents=True, exist_ok=True)
-        (out / "s3-bucketd").mkdir(parents=True, exist_ok=True)
-        (out / "s3-bucketd-jsonl").mkdir(parents=True, exist_ok=True)
-        (out / "lab").mkdir(parents=True, exist_ok=True)
-        self.node_files = [open(out / "listkeys" / f"node-{n:02d}.csv", "w", encoding="ascii", newline="") for n in range(nodes)]
-        for handle in self.node_files[::2]:
-            handle.write(f"Use ring DATA node {handle.name[-6:-4]}\n")  # ringsh noise
-        self.csv_files: dict[str, Any] = {}
-        self.open_files: list[Any] = []
-        self.jsonl_files: dict[str, Any] = {}
-        self.arc_rows: dict[str, bytes | None] = {}  # input key -> split index body (None: not split)
-        self.sizes: dict[str, int] = {}  # main chunk -> logical size
-        # (bucket, key, listing value, full value for GET): big MPUs differ (no location when listed).
-        self.bucketd: list[tuple[str, str, str, str]] = []
-        self.chunk_rows = 0
+        self.rng = random.Random(seed)
+        self.np = np.random.default_rng(seed)
+        self.settings = {"arc": str(arc), "cos": cos, "min_chunks": MIN_CHUNKS, "seed": seed, "objects": objects,
+                         "nodes": nodes, "buckets": buckets, "sizes": list(sizes), "orphans": orphans, "gaps": gaps, "splits": splits, "server_state": server_state}
+        self.buckets = [f"bucket-{i:02d}" for i in range(buckets)]
+        self.sessions = {bucket: 1 + i % 2 for i, bucket in enumerate(self.buckets)} | {USERS_BUCKET: 1}
+        self.tmp = out / ".generating"
+        self.tmp.mkdir(parents=True)
+        self.state = StateWriter(out, self.tmp) if server_state else None
+        self.truth = _Truth(self.tmp)
+        self.layouts = _layouts(arc, cos)
+        self.ring = _Ring(out / "listkeys", nodes, self.np, self.layouts, self._main_chunks)
+        self.exports = _Exports(out, self.buckets)
+        self.shares = self._shares(gaps, splits)
         self._names = 0
-        self._np = np.random.default_rng(seed)
-        self._pending_healthy = 0
-        self._exported_keys = 0
+        self._arc_rows: dict[str, list[Any]] = {"input_key": [], "body": []}
+        self._bucketd_rows: dict[str, list[Any]] = defaultdict(list)
+        self._input_keys = 0
 
-    # --- RING -------------------------------------------------------------
-    def _rand_hex(self, nbytes: int) -> str:
-        return self.rng.randbytes(nbytes).hex().upper()
+    def _shares(self, gaps: float, splits: float) -> dict[str, float]:
+        shares = {"split": splits, "missing": gaps / 3, "unrecoverable": gaps / 3 if self.arc.k > 1 else 0.0,
+                  "degraded_arc": gaps / 6, "degraded_cos": gaps / 6 if self.cos > 0 else 0.0, **_FIXED_SHARES}
+        if sum(shares.values()) > 1:
+            raise ValueError(f"--gaps and --splits leave no room for healthy objects (at most {1 - sum(_FIXED_SHARES.values()):.2f} together)")
+        return {fate: share for fate, share in shares.items() if share > 0}
 
-    def input_key(self) -> str:
-        """A fresh sproxyd input key; some have one or two leading zero bytes (19-/18-byte forms)."""
-        roll = self.rng.random()
-        zeros = 2 if roll < 0.03 else 1 if roll < 0.08 else 0
+    # --- the pieces every fate is made of -------------------------------------
+    def _key(self, zeros: int | None = None) -> str:
+        """A fresh sproxyd input key; some have one or two leading zero bytes (19- and 18-byte forms)."""
+        if zeros is None:
+            roll = self.rng.random()
+            zeros = 2 if roll < 0.02 else 1 if roll < 0.05 else 0
         body = bytearray(self.rng.randbytes(20 - zeros))
         body[0] = body[0] or 1
         return ("00" * zeros + body.hex()).upper()
 
-    def _emit(self, main: str, chunk_keys: list[str]) -> None:
-        n_nodes = len(self.node_files)
-        first = self.rng.randrange(n_nodes)
-        for i, chunk in enumerate(chunk_keys):
-            node = (first + i) % n_nodes
-            flag = 0 if self.rng.random() < 0.95 else self.rng.choice((16, 32, 48))
-            line = f"{chunk},{main},g{node + 1}disk{i % 4 + 1},{flag}\n"
-            self.node_files[node].write(line)
-            self.chunk_rows += 1
-            if self.rng.random() < 0.02:  # the same chunk listed by a second node
-                self.node_files[(node + 1) % n_nodes].write(line)
-                self.chunk_rows += 1
-
-    def store_arc(self, prefix: str, stripes: int | None = None, *, service: str = "51", size: int | None = None) -> str:
-        stripes = self.arc.stripes if stripes is None else stripes
-        main = keys.arc_chunk_key(prefix, self.arc, 0, service=service)
-        chosen = sorted(self.rng.sample(range(self.arc.stripes), stripes)) if stripes < self.arc.stripes else range(stripes)
-        self._emit(main, [self._rand_hex(16) + self.arc_suffix[s] for s in chosen])
-        self.sizes[main] = size or self.size()
-        if stripes < MIN_CHUNKS:
-            self.truth.debris.add(main)
+    def _store(self, key: str, layout: str = "arc", count: int | None = None) -> str:
+        """Put an input key's main chunk on the RING with ``count`` of its chunks (default all)."""
+        spec = self.layouts[layout]
+        width = len(spec.chunk_tails)
+        positions = None if count is None or count >= width else self.rng.sample(range(width), count)
+        main = self.ring.add(keys.input_key_md5_prefix(key), layout, positions)
+        if spec.candidate_arc and (width if count is None else count) < MIN_CHUNKS:
+            self.truth.add("debris", main)
         return main
 
-    def store_cos(self, prefix: str, replicas: int | None = None, *, service: str = "51") -> str:
-        replicas = self.cos + 1 if replicas is None else replicas
-        main = keys.cos_chunk_key(prefix, self.cos, service=service)
-        self._emit(main, [self._rand_hex(16) + self.cos_suffix[r] for r in range(replicas)])
-        self.sizes[main] = self.size()
-        return main
+    def _known(self, key: str, index: bytes | None = None) -> None:
+        """srebuildd answers for this input key (a split index when ``index`` is given)."""
+        self._arc_rows["input_key"].append(key)
+        self._arc_rows["body"].append(index)
 
-    def size(self) -> int:
-        return int(2 ** self.rng.uniform(10, 28))
+    def _main_chunks(self, mains: np.ndarray) -> None:
+        if self.state is not None:
+            self.state.mains.write({"main_chunk": pa.array(mains.view("S40").ravel()).cast(pa.string())})
 
-    # --- S3 ---------------------------------------------------------------
-    def name(self) -> str:
+    def _name(self) -> str:
         self._names += 1
-        stem = WEIRD_NAMES[self._names % len(WEIRD_NAMES)] if self._names % 3 == 0 else f"photos/{self._names:07d}.jpg"
-        return f"{stem}#{self._names}"
+        if self._names % 2:
+            return WEIRD_NAMES[(self._names // 2) % len(WEIRD_NAMES)].format(n=self._names)
+        return f"docs/{self._names:09d}.txt"
 
-    def export(self, bucket: str, name: str, key: str) -> None:
-        if bucket not in self.csv_files:
-            handle = open(self.out / "s3-bucketd" / f"{bucket}_keys.txt", "w", encoding="utf-8", newline="")
-            self.open_files.append(handle)
-            self.csv_files[bucket] = csv.writer(handle, quoting=csv.QUOTE_ALL)
-            self.jsonl_files[bucket] = open(self.out / "s3-bucketd-jsonl" / f"{bucket}.log", "w", encoding="utf-8")
-            self._log(bucket, {"message": "listing bucket", "bucket": bucket})
-        self.csv_files[bucket].writerow([bucket, name, key])
-        self._log(bucket, {"message": "sproxyd key", "objectUrl": f"s3://{bucket}/{quote(name, safe=ENCODE_URI_SAFE)}", "sproxydKey": key})
-        if self.rng.random() < 0.02:
-            self._log(bucket, {"message": "progress", "bucket": bucket, "keys": self._names})
-        if self.server_state:
-            self.truth.sproxyd_keys.add(key)
-        else:
-            self._exported_keys += 1
+    def _size(self, key: str) -> int:
+        return logical_size(key, self.sizes)
 
-    def _log(self, bucket: str, record: dict[str, Any]) -> None:
-        record = {"name": "s3utils", "time": int(self.base_time.timestamp() * 1000), "level": "info", "hostname": "lab", "pid": 1, **record}
-        self.jsonl_files[bucket].write(json.dumps(record, ensure_ascii=False) + "\n")
+    def _mtime(self) -> int:
+        return _BASE_MS + self.rng.randrange(_SPAN_MS)
 
-    def _location(self, key: str, size: int, start: int, part: int = 1) -> dict[str, Any]:
-        etag = hashlib.md5(key.encode()).hexdigest()
-        return {"key": key, "size": size, "start": start, "dataStoreName": DATA_STORE, "dataStoreType": "scality", "dataStoreETag": f"{part}:{etag}"}
+    def _version_id(self, mtime_ms: int) -> str:
+        # Like bucketd's: newer versions sort first.
+        return f"{99_999_999_999_999 - mtime_ms:015d}{self.rng.randrange(10**5):05d}RG001"
 
-    def _metadata(self, obj: _Object, *, omit_location: bool = False) -> dict[str, Any]:
-        modified = self.base_time + timedelta(seconds=self.rng.randrange(10_000_000))
-        locations, start = [], 0
-        for part, (key, size) in enumerate(zip(obj.locations, obj.sizes), start=1):
-            locations.append(self._location(key, size, start, part))
-            start += size
-        meta: dict[str, Any] = {
-            "owner-display-name": "lab",
-            "content-length": start,
-            "content-md5": hashlib.md5(obj.name.encode()).hexdigest() + (f"-{len(locations)}" if len(locations) > 1 else ""),
-            "last-modified": modified.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "dataStoreName": DATA_STORE,
-            "location": locations or None,
-            "isDeleteMarker": False,
-        }
-        if obj.version_id:
-            meta["versionId"] = obj.version_id
-        meta.update(obj.extra)
-        if omit_location:
-            meta.pop("location")
-        return meta
+    def _referenced(self, bucket: str, name: str, key: str) -> None:
+        """One RING location of an object version: exported and counted as an S3 reference."""
+        self.exports.add(bucket, name, key)
+        self.truth.add("sproxyd", key)
 
-    def put_object(self, obj: _Object, *, omit_location: bool = False, versions: list[_Object] | None = None) -> None:
-        """Record an object (and its older versions) in bucketd and in the exports."""
-        for version in [*(versions or []), obj]:
-            for key in version.locations:
-                self.export(version.bucket, version.name, key)
-        if not self.server_state:
+    def _put(self, bucket: str, key: str, meta: dict[str, Any], full: dict[str, Any] | None = None) -> None:
+        """A bucketd entry holding its metadata literally (``full``: what a GET returns, when it differs)."""
+        rows = self._bucketd_rows
+        rows["bucket"].append(bucket)
+        rows["key"].append(key)
+        rows["value"].append(json.dumps(meta))
+        rows["full_value"].append(None if full is None else json.dumps(full))
+        rows["location_key"].append(None)
+        rows["size"].append(None)
+        rows["mtime_ms"].append(None)
+
+    def _put_compact(self, buckets: list[str], names: list[str], input_keys: list[str], sizes: list[int], mtimes: list[int]) -> None:
+        """Plain one-location objects, rendered by the server (see ``_state.object_metadata``)."""
+        rows = self._bucketd_rows
+        rows["bucket"].extend(buckets)
+        rows["key"].extend(names)
+        rows["value"].extend([None] * len(names))
+        rows["full_value"].extend([None] * len(names))
+        rows["location_key"].extend(input_keys)
+        rows["size"].extend(sizes)
+        rows["mtime_ms"].extend(mtimes)
+
+    def _plain_object(self, bucket: str, name: str, key: str) -> None:
+        self._referenced(bucket, name, key)
+        self._put_compact([bucket], [name], [key], [self._size(keys.input_key_md5_prefix(key))], [self._mtime()])
+
+    # --- fates --------------------------------------------------------------
+    def _plant_simple(self, codes: list[str], first_batch: bool) -> None:
+        """Healthy single-key objects (ARC, COS, service 50), the bulk of a world, built with numpy."""
+        m = len(codes)
+        if not m:
             return
-        if versions:
-            for version in [*versions, obj]:
-                self._record(obj.bucket, f"{obj.name}\0{version.version_id}", self._metadata(version))
-        full = self._metadata(obj)
-        listed = {k: v for k, v in full.items() if k != "location"} if omit_location else full
-        self._record(obj.bucket, obj.name, listed, full)
+        raw = self.np.integers(0, 256, size=(m, 20), dtype=np.uint8)
+        roll = self.np.random(m)
+        if first_batch:  # 19- and 18-byte keys even in a tiny world
+            roll[:2] = (0.04, 0.01)
+        zeros = np.where(roll < 0.02, 2, np.where(roll < 0.05, 1, 0))
+        for z in (0, 1, 2):
+            rows = zeros == z
+            raw[rows, :z] = 0
+            raw[rows, z] = np.maximum(raw[rows, z], 1)
+        hexed = np.empty((m, 40), dtype=np.uint8)
+        hexed[:, 0::2], hexed[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 0xF]
+        text = hexed.tobytes().decode("ascii")
+        input_keys = [text[i:i + 40] for i in range(0, 40 * m, 40)]
+        prefixes = [keys.input_key_md5_prefix(k) for k in input_keys]
+        prefix_array = np.frombuffer("".join(prefixes).encode("ascii"), dtype=np.uint8).reshape(m, keys.MD5_PREFIX_LEN)
+        code_array = np.array(codes)
+        for code, layout in (("arc", "arc"), ("cos", "cos"), ("service50", "arc50")):
+            self.ring.add_many(prefix_array[code_array == code], layout)
+            if self.layouts[layout].candidate_arc and self.arc.stripes < MIN_CHUNKS:  # tiny schemas: every such object is debris
+                self.truth.add_keys("debris", [p + self.layouts[layout].main_tail for p in np.array(prefixes)[code_array == code]])
+        first = self._names + 1
+        self._names += m
+        names = [f"photos/{n:09d}.jpg" for n in range(first, first + m)]
+        buckets = [self.buckets[i] for i in self.np.integers(0, len(self.buckets), size=m)]
+        mtimes = (_BASE_MS + self.np.integers(0, _SPAN_MS, size=m)).tolist()
+        for bucket, name, key in zip(buckets, names, input_keys):
+            self.exports.add(bucket, name, key)
+        self.truth.add_keys("sproxyd", input_keys)
+        self._arc_rows["input_key"].extend(input_keys)
+        self._arc_rows["body"].extend([None] * m)
+        self._put_compact(buckets, names, input_keys, [self._size(p) for p in prefixes], mtimes)
 
-    def _record(self, bucket: str, key: str, listed: dict[str, Any], full: dict[str, Any] | None = None) -> None:
-        if not self.server_state:
-            return
-        text = json.dumps(listed)
-        self.bucketd.append((bucket, key, text, text if full is None or full is listed else json.dumps(full)))
-
-    def _emit_healthy_batch(self, n: int) -> None:
-        """Healthy ARC objects, the bulk of a big world: their rows are built with numpy.
-
-        Each object gets a fresh input key, a main chunk from its md5 and all k+m
-        stripes spread over consecutive nodes; exports and metadata follow per object.
-        """
-        raw = self._np.integers(0, 256, size=(n, 20), dtype=np.uint8)
-        raw[:, 0] = np.maximum(raw[:, 0], 1)  # leading-zero keys are planted by the other fates
-        input_keys = [row.tobytes().hex().upper() for row in raw]
-        prefixes = np.frombuffer("".join(keys.input_key_md5_prefix(k) for k in input_keys).encode(), dtype=np.uint8).reshape(n, 22)
-        main_tail = np.frombuffer(("00000000" + "51" + self.arc_suffix[0]).encode(), dtype=np.uint8)
-        mains = np.concatenate([prefixes, np.broadcast_to(main_tail, (n, 18))], axis=1)
-        first_node = self._np.integers(0, len(self.node_files), size=n)
-        for stripe in range(self.arc.stripes):
-            chunk = np.empty((n, 40), dtype=np.uint8)
-            chunk[:, :32] = _HEX[self._np.integers(0, 16, size=(n, 32))]
-            chunk[:, 32:] = np.frombuffer(self.arc_suffix[stripe].encode(), dtype=np.uint8)
-            nodes = (first_node + stripe) % len(self.node_files)
-            for node, handle in enumerate(self.node_files):
-                mask = nodes == node
-                count = int(mask.sum())
-                if not count:
-                    continue
-                tail = np.frombuffer(f",g{node + 1}disk{stripe % 4 + 1},0\n".encode(), dtype=np.uint8)
-                lines = np.concatenate([chunk[mask], np.full((count, 1), ord(","), dtype=np.uint8), mains[mask], np.broadcast_to(tail, (count, len(tail)))], axis=1)
-                handle.write(lines.tobytes().decode("ascii"))
-        self.chunk_rows += n * self.arc.stripes
-        for i, key in enumerate(input_keys):
-            if self.server_state:
-                self.sizes[mains[i].tobytes().decode("ascii")] = self.size()
-                self.arc_rows[key] = None
-            self.put_object(_Object(self.rng.choice(self.buckets), self.name(), [key], [self.size()]))
-
-    def _flush_healthy(self) -> None:
-        if self._pending_healthy:
-            self._emit_healthy_batch(self._pending_healthy)
-            self._pending_healthy = 0
-
-    # --- planting ---------------------------------------------------------
-    def plant_referenced(self, fate: str) -> None:
-        if fate == "healthy":  # batched: see _emit_healthy_batch
-            self._pending_healthy += 1
-            if self._pending_healthy >= _HEALTHY_BATCH:
-                self._flush_healthy()
-            return
+    def _plant_special(self, fate: str, first: bool) -> None:
         bucket = self.rng.choice(self.buckets)
-        key = self.input_key()
-        prefix = keys.input_key_md5_prefix(key)
-        obj = _Object(bucket, self.name(), [key], [self.size()])
-        if fate == "cos":
-            self.store_cos(prefix)
-        elif fate == "service50":
-            self.store_arc(prefix, service="50")
-        elif fate == "split":
-            subkeys = [self.input_key() for _ in range(self.rng.randint(2, 4))]
-            for subkey in subkeys:
-                self.truth.subkey_main_chunks.add(self.store_arc(keys.input_key_md5_prefix(subkey)))
-            self.store_arc(prefix)  # the index itself occupies a main chunk
-            self.arc_rows[key] = encode_split_index(subkeys)
-            self.truth.splits[key] = subkeys
-        elif fate == "missing":
-            self.truth.gaps["missing"].add(key)
-        elif fate == "unrecoverable":
-            self.store_arc(prefix, self.rng.randint(1, self.arc.k - 1))
-            self.truth.gaps["unrecoverable"].add(key)
-        elif fate == "degraded":
-            if self.rng.random() < 0.7:
-                self.store_arc(prefix, self.rng.randint(self.arc.k, self.arc.stripes - 1))
-            else:
-                self.store_cos(prefix, self.rng.randint(1, self.cos))
-            self.truth.gaps["degraded"].add(key)
-        elif fate == "versioned":
-            versions = []
-            for v in range(self.rng.randint(1, 2)):
-                old_key = self.input_key()
-                self.store_arc(keys.input_key_md5_prefix(old_key))
-                self.arc_rows[old_key] = None
-                versions.append(_Object(bucket, obj.name, [old_key], [self.size()], version_id=f"v{self._names:08d}{v}"))
-            self.store_arc(prefix)
-            obj.version_id = f"v{self._names:08d}9"
-            self.arc_rows[key] = None
-            self.put_object(obj, versions=versions)
-            return
-        elif fate == "mpu":
-            parts = [self.input_key() for _ in range(self.rng.randint(2, 4))]
-            for part in parts:
-                self.store_arc(keys.input_key_md5_prefix(part))
-                self.arc_rows[part] = None
-            obj.locations, obj.sizes = parts, [self.size() for _ in parts]
-            self.put_object(obj, omit_location=True)  # big MPUs come without location in listings
-            return
-        elif fate == "duplicate":
-            self.store_arc(prefix)
-            self.arc_rows[key] = None
-            twin = _Object(self.rng.choice(self.buckets), self.name(), [key], obj.sizes)
-            self.put_object(obj)
-            self.put_object(twin)
-            self.truth.duplicates.add(key)
-            return
-        elif fate in ("empty", "placeholder", "delete_marker", "foreign"):
-            obj.locations, obj.sizes = [], []
-            if fate == "placeholder":
-                obj.extra = {"isPHD": True}
-            elif fate == "delete_marker":
-                obj.extra = {"isDeleteMarker": True}
-                obj.version_id = f"v{self._names:08d}dm"
-            meta = self._metadata(obj)
-            if fate == "foreign":
-                meta["location"] = [{"key": f"aws-{self._rand_hex(8)}", "size": 42, "start": 0, "dataStoreName": "aws-location", "dataStoreType": "aws_s3"}]
-            self._record(bucket, obj.name if fate != "delete_marker" else f"{obj.name}\0{obj.version_id}", meta)
-            return
-        else:
-            raise ValueError(f"unknown fate {fate}")
-        if fate != "missing":
-            self.arc_rows[key] = self.arc_rows.get(key)
-        self.put_object(obj)
+        name = self._name()
+        getattr(self, f"_fate_{fate}")(bucket, name, first)
 
-    def plant_orphan(self, i: int) -> None:
-        prefix = keys.input_key_md5_prefix(self.input_key())
-        kind = i % 6
-        if kind == 0:
-            main = self.store_arc(prefix)
-        elif kind == 1:
-            main = self.store_arc(prefix, service="50")
-        elif kind == 2:
-            main = self.store_arc(prefix, self.rng.randint(MIN_CHUNKS, self.arc.stripes - 1))
-        elif kind == 3:
-            main = self.store_cos(prefix)
-        elif kind == 4:
-            main = self.store_cos(prefix, 1)
-        else:
-            main = self.store_arc(prefix, self.arc.stripes, service="51")
-        self.truth.orphans.add(main)
-        self.truth.orphan_sizes[main] = self.sizes[main]
+    def _fate_split(self, bucket: str, name: str, first: bool) -> None:
+        key = self._key()
+        # The index cycles through the three marker families: with these leading zero bytes the
+        # first split serves every family with 20-, 19- and 18-byte keys, then a degraded subkey.
+        zeros = [0, 1, 2, 1, 2, 0, 2, 0, 1, 0] if first else [None] * self.rng.randint(2, 4)
+        subkeys = [self._key(z) for z in zeros]
+        degraded = len(subkeys) - 1 if first or self.rng.random() < 0.1 else None
+        low = max(self.arc.k, MIN_CHUNKS)
+        for i, subkey in enumerate(subkeys):
+            count = self.rng.randint(low, self.arc.stripes - 1) if i == degraded and low < self.arc.stripes else None
+            self.truth.add("subkey_main", self._store(subkey, "arc", count))
+            self.truth.add("split", key, subkey, i)
+            if count is not None:
+                self.truth.add("degraded", subkey)
+            self._known(subkey)
+        self._store(key)  # the index occupies a main chunk of its own
+        self._known(key, encode_split_index(subkeys))
+        self._plain_object(bucket, name, key)
 
-    def plant_noise(self, i: int) -> None:
-        """RING keys that are never candidates: other services, volumes, and debris."""
-        prefix = keys.input_key_md5_prefix(self.input_key())
-        kind = i % 4
-        if kind == 0:
-            self.store_arc(prefix, self.rng.randint(1, MIN_CHUNKS - 1))  # debris (store_arc records it)
-            return
-        if kind == 1:
-            main = prefix + "00000000" + "10" + "000000" + "20"  # another service
-        elif kind == 2:
-            main = prefix + "00000000" + "59" + self.arc_suffix[0]
-        else:
-            main = prefix + "00100000" + "51" + self.arc_suffix[0]  # non-zero volume id
-        self._emit(main, [self._rand_hex(16) + main[32:] for _ in range(MIN_CHUNKS + 2)])
+    def _fate_missing(self, bucket: str, name: str, first: bool) -> None:
+        key = self._key()
+        self.truth.add("missing", key)
+        self._plain_object(bucket, name, key)
 
-    def plant_unfinished_upload(self) -> None:
-        bucket = self.buckets[0]
+    def _fate_unrecoverable(self, bucket: str, name: str, first: bool) -> None:
+        key = self._key()
+        self._store(key, "arc", self.rng.randint(1, self.arc.k - 1))
+        self._known(key)
+        self.truth.add("unrecoverable", key)
+        self._plain_object(bucket, name, key)
+
+    def _fate_degraded_arc(self, bucket: str, name: str, first: bool) -> None:
+        key = self._key()
+        self._store(key, "arc", self.rng.randint(self.arc.k, self.arc.stripes - 1))
+        self._known(key)
+        self.truth.add("degraded", key)
+        self._plain_object(bucket, name, key)
+
+    def _fate_degraded_cos(self, bucket: str, name: str, first: bool) -> None:
+        key = self._key()
+        self._store(key, "cos", self.rng.randint(1, self.cos))
+        self._known(key)
+        self.truth.add("degraded", key)
+        self._plain_object(bucket, name, key)
+
+    def _stored_keys(self, n: int) -> list[tuple[str, int]]:
+        """``n`` fresh input keys, each fully on the RING: (key, size)."""
+        located = []
+        for _ in range(n):
+            key = self._key()
+            located.append((key, self._size(self._store(key))))
+            self._known(key)
+        return located
+
+    def _fate_versioned(self, bucket: str, name: str, first: bool) -> None:
+        """Several versions, each with its own data; the master entry repeats the latest."""
+        times = sorted(self._mtime() for _ in range(self.rng.randint(2, 3)))
+        for mtime in times:
+            [(key, size)] = self._stored_keys(1)
+            version_id = self._version_id(mtime)
+            meta = object_metadata(name, [(key, size)], mtime, version_id=version_id)
+            self._put(bucket, f"{name}\0{version_id}", meta)
+            self._referenced(bucket, name, key)
+        self._put(bucket, name, meta)
+
+    def _fate_mpu(self, bucket: str, name: str, first: bool) -> None:
+        """A big multipart object: listed without location, the full metadata has every part."""
+        parts = self._stored_keys(self.rng.randint(2, 4))
+        meta = object_metadata(name, parts, self._mtime())
+        self._put(bucket, name, {k: v for k, v in meta.items() if k != "location"}, meta)
+        for key, _ in parts:
+            self._referenced(bucket, name, key)
+
+    def _fate_duplicate(self, bucket: str, name: str, first: bool) -> None:
+        """Two objects pointing at the same sproxyd key (deleting one through S3 would hurt the other)."""
+        [(key, size)] = self._stored_keys(1)
+        twin_bucket, twin = self.rng.choice(self.buckets), self._name()
+        self._put_compact([bucket, twin_bucket], [name, twin], [key, key], [size, size], [self._mtime(), self._mtime()])
+        self.exports.add(bucket, name, key)
+        self.exports.add(twin_bucket, twin, key)
+        self.truth.add("sproxyd", key)
+        self.truth.add("duplicate", key)
+
+    def _fate_empty(self, bucket: str, name: str, first: bool) -> None:
+        self._put(bucket, name, object_metadata(name, [], self._mtime()))
+
+    def _fate_placeholder(self, bucket: str, name: str, first: bool) -> None:
+        """A placeholder master (isPHD) over an older version that holds the data.
+
+        As in bucketd, the placeholder names the latest version, which was deleted
+        (so it is listed nowhere) and awaits repair from the older one.
+        """
+        [(key, size)] = self._stored_keys(1)
+        older, deleted = sorted((self._mtime(), self._mtime()))
+        version_id = self._version_id(older)
+        self._put(bucket, f"{name}\0{version_id}", object_metadata(name, [(key, size)], older, version_id=version_id))
+        self._put(bucket, name, {"isPHD": True, "versionId": self._version_id(deleted)})
+        self._referenced(bucket, name, key)
+
+    def _fate_delete_marker(self, bucket: str, name: str, first: bool) -> None:
+        """An older version with data under a newer delete marker (the master is the marker)."""
+        [(key, size)] = self._stored_keys(1)
+        old, new = sorted((self._mtime(), self._mtime()))
+        old_id, marker_id = self._version_id(old), self._version_id(new)
+        self._put(bucket, f"{name}\0{old_id}", object_metadata(name, [(key, size)], old, version_id=old_id))
+        marker = object_metadata(name, [], new, version_id=marker_id, isDeleteMarker=True)
+        self._put(bucket, f"{name}\0{marker_id}", marker)
+        self._put(bucket, name, marker)
+        self._referenced(bucket, name, key)
+
+    def _fate_foreign(self, bucket: str, name: str, first: bool) -> None:
+        """Data on another backend; half of the keys (and the first) even look like sproxyd keys."""
+        meta = object_metadata(name, [], self._mtime())
+        location_key = self._key() if first or self.rng.random() < 0.5 else f"{bucket}/{name}"
+        meta["location"] = [{"key": location_key, "size": 4096, "start": 0, "dataStoreName": "aws-location",
+                             "dataStoreType": "aws_s3", "dataStoreVersionId": self._key()[:32].lower()}]
+        meta["content-length"] = 4096
+        meta["dataStoreName"] = "aws-location"
+        self._put(bucket, name, meta)
+
+    def _plant_unfinished_upload(self) -> None:
+        """An upload in progress: its two parts live in the shadow bucket and are live data."""
+        bucket, name = self.buckets[0], self._name()
         shadow = MPU_SHADOW_PREFIX + bucket
-        upload_id = self._rand_hex(16)
-        name = f"uploads/unfinished-{self._rand_hex(4)}.bin"
-        self._record(shadow, f"overview{SPLIT_SEP}{name}{SPLIT_SEP}{upload_id}", {"key": name, "uploadId": upload_id, "initiated": self.base_time.isoformat()})
-        for part in (1, 2):
-            key = self.input_key()
-            self.store_arc(keys.input_key_md5_prefix(key))
-            self.arc_rows[key] = None
-            location = self._location(key, self.size(), 0, part)
-            # Old metadata carried a single location object instead of an array.
-            part_locations: Any = [location] if part == 1 else location
-            entry = f"{upload_id}{SPLIT_SEP}{part:05d}"
-            self._record(shadow, entry, {"partLocations": part_locations, "key": entry, "last-modified": self.base_time.isoformat()})
-            self.export(shadow, entry, key)
+        self.sessions[shadow] = self.sessions[bucket]
+        upload_id = self._key()[:32].lower()
+        started = iso_time(self._mtime())
+        self._put(shadow, f"overview{SPLITTER}{name}{SPLITTER}{upload_id}",
+                  {"key": name, "uploadId": upload_id, "initiated": started, "owner-display-name": "lab", "splitter": SPLITTER})
+        for number, (key, size) in enumerate(self._stored_keys(2), start=1):
+            location = scality_location(key, size, 0, number)
+            entry = f"{upload_id}{SPLITTER}{number:05d}"
+            self._put(shadow, entry, {"key": entry, "uploadId": upload_id, "partNumber": number, "last-modified": started,
+                                      "content-length": size, "content-md5": location["dataStoreETag"].split(":")[1],
+                                      # Old metadata carried one location object instead of an array.
+                                      "partLocations": location if number == 1 else [location]})
+            self._referenced(shadow, entry, key)
 
-    def plant_bucketd_noise(self) -> None:
-        # A replay entry names a key that must never be read as live data.
-        self._record(self.buckets[0], REPLAY_PREFIX + "replay-0001", {"location": [self._location(self.input_key(), 1, 0)]})
-        self._record("users..bucket", "lab-owner..|..bucket-00", {"creationDate": self.base_time.isoformat()})
+    def _plant_orphans(self) -> None:
+        """Main chunks no S3 key references: ARC (all or at least MIN_CHUNKS stripes) and COS, services 51 and 50."""
+        count = max(6, round(self.objects * self.orphan_share)) if self.orphan_share > 0 else 0
+        arc_ok = self.arc.stripes >= MIN_CHUNKS
+        for i in range(count):
+            key = self._key()
+            kind = i % 6 if arc_ok else 3 + i % 2
+            if kind == 0:
+                main = self._store(key, "arc")
+            elif kind == 1:
+                main = self._store(key, "arc50")
+            elif kind == 2:
+                main = self._store(key, "arc", self.rng.randint(MIN_CHUNKS, max(MIN_CHUNKS, self.arc.stripes - 1)))
+            elif kind == 3:
+                main = self._store(key, "cos")
+            elif kind == 4:
+                main = self._store(key, "cos", 1)
+            else:
+                main = self._store(key, "arc50", self.rng.randint(MIN_CHUNKS, max(MIN_CHUNKS, self.arc.stripes - 1)))
+            self.truth.add("orphan", main)
+            self._flush_if_full(i)
 
-    # --- driving ----------------------------------------------------------
-    def fates(self) -> list[str]:
-        gap = self.gap_share / 3
-        table = {"split": self.split_share, "missing": gap, "unrecoverable": gap, "degraded": gap, **_REFERENCED_FATES}
-        names = [name for name, share in table.items() if share > 0]
-        out = []
-        for i in range(self.objects):
-            if i < len(names):  # every feature at least once, even in a tiny world
-                out.append(names[i])
-                continue
-            roll, acc, fate = self.rng.random(), 0.0, "healthy"
-            for name in names:
-                acc += table[name]
-                if roll < acc:
-                    fate = name
-                    break
-            out.append(fate)
-        return out
+    def _plant_noise(self) -> None:
+        """RING keys that are never S3 orphans: debris (1-3 chunks) and other services or volumes."""
+        for i in range(max(10, round(self.objects * 0.02))):
+            key = self._key()
+            kind = i % 5
+            if kind < 2:
+                self._store(key, "arc" if kind == 0 else "arc50", self.rng.randint(1, min(MIN_CHUNKS - 1, self.arc.stripes)))
+            else:
+                self._store(key, ("service10", "service59", "volume")[kind - 2])
+            self._flush_if_full(i)
 
-    def run(self) -> Truth:
-        for fate in self.fates():
-            self.plant_referenced(fate)
-        self._flush_healthy()
-        for i in range(max(6, round(self.objects * self.orphan_share))):
-            self.plant_orphan(i)
-        for i in range(max(8, round(self.objects * 0.02))):
-            self.plant_noise(i)
-        self.plant_unfinished_upload()
-        self.plant_bucketd_noise()
-        self._finish()
-        return self.truth
+    def _plant_bucketd_noise(self) -> None:
+        for bucket in self.buckets:
+            # Replay entries name data that must never be read as live (the key is on no RING).
+            key = self._key()
+            self._put(bucket, f"{REPLAY_PREFIX}{self._key()[:12]}", object_metadata("replayed", [(key, 1024)], self._mtime()))
+            self._put(USERS_BUCKET, f"lab-owner{SPLITTER}{bucket}", {"creationDate": iso_time(_BASE_MS)})
 
-    def _finish(self) -> None:
-        for handle in self.node_files:
-            handle.close()
-        for handle in [*self.jsonl_files.values(), *self.open_files]:
-            handle.close()
-        for bucket in self.buckets:  # an empty bucket still has an (empty) export
-            if bucket not in self.csv_files:
-                (self.out / "s3-bucketd" / f"{bucket}_keys.txt").write_text("")
-        self._write_server_state()
-        t = self.truth
-        t.settings["server_state"] = self.server_state
-        t.counts = {
-            "listkeys_rows": self.chunk_rows,
-            "objects": self.objects,
-            "orphans": len(t.orphans),
-            "gaps": sum(len(v) for v in t.gaps.values()),
-            "debris": len(t.debris),
-            "splits": len(t.splits),
-            **({"sproxyd_keys": len(t.sproxyd_keys)} if self.server_state else {"export_rows": self._exported_keys}),
-            "buckets": len(self.buckets),
-        }
-        (self.out / "truth.json").write_text(json.dumps(t.to_json(), indent=1, ensure_ascii=False) + "\n")
+    # --- driving ------------------------------------------------------------
+    def _fate_batches(self) -> Iterator[list[str]]:
+        """Fates per batch; the first objects get every fate once, so even a tiny world has them all."""
+        names = list(self.shares)
+        cumulative = np.cumsum([self.shares[n] for n in names])
+        prologue = [*names, *_SIMPLE]
+        for start in range(0, self.objects, BATCH_OBJECTS):
+            n = min(BATCH_OBJECTS, self.objects - start)
+            picks = np.searchsorted(cumulative, self.np.random(n), side="right")
+            batch = [names[p] if p < len(names) else "arc" for p in picks]
+            if start == 0:
+                forced = prologue[:n]
+                batch[:len(forced)] = forced
+            yield batch
 
-    def _write_server_state(self) -> None:
-        if not self.server_state:
-            return
-        lab = self.out / "lab"
-        input_keys = sorted(self.arc_rows)
-        pq.write_table(
-            pa.table({"input_key": input_keys, "is_split": [self.arc_rows[k] is not None for k in input_keys], "body": [self.arc_rows[k] for k in input_keys]},
-                     schema=pa.schema([("input_key", pa.string()), ("is_split", pa.bool_()), ("body", pa.binary())])),
-            lab / "arc.parquet",
-        )
-        mains = sorted(self.sizes)
-        pq.write_table(pa.table({"main_chunk": mains, "size": [self.sizes[m] for m in mains]}), lab / "arcdata.parquet")
-        rows = sorted(self.bucketd, key=lambda r: (r[0], r[1]))
-        pq.write_table(
-            pa.table({"bucket": [r[0] for r in rows], "key": [r[1] for r in rows], "value": [r[2] for r in rows], "full_value": [r[3] for r in rows]}),
-            lab / "bucketd.parquet",
-        )
+    def _flush_if_full(self, i: int) -> None:
+        if i % BATCH_OBJECTS == BATCH_OBJECTS - 1:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.ring.flush()
+        self.exports.flush()
+        self.truth.flush()
+        self._input_keys += len(self._arc_rows["input_key"])
+        if self.state is not None:
+            self.state.arc.write(self._arc_rows)
+            self.state.bucketd.write(self._bucketd_rows)
+        self._arc_rows = {"input_key": [], "body": []}
+        self._bucketd_rows = defaultdict(list)
+
+    def run(self) -> None:
+        seen: set[str] = set()
+        for batch_number, fates in enumerate(self._fate_batches()):
+            self._plant_simple([f for f in fates if f in _SIMPLE], first_batch=batch_number == 0)
+            for fate in fates:
+                if fate not in _SIMPLE:
+                    self._plant_special(fate, fate not in seen)
+                    seen.add(fate)
+            self._flush()
+        self._plant_unfinished_upload()
+        self._plant_orphans()
+        self._plant_noise()
+        self._plant_bucketd_noise()
+        self._flush()
+        self.ring.close()
+        self.exports.close()
+        self.truth.parts.close()
+        con = duckdb_connection(self.tmp)
+        try:
+            if self.state is not None:
+                self.state.finish(con, self.sessions, self.sizes)
+            self._write_truth(con)
+        finally:
+            con.close()
+        shutil.rmtree(self.tmp)
+
+    def _write_truth(self, con: duckdb.DuckDBPyConnection) -> None:
+        source = f"read_parquet('{self.truth.parts.path}')"
+
+        def keys_of(kind: str) -> Iterator[str]:
+            for batch in sorted_batches(con, f"SELECT DISTINCT key FROM {source} WHERE kind = '{kind}' ORDER BY key"):
+                yield from batch.column("key").to_pylist()
+
+        counts: dict[str, int] = {"listkeys_rows": self.ring.rows, "main_chunks": self.ring.main_chunks, "objects": self.objects,
+                                  "export_rows": self.exports.rows, "input_keys": self._input_keys, "buckets": len(self.buckets)}
+        with open(self.out / "truth.json", "w", encoding="utf-8") as out:
+            out.write('{\n"settings": ' + json.dumps(self.settings) + ",\n")
+            counts["orphans"] = _write_list(out, "orphans", keys_of("orphan"))
+            out.write(',\n"orphan_sizes": {')
+            for i, key in enumerate(keys_of("orphan")):
+                out.write(f'{"," if i else ""}\n "{key}": {self._size(key)}')
+            out.write("\n},\n")
+            out.write('"gaps": {\n')
+            for i, status in enumerate(GAP_STATUSES):
+                counts[f"gaps_{status}"] = _write_list(out, status, keys_of(status))
+                out.write(",\n" if i < len(GAP_STATUSES) - 1 else "\n")
+            out.write("},\n")
+            counts["gaps"] = sum(counts[f"gaps_{status}"] for status in GAP_STATUSES)
+            for name, kind in (("debris", "debris"), ("duplicates", "duplicate")):
+                counts[name] = _write_list(out, name, keys_of(kind))
+                out.write(",\n")
+            out.write('"splits": {')
+            query = f"SELECT key, list(aux ORDER BY pos) AS subkeys FROM {source} WHERE kind = 'split' GROUP BY key ORDER BY key"
+            splits = subkeys = 0
+            for batch in sorted_batches(con, query):
+                for key, listed in zip(batch.column("key").to_pylist(), batch.column("subkeys").to_pylist()):
+                    out.write(f'{"," if splits else ""}\n "{key}": {json.dumps(listed)}')
+                    splits, subkeys = splits + 1, subkeys + len(listed)
+            out.write("\n},\n")
+            counts["splits"], counts["subkeys"] = splits, subkeys
+            counts["sproxyd_keys"] = _write_list(out, "sproxyd_keys", keys_of("sproxyd"))
+            out.write(",\n")
+            counts["subkey_main_chunks"] = _write_list(out, "subkey_main_chunks", keys_of("subkey_main"))
+            out.write(',\n"counts": ' + json.dumps(counts) + "\n}\n")
+
+
+def _write_list(out: TextIO, name: str, values: Iterable[str]) -> int:
+    """Write ``"name": [...]`` one item per line; return how many items."""
+    out.write(f'"{name}": [')
+    count = 0
+    for value in values:
+        out.write(f'{"," if count else ""}\n "{value}"')
+        count += 1
+    out.write("\n]" if count else "]")
+    return count
 
 
 @dataclass(frozen=True)
 class World:
-    """A generated world on disk."""
+    """A generated world on disk. ``truth`` is read on first use and cached: treat it as read-only."""
 
     path: Path
 
@@ -518,8 +742,15 @@ class World:
         return self.path / "s3-bucketd-jsonl"
 
     @property
+    def state_dir(self) -> Path:
+        return self.path / "lab"
+
+    @cached_property
     def truth(self) -> dict[str, Any]:
-        return json.loads((self.path / "truth.json").read_text())
+        return json.loads((self.path / "truth.json").read_text(encoding="utf-8"))
+
+
+_OUTPUTS = ("listkeys", "s3-bucketd", "s3-bucketd-jsonl", "lab", ".generating", "truth.json")
 
 
 def generate_world(
@@ -527,28 +758,42 @@ def generate_world(
     *,
     objects: int = 1000,
     seed: int = 0,
-    arc: str = "8+4",
+    arc: str | keys.ArcSchema = "8+4",
     cos: int = 2,
     orphans: float = 0.05,
-    gaps: float = 0.03,
+    gaps: float = 0.02,
     splits: float = 0.05,
     nodes: int = 6,
     buckets: int = 4,
-    server_state: bool | None = None,
+    sizes: tuple[int, int] = DEFAULT_SIZES,
+    server_state: bool = True,
 ) -> World:
-    """Write a consistent world under ``out`` (deterministic for a seed) and return it.
+    """Write a world under ``out`` (deterministic for a seed) and return it.
 
-    ``server_state`` (default: up to 1 M objects) also writes what the lab servers
-    load and lists every sproxyd key in the truth; benchmark worlds skip both.
+    ``objects`` S3 objects are planted (about 12 listkeys rows each with 8+4); ``orphans``
+    is the number of orphan main chunks as a share of ``objects``, ``gaps`` and ``splits``
+    the shares of objects with missing or under-protected data and of split objects.
+    Main chunk sizes are log-uniform between ``sizes`` (bytes, default 1 KiB to 256 MiB).
+    ``server_state=False`` skips what the lab servers need (``lab/``), for
+    benchmark worlds that are only ingested. A previous world in ``out`` is replaced.
     """
     if objects < 1:
         raise ValueError("objects must be at least 1")
+    if nodes < 1 or buckets < 1:
+        raise ValueError("nodes and buckets must be at least 1")
+    if not 1 <= sizes[0] <= sizes[1]:
+        raise ValueError(f"sizes must be 1 <= smallest <= largest bytes, got {sizes}")
     for name, share in (("orphans", orphans), ("gaps", gaps), ("splits", splits)):
         if not 0 <= share <= 1:
-            raise ValueError(f"{name} must be a share between 0 and 1")
+            raise ValueError(f"{name} must be a share between 0 and 1, got {share}")
     path = Path(out)
+    for name in _OUTPUTS:
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
     path.mkdir(parents=True, exist_ok=True)
     _Generator(path, objects=objects, seed=seed, arc=keys.parse_arc(arc), cos=keys.parse_cos(cos), orphans=orphans, gaps=gaps,
-               splits=splits, nodes=max(1, nodes), buckets=buckets,
-               server_state=objects <= SERVER_STATE_MAX_OBJECTS if server_state is None else server_state).run()
+               splits=splits, nodes=nodes, buckets=buckets, sizes=(int(sizes[0]), int(sizes[1])), server_state=server_state).run()
     return World(path)

@@ -1,0 +1,76 @@
+"""``ringfsck lab``: help with examples for every option, generate, serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from ringfsck.cli.lab import lab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("command", [[], ["generate"], ["serve"]])
+def test_help_documents_every_option_with_an_example(command):
+    result = CliRunner().invoke(lab, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "Examples:" in result.output
+    group = lab.commands[command[0]] if command else lab
+    for param in group.params:
+        if param.name != "help":
+            assert "Example: --" in (param.help or ""), param.name
+            assert param.opts[0] in result.output
+
+
+def test_generate(tmp_path):
+    result = CliRunner().invoke(lab, ["generate", "--out", str(tmp_path / "w"), "--objects", "80", "--seed", "4", "--arc", "4+2",
+                                      "--cos", "1", "--nodes", "3", "--buckets", "2", "--orphans", "0.1", "--gaps", "0.05", "--splits", "0.1",
+                                      "--sizes", "4K-1M"])
+    assert result.exit_code == 0, result.output
+    truth = json.loads((tmp_path / "w" / "truth.json").read_text())
+    assert truth["settings"]["arc"] == "4+2" and truth["settings"]["cos"] == 1 and truth["settings"]["seed"] == 4
+    assert truth["settings"]["sizes"] == [4096, 1 << 20] and all(4096 <= s <= 1 << 20 for s in truth["orphan_sizes"].values())
+    assert f"orphans {truth['counts']['orphans']}" in result.output
+    assert len(list((tmp_path / "w" / "listkeys").iterdir())) == 3
+    bare = CliRunner().invoke(lab, ["generate", "--out", str(tmp_path / "b"), "--objects", "20", "--no-server-state"])
+    assert bare.exit_code == 0 and not (tmp_path / "b" / "lab").exists()
+
+
+@pytest.mark.parametrize("args, message", [(["--arc", "8-4"], "invalid ARC protection"), (["--gaps", "0.7", "--splits", "0.6"], "no room"),
+                                           (["--sizes", "1M-1K"], "MIN <= MAX")])
+def test_generate_refuses_bad_settings(tmp_path, args, message):
+    result = CliRunner().invoke(lab, ["generate", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert result.output.startswith("Error: ") or "Usage:" in result.output  # one line, or click's usage error
+
+
+def test_serve_a_world_without_state_is_one_error_line(tmp_path):
+    result = CliRunner().invoke(lab, ["serve", "--world", str(tmp_path)])
+    assert result.exit_code == 2 and "no lab state" in result.output
+
+
+def test_serve_until_interrupted(lab_world):
+    code = "import sys; from ringfsck.cli.lab import lab; lab(sys.argv[1:])"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--world", str(lab_world.path), "--srebuildd-faults", "fail_keys=" + lab_world.truth["sproxyd_keys"][0]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        urls = dict(re.match(r"(\w+)\s+(http://127\.0\.0\.1:\d+)", proc.stdout.readline()).groups() for _ in range(2))
+        key = lab_world.truth["sproxyd_keys"]
+        assert httpx.head(f"{urls['srebuildd']}/rebuild/arc-DATA/{key[0]}").status_code == 503
+        assert httpx.head(f"{urls['srebuildd']}/rebuild/arc-DATA/{key[1]}").status_code == 200
+        assert httpx.get(f"{urls['bucketd']}/_/raft_sessions/1/bucket").status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -1,0 +1,179 @@
+"""Lab worlds: deterministic, self-consistent, and holding every planted feature even when small."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+
+from ringfsck import keys
+from ringfsck.lab import generate_world
+from ringfsck.lab._state import WorldState
+from ringfsck.split_index import MARKER_FAMILIES
+from test_lab_check import read_csv_exports, read_listkeys
+
+ARC = keys.ArcSchema(8, 4)
+
+
+def _files(world) -> dict[str, bytes]:
+    return {str(p.relative_to(world.path)): p.read_bytes() for p in sorted(world.path.rglob("*")) if p.is_file()}
+
+
+def test_generation_is_deterministic(tmp_path):
+    a = generate_world(tmp_path / "a", objects=150, seed=5)
+    b = generate_world(tmp_path / "b", objects=150, seed=5)
+    assert _files(a) == _files(b)  # every byte, server state included
+    assert generate_world(tmp_path / "c", objects=150, seed=6).truth != a.truth
+
+
+def test_server_state_is_optional_and_changes_nothing_else(tmp_path):
+    full = generate_world(tmp_path / "full", objects=150, seed=5)
+    bare = generate_world(tmp_path / "bare", objects=150, seed=5, server_state=False)
+    assert not bare.state_dir.exists()
+    assert {n: v for n, v in _files(full).items() if not n.startswith("lab/")} == {
+        n: v for n, v in _files(bare).items() if n != "truth.json"} | {"truth.json": _files(full)["truth.json"]}
+    assert bare.truth == full.truth | {"settings": full.truth["settings"] | {"server_state": False}}
+
+
+def test_generating_again_replaces_the_previous_world(tmp_path):
+    generate_world(tmp_path, objects=100, seed=1, nodes=8)
+    world = generate_world(tmp_path, objects=100, seed=1, nodes=2)
+    assert sorted(p.name for p in world.listkeys_dir.iterdir()) == ["node-00.csv", "node-01.csv"]
+
+
+@pytest.mark.parametrize("bad", [{"objects": 0}, {"orphans": 1.5}, {"gaps": -0.1}, {"arc": "8-4"}, {"cos": 9}, {"nodes": 0},
+                                 {"gaps": 0.6, "splits": 0.5}])
+def test_bad_settings_are_refused(tmp_path, bad):
+    with pytest.raises(ValueError):
+        generate_world(tmp_path, **bad)
+
+
+def test_truth_is_self_consistent(lab_world):
+    truth = lab_world.truth
+    rows = read_listkeys(lab_world)
+    listed = {main for _, _, main, _, _ in rows}
+    subkeys = {s for found in truth["splits"].values() for s in found}
+    for name in ("orphans", "debris", "duplicates", "sproxyd_keys", "subkey_main_chunks"):
+        assert truth[name] == sorted(set(truth[name])), f"{name} sorted and distinct"
+    assert set(truth["orphans"]) <= listed and set(truth["debris"]) <= listed
+    assert not set(truth["orphans"]) & set(truth["debris"])
+    assert set(truth["orphan_sizes"]) == set(truth["orphans"]) and all(s > 0 for s in truth["orphan_sizes"].values())
+    gap_keys = [key for status in ("missing", "unrecoverable", "degraded") for key in truth["gaps"][status]]
+    assert len(gap_keys) == len(set(gap_keys)) and set(gap_keys) <= set(truth["sproxyd_keys"]) | subkeys
+    assert set(truth["duplicates"]) <= set(truth["sproxyd_keys"]) and set(truth["splits"]) <= set(truth["sproxyd_keys"])
+    assert not subkeys & set(truth["sproxyd_keys"])
+    assert {m[:26] for m in truth["subkey_main_chunks"]} == {keys.input_key_digkey(s) for s in subkeys}
+    assert set(truth["subkey_main_chunks"]) <= listed
+    counts = truth["counts"]
+    assert counts["listkeys_rows"] == len(rows)
+    assert counts["orphans"] == len(truth["orphans"]) and counts["splits"] == len(truth["splits"])
+    assert counts["sproxyd_keys"] == len(truth["sproxyd_keys"]) and counts["subkeys"] == len(subkeys)
+    assert counts["export_rows"] == sum(read_csv_exports(lab_world.s3keys_dir).values())
+    assert truth["settings"].items() >= {"arc": "8+4", "cos": 2, "min_chunks": 4}.items() and isinstance(truth["settings"]["seed"], int)
+
+
+def _chunks_by_main(rows) -> dict[str, set[str]]:
+    chunks: dict[str, set[str]] = defaultdict(set)
+    for _, chunk, main, _, _ in rows:
+        chunks[main].add(chunk)
+    return chunks
+
+
+def test_ring_listing_features(lab_world):
+    truth = lab_world.truth
+    rows = read_listkeys(lab_world)
+    chunks = _chunks_by_main(rows)
+    cos = truth["settings"]["cos"]
+    sproxyd_digkeys = {keys.input_key_digkey(k) for k in truth["sproxyd_keys"]}
+
+    # Every chunk key carries its main chunk's chars 32-37 (ARC: schema and stripe high nibble) and its index.
+    full_arc = [m for m, found in chunks.items() if m.endswith("70") and len(found) == ARC.stripes]
+    assert full_arc
+    for main in full_arc:
+        assert sorted(c[32:] for c in chunks[main]) == sorted(keys.arc_chunk_key("0" * 22, ARC, s)[32:] for s in range(ARC.stripes))
+    full_cos = [m for m, found in chunks.items() if m.endswith(f"{cos}0") and m[32:38] == "000000" and len(found) == cos + 1]
+    assert full_cos and all(sorted(c[38:] for c in chunks[m]) == [f"{cos}{r}" for r in range(cos + 1)] for m in full_cos)
+
+    files_of = defaultdict(set)
+    for name, chunk, main, _, _ in rows:
+        files_of[(chunk, main)].add(name)
+    assert any(len(names) == 2 for names in files_of.values()), "a chunk listed by two nodes"
+    assert {flag for *_, flag in rows} == {"0", "16", "32", "48"}
+    assert all(disk.startswith("g") and "disk" in disk for *_, disk, _ in rows)
+    assert any(p.read_text().startswith("Use ") for p in lab_world.listkeys_dir.iterdir()), "ringsh noise"
+
+    assert {"10", "59"} <= {m[30:32] for m in chunks}, "other services"
+    assert any(m[30:32] == "51" and m[22:28] != "000000" for m in chunks), "service 51 with a volume id"
+    service50 = [m for m in chunks if m[30:32] == "50" and m[22:28] == "000000"]
+    assert any(m[:26] in sproxyd_digkeys for m in service50), "referenced service 50 data"
+    assert any(m in truth["orphans"] for m in service50), "orphaned service 50 data"
+    assert all(1 <= len(chunks[m]) <= 3 for m in truth["debris"])
+    assert any(m[:26] not in sproxyd_digkeys for m in truth["debris"]), "unreferenced debris"
+
+    orphan_sizes = {len(chunks[m]) for m in truth["orphans"] if m.endswith("70")}
+    assert ARC.stripes in orphan_sizes and any(4 <= n < ARC.stripes for n in orphan_sizes), "ARC orphans, all and some stripes"
+    assert any(m.endswith(f"{cos}0") for m in truth["orphans"]), "COS orphans"
+
+
+def test_s3_features(lab_world):
+    truth = lab_world.truth
+    exports = read_csv_exports(lab_world.s3keys_dir)
+    names = {name for _, name, _ in exports}
+    for weird in (",", '"', "\n", "é", "日本語", "😀", "%", "/"):
+        assert any(weird in n for n in names), repr(weird)
+    assert any(n != n.strip() and n.startswith(" ") and n.endswith(" ") for n in names), "leading and trailing spaces"
+    assert all(truth["gaps"][status] for status in ("missing", "unrecoverable", "degraded"))
+    subkeys = [s for found in truth["splits"].values() for s in found]
+    assert set(truth["gaps"]["degraded"]) & set(subkeys), "a degraded subkey"
+    for population in (truth["sproxyd_keys"], subkeys):
+        assert any(k.startswith("00") and not k.startswith("0000") for k in population), "19-byte keys"
+        assert any(k.startswith("0000") and not k.startswith("000000") for k in population), "18-byte keys"
+    assert truth["duplicates"]
+    assert {bucket for bucket, _, _ in exports if bucket.startswith("mpuShadowBucket")}, "parts of an unfinished upload"
+
+
+def test_split_indexes_use_every_marker_family(lab_world):
+    state = WorldState(lab_world.path)
+    bodies = [state.split_body(key).hex().upper() for key in lab_world.truth["splits"]]
+    for family in MARKER_FAMILIES:
+        for suffix in ("14", "13", "12"):
+            assert any((family + suffix).upper() in body for body in bodies), family + suffix
+
+
+def test_bucketd_features(lab_world):
+    buckets = WorldState(lab_world.path).buckets
+    assert {b.raft_session for b in buckets.values()} == {1, 2}
+    assert "users..bucket" in buckets and any(name.startswith("mpuShadowBucket") for name in buckets)
+    entries = [(bucket, row["key"], json.loads(row["value"]) if row["value"] else None)
+               for bucket, b in buckets.items() if b.table is not None for row in b.table.to_pylist()]
+    literal = [(bucket, key, meta) for bucket, key, meta in entries if meta is not None]
+    versions = defaultdict(int)
+    for _, key, meta in literal:
+        if "\0" in key and meta.get("location"):
+            versions[key.split("\0")[0]] += 1
+    assert max(versions.values()) >= 2, "several versions of one key, each with data"
+    assert any(meta.get("isPHD") for _, _, meta in literal)
+    assert any(meta.get("isDeleteMarker") for _, _, meta in literal)
+    assert any(meta.get("location") is None and not meta.get("isDeleteMarker") and "content-length" in meta for _, _, meta in literal), "empty object"
+    foreign = [loc for _, _, meta in literal for loc in meta.get("location") or [] if loc["dataStoreType"] != "scality"]
+    assert foreign and any(keys.is_valid_key(loc["key"]) for loc in foreign), "other backends, some with hex-looking keys"
+    assert any("location" not in meta and meta.get("content-md5", "").endswith(("-2", "-3", "-4")) for _, _, meta in literal), "big MPU listed without location"
+    assert any(key.startswith("\x7fR") for _, key, _ in literal), "replay entries"
+    parts = [meta["partLocations"] for bucket, key, meta in literal if bucket.startswith("mpuShadowBucket") and "partLocations" in meta]
+    assert any(isinstance(p, dict) for p in parts) and any(isinstance(p, list) for p in parts), "old and new partLocations"
+    assert any(key.startswith("overview..|..") for bucket, key, _ in literal if bucket.startswith("mpuShadowBucket"))
+
+
+@pytest.mark.parametrize("settings", [{"arc": "4+2", "cos": 1}, {"arc": "2+1", "cos": 0, "nodes": 1}, {"arc": "10+4", "cos": 3, "splits": 0, "gaps": 0}])
+def test_other_schemas(make_world, settings):
+    world = make_world(objects=120, seed=2, **settings)
+    truth = world.truth
+    arc = keys.parse_arc(settings["arc"])
+    mains = {main for _, _, main, _, _ in read_listkeys(world)}
+    assert any(m[32:38] == keys.arc_app_specific(arc) for m in mains)
+    assert all(m.endswith("70") or m[38] in "012345" for m in truth["orphans"]) and truth["orphans"]
+    if arc.stripes < 4:  # every ARC main chunk is debris: orphans can only be COS
+        assert all(not m.endswith("70") for m in truth["orphans"])
+    if settings.get("splits") == 0:
+        assert not truth["splits"] and not any(truth["gaps"].values())
