@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -84,16 +85,18 @@ def test_interrupted_bucket_resumes_after_its_last_page(lab_world, tmp_path):
     clean = store_at(tmp_path / "clean")
     with LabServers(lab_world.path) as lab:
         total_pages = ingest_bucketd(clean, lab.bucketd_url, buckets=["bucket-01"], policy=POLICY, page_size=5).buckets[0].pages
+        requests = sum(lab.request_counts("bucketd").values())
     store = store_at(tmp_path / "store")
-    with LabServers(lab_world.path, bucketd_faults="error_rate=0.25") as lab:
-        with pytest.raises(RemoteError):  # no retries: the seeded faults stop it part way
-            ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-01"], policy=HttpPolicy(retries=0), page_size=5)
+    # A deterministic outage half way through the bucket's requests.
+    with LabServers(lab_world.path, bucketd_faults={"fail_after": requests // 2}) as lab:
+        with pytest.raises(RemoteError):
+            ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-01"], policy=HttpPolicy(retries=1, backoff_base=0.001), page_size=5)
         state = json.loads(next((store.root / "bucketd").glob("*.json")).read_text())
         assert 0 < state["pages"] < total_pages and not state["complete"]
         summary = analyze(store).summary  # half a bucket must never look like orphans
         assert not summary["complete"]
         assert any("bucket-01 is unfinished" in reason for reason in summary["incomplete_reasons"])
-        lab.set_faults("bucketd", error_rate=0)
+        lab.set_faults("bucketd", fail_after=None)
         lab.reset_stats()
         report = ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-01"], policy=POLICY, page_size=5)
         listings = lab.request_counts("bucketd").get("GET /default/bucket/bucket-01", 0)
@@ -140,3 +143,42 @@ def test_needs_a_bucket_or_raft_session(tmp_path):
 def test_unreachable_bucketd(tmp_path):
     with pytest.raises(RemoteError, match="cannot reach bucketd"):
         ingest_bucketd(store_at(tmp_path / "s"), "http://127.0.0.1:9", raft_sessions=[1], policy=POLICY)
+
+
+class _Pages:
+    """A bucketd listing served from memory, to pin down the master/version rules."""
+
+    def __init__(self, items):
+        self.items = items
+
+    async def page(self, bucket, marker, size):
+        start = 0 if marker is None else [k for k, _ in self.items].index(marker) + 1
+        return self.items[start:start + size], start + size < len(self.items)
+
+    async def metadata(self, bucket, key):
+        raise AssertionError("no metadata lookups expected")
+
+
+def test_a_version_under_a_placeholder_master_is_kept(tmp_path):
+    from ringfsck.ingest.bucketd import _BucketExport, _export_bucket
+
+    def located(key, vid):
+        return json.dumps({"versionId": vid, "content-length": 1, "last-modified": "2026-01-01T00:00:00Z",
+                           "location": [{"key": key, "dataStoreName": "ring", "dataStoreType": "scality"}]})
+
+    a, b = "A" * 38 + "70", "B" * 38 + "70"
+    api = _Pages([
+        ("obj", json.dumps({"isPHD": True, "versionId": "v2"})),  # exports nothing...
+        ("obj\x00v2", located(a, "v2")),                           # ...so this version must be kept
+        ("two", located(b, "v9")),                                 # a kept master...
+        ("two\x00v9", located(b, "v9")),                           # ...whose repeat is not counted twice
+    ])
+    store = store_at(tmp_path / "store")
+
+    class _Bar:
+        def update(self, n):
+            pass
+
+    asyncio.run(_export_bucket(api, _BucketExport(store, "http://bucketd", "bkt", skip_complete=False), 2, _Bar(), _Bar()))
+    rows = store.connect().execute("SELECT sproxyd_key, object_key, version_id FROM s3keys ORDER BY ALL").fetchall()
+    assert rows == [(a, "obj", "v2"), (b, "two", "v9")]

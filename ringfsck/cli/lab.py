@@ -109,7 +109,8 @@ def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int,
     Faults apply to every request but the admin ones: latency_ms (added delay),
     error_rate (503 or 500), drop_rate (connection closed with no answer),
     hang_rate (answer only after hang_seconds, default 60), fail_keys (always
-    503 for these keys or buckets, ';'-separated). Admin endpoints on both
+    503 for these keys or buckets, ';'-separated), fail_after (503 for every
+    request after the first N: a deterministic outage). Admin endpoints on both
     servers: GET /_lab/health, GET /_lab/requests, POST /_lab/reset-stats,
     GET|POST /_lab/faults (JSON); on srebuildd GET /_lab/deleted.
 

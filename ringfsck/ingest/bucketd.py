@@ -143,10 +143,12 @@ async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: i
         entries: list[Entry] = []
         for key, value in items:
             entry = parse_entry(export.bucket, key, value)
-            # A versioned object's master entry repeats its latest version, listed right after it.
-            if "\0" not in key and entry.version_id:
-                master = (entry.object_key, entry.version_id)
-            elif "\0" in key and master == (entry.object_key, entry.version_id):
+            # A versioned object's master entry repeats its latest version, listed right after it:
+            # that version is a repeat only when the master itself was kept (a placeholder master
+            # exports nothing, so the version it names must be exported on its own).
+            if "\0" not in key:
+                master = (entry.object_key, entry.version_id) if entry.version_id and not entry.skipped else None
+            elif master == (entry.object_key, entry.version_id):
                 continue
             entries.append(entry)
         missing = [e for e in entries if e.needs_full_metadata]

@@ -46,7 +46,8 @@ class Faults:
     Every request first waits ``latency_ms``; then one roll decides: dropped
     (``drop_rate``), hung for ``hang_seconds`` before its answer (``hang_rate``),
     answered 503 or 500 (``error_rate``), or served. Requests naming a key (or
-    bucket) in ``fail_keys`` always get 503.
+    bucket) in ``fail_keys`` always get 503, and so does every request after the
+    first ``fail_after`` ones since the faults were set (a deterministic outage).
     """
 
     latency_ms: float = 0.0
@@ -55,6 +56,7 @@ class Faults:
     hang_rate: float = 0.0
     hang_seconds: float = 60.0
     fail_keys: set[str] = field(default_factory=set)
+    fail_after: int | None = None
 
     @classmethod
     def parse(cls, spec: str | dict[str, Any] | None) -> "Faults":
@@ -74,7 +76,14 @@ class Faults:
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
-            if name == "fail_keys":
+            if name == "fail_after":
+                try:
+                    self.fail_after = None if value in (None, "", "none") else int(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"fault fail_after: expected a number of requests, got {value!r}") from None
+                if self.fail_after is not None and self.fail_after < 0:
+                    raise ConfigError(f"fault fail_after: {value!r} out of range")
+            elif name == "fail_keys":
                 items = value.split(";") if isinstance(value, str) else value
                 self.fail_keys = {str(k).strip().upper() for k in items if str(k).strip()}
             elif name in _NUMERIC_FAULTS:
@@ -86,7 +95,7 @@ class Faults:
                     raise ConfigError(f"fault {name}: {value!r} out of range")
                 setattr(self, name, number)
             else:
-                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys)")
+                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"fail_keys": sorted(self.fail_keys)}
@@ -100,6 +109,7 @@ class _Server:
     def __init__(self, faults: Faults, seed: int) -> None:
         self.faults = faults
         self.requests: Counter[str] = Counter()
+        self._since_faults = 0  # requests since the faults were last set, for fail_after
         self._rng = random.Random(seed)
 
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -157,6 +167,9 @@ class _Server:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.fail_keys and unquote(path.rsplit("/", 1)[-1]).upper() in faults.fail_keys:
             return 503, {}, b'{"error":"injected failure for this key"}'
+        self._since_faults += 1
+        if faults.fail_after is not None and self._since_faults > faults.fail_after:
+            return 503, {}, b'{"error":"injected outage"}'
         roll = self._rng.random()
         if roll < faults.drop_rate:
             return _DROP
@@ -184,6 +197,7 @@ class _Server:
                     changed = replace(self.faults, fail_keys=set(self.faults.fail_keys))
                     changed.update(values)  # all or nothing: a bad value leaves the faults as they were
                     self.faults = changed
+                    self._since_faults = 0
                 except (ConfigError, ValueError) as exc:
                     return 400, {}, json.dumps({"error": str(exc)}).encode()
             return 200, {}, json.dumps(self.faults.to_json()).encode()
