@@ -22,9 +22,8 @@ from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
 from ringfsck.keys import arc_app_specific
 from ringfsck.progress import bar
-from ringfsck.store import Store, iso, sql_literal, utc_now, write_json_atomic
+from ringfsck.store import MACROS_FILE, Store, iso, sql_literal, utc_now, write_json_atomic
 
-MACROS_FILE = "00_macros.sql"
 # Steps whose output is part of the public contract (the others are intermediate).
 PUBLIC_OUTPUTS = ("candidates", "orphans", "gaps", "debris", "duplicates")
 GAP_STATUSES = ("missing", "unrecoverable", "degraded")
@@ -58,10 +57,6 @@ def sql_steps() -> list[tuple[str, Path]]:
     return steps
 
 
-def load_macros(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute((resource_dir("sql") / MACROS_FILE).read_text())
-
-
 def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisResult:
     """Run every SQL step, write the outputs and the run summary, mark the run as latest."""
     options = options or AnalysisOptions()
@@ -70,7 +65,6 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
     clock = time.perf_counter()
     run_id, run_path = store.new_run_dir()
     con = store.connect(run_id=None)
-    load_macros(con)
     listing_time = options.listing_time or _listing_time(store)
     _set_variables(con, settings, listing_time)
     steps = sql_steps()

@@ -34,16 +34,24 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
 from ringfsck.errors import InputError
 
-STORE_FORMAT = 1
+# 2: listkeys keys packed as integers (ringfsck.ingest._packed).
+STORE_FORMAT = 2
+MACROS_FILE = "00_macros.sql"
 
 # Column contracts of the ingested tables: the Parquet schemas every writer uses,
 # and (derived from them) the types of the views over tables not written yet.
 _UTC = pa.timestamp("us", tz="UTC")
 TABLES: dict[str, pa.Schema] = {
-    "listkeys": pa.schema([("chunk_key", pa.string()), ("main_chunk", pa.string()), ("disk", pa.string()), ("flag", pa.int32()), ("source", pa.string())]),
+    # RING keys packed as (hi, mid, lo) integers: see ringfsck.ingest._packed; the listkeys view shows hex.
+    "listkeys": pa.schema([
+        ("chunk_key_hi", pa.uint64()), ("chunk_key_mid", pa.uint64()), ("chunk_key_lo", pa.uint32()),
+        ("main_chunk_hi", pa.uint64()), ("main_chunk_mid", pa.uint64()), ("main_chunk_lo", pa.uint32()),
+        ("disk", pa.dictionary(pa.int32(), pa.string())), ("flag", pa.int32()), ("source", pa.dictionary(pa.int32(), pa.string())),
+    ]),
     "s3keys": pa.schema([
         ("bucket", pa.string()), ("object_key", pa.string()), ("version_id", pa.string()), ("sproxyd_key", pa.string()),
         ("size", pa.int64()), ("last_modified", _UTC), ("mpu_part", pa.bool_()), ("source", pa.string()), ("line", pa.int64()),
@@ -64,9 +72,14 @@ TABLES: dict[str, pa.Schema] = {
 def _duckdb_type(arrow: pa.DataType) -> str:
     if pa.types.is_list(arrow):
         return _duckdb_type(arrow.value_type) + "[]"
+    if pa.types.is_dictionary(arrow):
+        return _duckdb_type(arrow.value_type)
     if pa.types.is_timestamp(arrow):
         return "TIMESTAMPTZ" if arrow.tz else "TIMESTAMP"
-    return {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.bool_(): "BOOLEAN"}[arrow]
+    return {
+        pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.uint64(): "UBIGINT", pa.uint32(): "UINTEGER",
+        pa.bool_(): "BOOLEAN",
+    }[arrow]
 
 
 TABLE_SCHEMAS: dict[str, dict[str, str]] = {name: {f.name: _duckdb_type(f.type) for f in schema} for name, schema in TABLES.items()}
@@ -267,6 +280,7 @@ class Store:
         con.execute("SET preserve_insertion_order = false")
         # DuckDB's own progress bar writes to stdout, which must stay clean for --json and --format.
         con.execute("SET enable_progress_bar = false")
+        load_macros(con)
         self.create_views(con, run_id=run_id)
         return con
 
@@ -278,7 +292,13 @@ class Store:
         return f"SELECT {cols} FROM read_parquet({sql_literal(self.parts_glob(table))}, union_by_name = true)"
 
     def create_views(self, con: duckdb.DuckDBPyConnection, *, run_id: str | None = None) -> None:
-        for table in ("listkeys", "s3keys", "s3_other_locations", "rejects"):
+        # listkeys_packed is the table as stored (keys as integers); listkeys shows the keys in hex.
+        con.execute(f"CREATE OR REPLACE VIEW listkeys_packed AS {self.table_select('listkeys')}")
+        con.execute(
+            "CREATE OR REPLACE VIEW listkeys AS SELECT key_hex(chunk_key_hi, chunk_key_mid, chunk_key_lo) AS chunk_key, "
+            "key_hex(main_chunk_hi, main_chunk_mid, main_chunk_lo) AS main_chunk, disk, flag, source FROM listkeys_packed"
+        )
+        for table in ("s3keys", "s3_other_locations", "rejects"):
             con.execute(f"CREATE OR REPLACE VIEW {table} AS {self.table_select(table)}")
         # splits and sizes are appended in batches: the newest result per key wins.
         con.execute(
@@ -316,6 +336,11 @@ class Store:
             "ELSE CAST(o.schema AS DOUBLE) + 1 END AS raw_size, "
             "coalesce(s.status, 'unsized') AS status FROM orphans o LEFT JOIN sizes s USING (ring_key)"
         )
+
+
+def load_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """The key rules of ``sql/00_macros.sql`` (the views and every SQL step use them)."""
+    con.execute((resource_dir("sql") / MACROS_FILE).read_text())
 
 
 def _fsync_file(path: Path) -> None:

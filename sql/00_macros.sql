@@ -28,3 +28,22 @@ CREATE OR REPLACE MACRO schema_full_chunks(protection, schema) AS
         WHEN 'arc' THEN CAST(split_part(schema, '+', 1) AS BIGINT) + CAST(split_part(schema, '+', 2) AS BIGINT)
         ELSE CAST(schema AS BIGINT) + 1
     END;
+
+-- Packed RING keys. The listkeys table stores each 40-hex key as three integers,
+-- hi = chars 0-15, mid = chars 16-31, lo = chars 32-39 (integers group and join
+-- several times faster than strings); these read the same fields as bit fields.
+CREATE OR REPLACE MACRO key_hex(hi, mid, lo) AS printf('%016X%016X%08X', hi, mid, lo);
+CREATE OR REPLACE MACRO key_hi(k) AS ('0x' || substr(k, 1, 16))::UBIGINT;
+CREATE OR REPLACE MACRO key_mid(k) AS ('0x' || substr(k, 17, 16))::UBIGINT;
+CREATE OR REPLACE MACRO key_lo(k) AS ('0x' || substr(k, 33, 8))::UINTEGER;
+-- Service id (chars 30-31): the low byte of mid. 80 and 81 are 0x50 and 0x51.
+CREATE OR REPLACE MACRO packed_is_s3_service(mid) AS (mid & 255) IN (80, 81);
+-- Chars 22-27 of the volume id: bits 16-39 of mid.
+CREATE OR REPLACE MACRO packed_volume_is_zero(mid) AS ((mid >> 16) & 16777215) = 0;
+-- Main chunks: ARC ends in '70' (0x70 = 112), COS in '<0-5>0'.
+CREATE OR REPLACE MACRO packed_is_main_chunk(lo) AS (lo & 255) = 112 OR ((lo & 15) = 0 AND ((lo >> 4) & 15) <= 5);
+-- The 26-char digkey as two integers: chars 0-15 (hi), chars 16-25 (the top 40 bits of mid).
+CREATE OR REPLACE MACRO packed_digkey_lo(mid) AS mid >> 24;
+-- A 26-char digkey string as the same two integers (for S3 references and small outputs).
+CREATE OR REPLACE MACRO digkey_hi(d) AS ('0x' || left(d, 16))::UBIGINT;
+CREATE OR REPLACE MACRO digkey_lo(d) AS ('0x' || substr(d, 17, 10))::UBIGINT;

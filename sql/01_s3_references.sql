@@ -11,6 +11,11 @@ subkeys AS (
     FROM s3keys AS k
     JOIN splits AS s ON s.input_key = k.sproxyd_key
     WHERE s.status = 'ok' AND s.is_split
+),
+referenced AS (
+    SELECT *, input_key_digkey(sproxyd_key) AS digkey
+    FROM (SELECT * FROM input_keys UNION ALL SELECT * FROM subkeys)
 )
-SELECT *, input_key_digkey(sproxyd_key) AS digkey
-FROM (SELECT * FROM input_keys UNION ALL SELECT * FROM subkeys)
+-- dig_hi, dig_lo: the digkey as integers, what the joins with RING main chunks use.
+SELECT *, digkey_hi(digkey) AS dig_hi, digkey_lo(digkey) AS dig_lo
+FROM referenced

@@ -2,18 +2,31 @@
 -- volume-id chars 22-27 all zero, ARC main chunks (ending 70) or COS main chunks (ending <cos>0).
 -- Chunks are counted DISTINCT: a chunk listed by two nodes counts once (the reference counts rows).
 -- Flags are not filtered (the reference keeps only flag 0, and only for service 50).
+-- candidate: COS main chunks, and ARC main chunks with at least min_chunks distinct chunks
+-- (fewer is RING-level debris, see 06_debris).
+-- listkeys_packed holds the keys as integers (see key_hex in 00_macros.sql): the filters and the
+-- grouping run on them, and only the main chunks kept are turned back into hex.
+WITH counted AS (
+    SELECT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo,
+           count(DISTINCT (chunk_key_hi, chunk_key_mid, chunk_key_lo)) AS chunks
+    FROM listkeys_packed
+    WHERE packed_is_s3_service(main_chunk_mid)
+      AND packed_volume_is_zero(main_chunk_mid)
+      AND packed_is_main_chunk(main_chunk_lo)
+    GROUP BY ALL
+),
+described AS (
+    SELECT key_hex(hi, mid, lo) AS ring_key, hi AS dig_hi, packed_digkey_lo(mid) AS dig_lo, chunks
+    FROM counted
+)
 SELECT
-    main_chunk AS ring_key,
-    left(main_chunk, 26) AS digkey,
-    key_service_id(main_chunk) AS service_id,
-    key_protection(main_chunk) AS protection,
-    key_schema(main_chunk) AS schema,
-    count(DISTINCT chunk_key) AS chunks
-FROM listkeys
-WHERE key_service_id(main_chunk) IN ('50', '51')
-  AND substr(main_chunk, 23, 6) = '000000'
-  AND (
-        (key_protection(main_chunk) = 'arc' AND right(main_chunk, 2) = '70')
-     OR (key_protection(main_chunk) = 'cos' AND right(main_chunk, 1) = '0')
-  )
-GROUP BY main_chunk
+    ring_key,
+    left(ring_key, 26) AS digkey,
+    key_service_id(ring_key) AS service_id,
+    key_protection(ring_key) AS protection,
+    key_schema(ring_key) AS schema,
+    chunks,
+    key_protection(ring_key) = 'cos' OR chunks >= getvariable('min_chunks') AS candidate,
+    dig_hi,
+    dig_lo
+FROM described

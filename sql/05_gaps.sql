@@ -5,24 +5,24 @@
 -- it and are left out (counted in the run summary).
 WITH best AS (
     -- Several main chunks can share a digkey (service 50 and 51 copies): judge the best one.
-    SELECT digkey, arg_max(ring_key, chunks) AS ring_key, max(chunks) AS chunks,
+    SELECT dig_hi, dig_lo, arg_max(ring_key, chunks) AS ring_key, max(chunks) AS chunks,
            arg_max(protection, chunks) AS protection, arg_max(schema, chunks) AS schema
     FROM ring_main_chunks
-    GROUP BY digkey
+    GROUP BY dig_hi, dig_lo
 ),
 judged AS (
     SELECT
         r.bucket, r.object_key, r.version_id, r.sproxyd_key, r.parent_key,
         coalesce(b.ring_key, left(r.digkey, 22) || '00000000' || '51' || getvariable('arc_app_specific') || '70') AS ring_key,
         coalesce(b.chunks, 0) AS chunks_found,
-        CASE WHEN b.digkey IS NULL THEN getvariable('arc_stripes') ELSE schema_full_chunks(b.protection, b.schema) END AS chunks_expected,
+        CASE WHEN b.dig_hi IS NULL THEN getvariable('arc_stripes') ELSE schema_full_chunks(b.protection, b.schema) END AS chunks_expected,
         CASE
-            WHEN b.digkey IS NULL THEN 'missing'
+            WHEN b.dig_hi IS NULL THEN 'missing'
             WHEN b.chunks < schema_min_chunks(b.protection, b.schema) THEN 'unrecoverable'
             WHEN b.chunks < schema_full_chunks(b.protection, b.schema) THEN 'degraded'
         END AS status
     FROM s3_references AS r
-    LEFT JOIN best AS b ON b.digkey = r.digkey
+    LEFT JOIN best AS b ON b.dig_hi = r.dig_hi AND b.dig_lo = r.dig_lo
     WHERE getvariable('listing_time') IS NULL
        OR r.last_modified IS NULL
        OR r.last_modified < getvariable('listing_time')

@@ -7,6 +7,8 @@ import json
 from urllib.parse import quote
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from ringfsck.config import Settings
 from ringfsck.errors import InputError
@@ -16,6 +18,13 @@ from ringfsck.store import Store
 CHUNK = "555555A4948FAA554034E155555555A61470C07A"
 MAIN = "8000004F3F3A54FFEADF8C00000000511470C070"
 KEY = "BDE4B9BBEB45711EC2F1A9C78F6BCD59E02C6220"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_lines():
+    """A monkeypatch that hypothesis examples may share (function-scoped fixtures may not be)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 @pytest.fixture
@@ -225,3 +234,146 @@ def test_empty_bucket_files_are_fine_but_no_keys_at_all_is_an_error(store, tmp_p
     (tmp_path / "exports" / "full_keys.txt").write_text(f'"full","k","{KEY}"\n')
     report = ingest_s3keys(store, [str(tmp_path / "exports")])
     assert report.rows == 1
+
+
+# --- the two listkeys paths (numpy for canonical lines, polars field by field) agree with the rules ---
+
+def _expected_listkeys(lines: list[str]) -> tuple[list[tuple], list[tuple[int, str]], dict[str, int]]:
+    """DOMAIN.md section 5, line by line, written plainly: (rows, rejects as (line, reason start), skipped)."""
+    rows, rejects, skipped = [], [], {}
+    for number, line in enumerate(lines, start=1):
+        text = line.rstrip("\r\n")
+        stripped = text.strip()
+        kind = "blank" if not stripped else "noise" if stripped.startswith("Use") else "header" if stripped.startswith("_1,_2") else None
+        if kind:
+            skipped[kind] = skipped.get(kind, 0) + 1
+            continue
+        fields = [f.strip() for f in text.split(",", 4)]
+        hex40 = lambda f: len(f) == 40 and all(c in "0123456789abcdefABCDEF" for c in f)  # noqa: E731
+        if len(fields) < 4:
+            rejects.append((number, "expected at least 4"))
+        elif not hex40(fields[0]):
+            rejects.append((number, "chunk key"))
+        elif not hex40(fields[1]):
+            rejects.append((number, "main chunk key"))
+        elif not fields[2]:
+            rejects.append((number, "disk is empty"))
+        elif not (1 <= len(fields[3]) <= 9 and fields[3].isascii() and fields[3].isdigit()):
+            rejects.append((number, "flag"))
+        else:
+            rows.append((fields[0].upper(), fields[1].upper(), fields[2], int(fields[3])))
+    return rows, rejects, skipped
+
+
+_hex = st.text("0123456789ABCDEFabcdef", min_size=40, max_size=40)
+_line_kinds = st.one_of(
+    # canonical, with and without extra columns and CRLF
+    st.tuples(_hex, _hex, st.sampled_from(["g1disk1", "d", "g12disk10", "disk-é"]), st.integers(0, 999_999_999),
+              st.sampled_from(["", ",x", ",,", ",1,2,3"]), st.sampled_from(["\n", "\r\n"]))
+    .map(lambda t: f"{t[0]},{t[1]},{t[2]},{t[3]}{t[4]}{t[5]}"),
+    # almost canonical: one thing wrong or merely spaced
+    st.tuples(_hex, _hex, st.sampled_from(["", " g1disk1", "g1 disk", "g1disk1 ", "g1disk1"]),
+              st.sampled_from(["", "0", "01", " 16", "1234567890", "x", "-1", "1e3"]))
+    .map(lambda t: f"{t[0]},{t[1]},{t[2]},{t[3]}\n"),
+    st.tuples(_hex, st.text("0123456789ABCDEFG ,", min_size=38, max_size=42), st.sampled_from(["g1disk1"]))
+    .map(lambda t: f"{t[0]},{t[1]},{t[2]},0\n"),
+    st.sampled_from(["\n", "   \n", "Use ring DATA\n", "_1,_2,_3,_4\n", "garbage\n", ",,,\n"]),
+)
+
+
+_K1, _K2 = "0123456789abcdefABCDEF0123456789abcdefAB", "FEDCBA9876543210fedcba9876543210FEDCBA98"
+_TRICKY = [
+    f"{_K1},{_K2},g1disk1,0\n", f"{_K1},{_K2},g1disk1,48,extra\r\n", f"{_K1},{_K2},g1disk1,123456789\n",
+    f"{_K1},{_K2},g1disk1,1234567890\n", f"{_K1},{_K2},g1disk1,\n", f"{_K1},{_K2},,0\n", f"{_K1},{_K2}, g1disk1 , 16 \n",
+    f"{_K1},{_K2},g1 disk,0\n", f"{_K1},{_K2},g1disk1,x\n", f"{_K1},{_K2},g1disk1,-1\n", f"{_K1},{_K2},g1disk1\n",
+    f"{_K1[:-1]}G,{_K2},g1disk1,0\n", f"{_K1},{_K2[:-1]},g1disk1,0\n", f"{_K1},{_K2[:-1]}_,g1disk1,0\n",
+    f"{_K1},{_K2},disk-é,32\n", "Use ring DATA\n", "_1,_2,_3,_4\n", "\n", "  \r\n", "garbage\n", f"{_K1},{_K2},d,7",
+]
+
+
+@settings(max_examples=100, deadline=None)
+@example(lines=_TRICKY, block=64).via("every tricky line")
+@example(lines=_TRICKY, block=1 << 20).via("every tricky line, one block")
+@given(lines=st.lists(_line_kinds, min_size=1, max_size=60), block=st.integers(60, 400))
+def test_listkeys_fast_and_exact_paths_follow_the_same_rules(tmp_path_factory, monkeypatch_lines, lines, block):
+    from ringfsck.ingest import inputs
+
+    monkeypatch_lines.setattr(inputs, "READ_BLOCK", block)  # lines straddle blocks
+    expected_rows, expected_rejects, expected_skipped = _expected_listkeys(lines)
+    root = tmp_path_factory.mktemp("paths")
+    path = root / "node.csv"
+    path.write_bytes("".join(lines).encode())
+    store = Store.open(Settings(store=str(root / "store")))
+    try:
+        report = ingest_listkeys(store, [str(path)])
+    except InputError as error:  # only when nothing at all was usable
+        assert not expected_rows and not expected_rejects and "empty input" in str(error)
+        return
+    assert sorted(rows(store, "SELECT chunk_key, main_chunk, disk, flag FROM listkeys")) == sorted(expected_rows)
+    found = rows(store, "SELECT line, reason FROM rejects ORDER BY line")
+    assert [line for line, _ in found] == [line for line, _ in expected_rejects]
+    for (_, reason), (_, start) in zip(found, expected_rejects):
+        assert start in reason
+    assert report.files[0].skipped == expected_skipped
+
+
+# --- the two S3 key CSV paths (pyarrow for plain files, csv row by row) give the same store ---
+
+_names = st.text(st.characters(codec="utf-8", exclude_characters="\r\x00"), max_size=12) | st.sampled_from(WEIRD)
+_good_row = st.tuples(st.sampled_from(["b", "mpuShadowBucketb", "x,y"]), _names, st.sampled_from([KEY, KEY.lower(), "", "0" * 40]))
+_csv_rows = st.one_of(
+    # rows the exporter writes, four times as likely as a line only the exact path handles
+    *[_good_row.map(lambda r: ("row", r))] * 4,
+    st.sampled_from([b"\n", b'"b","two"\n', b'"","nobucket","' + KEY.encode() + b'"\n', b'"b","bad","XYZ"\n',
+                     b'"b","a"b,"' + KEY.encode() + b'"\n', b'"b","cr\rin",""\n', b'"b","\xff","' + KEY.encode() + b'"\n',
+                     b'"bucket","object key","sproxyd key"\n']).map(lambda raw: ("raw", raw)),
+)
+
+
+def _write_csv(path, items, crlf):
+    import csv
+    import io
+
+    out = io.BytesIO()
+    for kind, item in items:
+        if kind == "raw":
+            out.write(item)
+        else:
+            text = io.StringIO(newline="")
+            csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\r\n" if crlf else "\n").writerow(item)
+            out.write(text.getvalue().encode())
+    path.write_bytes(out.getvalue())
+
+
+def _s3keys_outcome(root, path, exact: bool, monkeypatch):
+    from ringfsck.ingest import s3keys
+
+    def refuse(*args, **kwargs):
+        raise s3keys._NotPlain("forced")
+
+    with monkeypatch.context() as patch:
+        if exact:
+            patch.setattr(s3keys, "_parse_csv_fast", refuse)
+        store = Store.open(Settings(store=str(root / ("exact" if exact else "fast"))))
+        try:
+            report = ingest_s3keys(store, [str(path)])
+        except InputError as error:
+            return str(error).replace(str(root / "exact"), "").replace(str(root / "fast"), "")
+    return (
+        report.rows, report.rejected, report.files[0].skipped,
+        sorted(rows(store, "SELECT bucket, object_key, sproxyd_key, mpu_part, line FROM s3keys")),
+        rows(store, "SELECT line, reason FROM rejects ORDER BY line"),
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@example(items=[("row", ("b", "plain", KEY)), ("row", ("b", 'q"uote\nnew,line', KEY.lower())), ("row", ("b", "no data", ""))], crlf=False)
+@example(items=[("raw", b'"bucket","object key","sproxyd key"\n'), ("row", ("b", "x", KEY))], crlf=True)
+@example(items=[("row", ("b", "multi\nline", KEY)), ("row", ("b", "after", KEY))], crlf=False)
+@example(items=[("raw", b'"b","cr\rin",""\n'), ("row", ("b", "after", KEY))], crlf=False)
+@given(items=st.lists(_csv_rows, min_size=1, max_size=25), crlf=st.booleans())
+def test_s3keys_fast_and_exact_csv_paths_agree(tmp_path_factory, monkeypatch_lines, items, crlf):
+    root = tmp_path_factory.mktemp("s3csv")
+    path = root / "b_keys.txt"
+    _write_csv(path, items, crlf)
+    assert _s3keys_outcome(root, path, False, monkeypatch_lines) == _s3keys_outcome(root, path, True, monkeypatch_lines)

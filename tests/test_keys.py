@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ringfsck import keys
-from ringfsck.analysis import load_macros
 from ringfsck.errors import InvalidKeyError
+from ringfsck.ingest._packed import key_hex, pack_keys
+from ringfsck.store import load_macros
 
 VECTORS = [
     ("BDE4B9BBEB45711EC2F1A9C78F6BCD59E02C6220", "7359114991482315D0A5890000", "8+4", "7359114991482315D0A58900000000512040C070"),
@@ -88,6 +89,51 @@ def test_sql_schema_macro_agrees_with_python():
         assert con.execute("SELECT key_schema(?), key_protection(?)", [key, key]).fetchone() == (schema, "arc")
     cos_key = keys.cos_chunk_key("C" * 22, 2)
     assert con.execute("SELECT key_schema(?), key_protection(?)", [cos_key, cos_key]).fetchone() == ("2", "cos")
+
+
+# RING keys shaped like S3 main chunks or not: service 50/51 or other, zero volume or not, ARC/COS/other endings.
+ring_keys = st.tuples(
+    st.binary(min_size=11, max_size=11).map(lambda b: b.hex().upper()),
+    st.sampled_from(["000000", "000001", "A00000"]),
+    st.sampled_from(["00", "01"]),
+    st.sampled_from(["50", "51", "52", "5A"]),
+    st.sampled_from(["2040C070", "2040C07A", "10206070", "00000020", "00000021", "00000060", "2040C0F0"]),
+).map("".join)
+
+
+@given(st.lists(hex_keys, max_size=30), st.randoms())
+def test_packed_keys_round_trip_any_case(batch, rng):
+    mixed = ["".join(c.lower() if rng.random() < 0.5 else c for c in k) for k in batch]
+    packed = pack_keys(mixed)
+    assert packed.valid.all()
+    assert [key_hex(int(h), int(m), int(lo)) for h, m, lo in zip(packed.hi, packed.mid, packed.lo)] == batch
+
+
+@pytest.mark.parametrize("bad", ["G" * 40, "A" * 39, "A" * 41, "0x" + "A" * 38, " " + "A" * 39, "é" * 40])
+def test_packed_keys_flag_what_is_not_40_hex(bad):
+    packed = pack_keys([keys.normalize_key("AB" * 20), bad])
+    assert packed.valid.tolist() == [True, False]
+
+
+@settings(max_examples=100)
+@given(st.lists(ring_keys, min_size=1, max_size=30))
+def test_packed_sql_macros_agree_with_the_hex_rules(batch):
+    con = duckdb.connect()
+    load_macros(con)
+    mismatches = con.execute(
+        """
+        SELECT k FROM unnest(?::VARCHAR[]) AS t(k)
+        WHERE key_hex(key_hi(k), key_mid(k), key_lo(k)) <> k
+           OR packed_is_s3_service(key_mid(k)) <> (key_service_id(k) IN ('50', '51'))
+           OR packed_volume_is_zero(key_mid(k)) <> (substr(k, 23, 6) = '000000')
+           OR packed_is_main_chunk(key_lo(k)) <> ((key_protection(k) = 'arc' AND right(k, 2) = '70')
+                                                  OR (key_protection(k) = 'cos' AND right(k, 1) = '0'))
+           OR key_hi(k) <> digkey_hi(left(k, 26))
+           OR packed_digkey_lo(key_mid(k)) <> digkey_lo(left(k, 26))
+        """,
+        [batch],
+    ).fetchall()
+    assert mismatches == []
 
 
 def test_cos_keys():

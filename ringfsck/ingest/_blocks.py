@@ -21,8 +21,17 @@ INVALID_LINE = "\x00"
 @dataclass
 class LineBlock:
     first_line: int  # 1-based number of the block's first line
-    lines: pa.LargeStringArray  # each line keeps its trailing "\n"
+    buffer: np.ndarray  # the block's bytes (uint8), every line ending in "\n"
+    offsets: np.ndarray  # int64 line starts, plus the end of the buffer
     invalid_utf8: list[tuple[int, str]]  # (line number, raw text with escapes)
+
+    @property
+    def lines(self) -> pa.LargeStringArray:
+        """Each line (keeping its trailing "\n") as a zero-copy Arrow string."""
+        return pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(self.offsets), pa.py_buffer(self.buffer))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
 
 
 def line_blocks(chunks: Iterable[bytes]) -> Iterator[LineBlock]:
@@ -37,7 +46,7 @@ def line_blocks(chunks: Iterable[bytes]) -> Iterator[LineBlock]:
             continue
         carry = data[cut:]
         block = _to_block(data[:cut], next_line)
-        next_line += len(block.lines)
+        next_line += len(block)
         yield block
     if carry:
         yield _to_block(carry + b"\n", next_line)
@@ -45,17 +54,17 @@ def line_blocks(chunks: Iterable[bytes]) -> Iterator[LineBlock]:
 
 def _to_block(data: bytes, first_line: int) -> LineBlock:
     invalid: list[tuple[int, str]] = []
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        data, invalid = _replace_invalid_lines(data, first_line)
+    if not data.isascii():  # listings are ASCII: the full UTF-8 check only when needed
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            data, invalid = _replace_invalid_lines(data, first_line)
     buf = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(buf == 10) + 1
     offsets = np.empty(len(ends) + 1, dtype=np.int64)
     offsets[0] = 0
     offsets[1:] = ends
-    lines = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(data))
-    return LineBlock(first_line, lines, invalid)
+    return LineBlock(first_line, buf, offsets, invalid)
 
 
 def _replace_invalid_lines(data: bytes, first_line: int) -> tuple[bytes, list[tuple[int, str]]]:

@@ -10,7 +10,9 @@ nothing is ever counted twice.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -146,44 +148,101 @@ def ingest_files(
     tables: tuple[str, ...],
     *,
     allow_empty: bool = False,
+    workers: int | None = None,
 ) -> IngestReport:
-    """Ingest each file with ``parse``; each file is published atomically, one at a time."""
+    """Ingest each file with ``parse``, several at a time; each file is published atomically.
+
+    What to do with each file (unchanged, duplicate, parse) is decided first, in
+    order, so that two copies of the same content in one call are caught too;
+    the parsing then runs on ``workers`` threads (default: one per core; numpy,
+    pyarrow, polars and hashlib release the GIL), and sources are recorded here.
+    """
     report = IngestReport(kind)
     known = {s.id: s for s in store.sources()}
+    outcomes: list[FileOutcome | None] = [_settled(kind, file, known) for file in files]
+    _mark_duplicates_within(kind, files, outcomes, known)
+    pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    workers = max(1, min(len(pending), workers or os.cpu_count() or 1))
     progress = bar(total=sum(f.size for f in files), desc=f"ingest {kind}", unit="B", unit_scale=True)
+    progress.update(sum(f.size for f, outcome in zip(files, outcomes) if outcome is not None))
+    failure: BaseException | None = None
     try:
-        for file in files:
-            report.files.append(_ingest_one(store, kind, file, parse, tables, known, allow_empty))
-            progress.update(file.size)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+            futures = {pool.submit(_parse_one, store, kind, files[i], parse, tables, known.get(source_id(kind, files[i].location)), allow_empty): i
+                       for i in pending}
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    source, outcome = future.result()
+                except BaseException as exc:  # the others finish and are recorded; the first error is raised
+                    if failure is None:
+                        failure = exc
+                        for other in futures:
+                            other.cancel()
+                    continue
+                store.save_source(source)
+                outcomes[index] = outcome
+                progress.update(files[index].size)
     finally:
         progress.close()
+    if failure is not None:
+        raise failure
+    report.files = [outcome for outcome in outcomes if outcome is not None]
     return report
 
 
-def _ingest_one(
+def _settled(kind: str, file: InputFile, known: dict[str, Source]) -> FileOutcome | None:
+    """The outcome of a file that needs no parsing (unchanged, or a copy of an ingested one), else None."""
+    sid = source_id(kind, file.location)
+    prior = known.get(sid)
+    checksum: str | None = None
+    if prior is not None and prior.size == file.size:
+        checksum = file.checksum()
+        if checksum == prior.checksum:
+            return FileOutcome(file.location, "unchanged", prior.rows, prior.rejected, prior.skipped, prior.format)
+    for twin in known.values():
+        if twin.kind == kind and twin.size == file.size and twin.id != sid:
+            checksum = checksum or file.checksum()
+            if twin.checksum == checksum:
+                return _duplicate(file, twin.location)
+    return None
+
+
+def _mark_duplicates_within(kind: str, files: list[InputFile], outcomes: list[FileOutcome | None], known: dict[str, Source]) -> None:
+    """Among the files still to parse, a later file with the same content as an earlier one is a duplicate."""
+    by_size: dict[int, list[int]] = {}
+    for index, outcome in enumerate(outcomes):
+        if outcome is None:
+            by_size.setdefault(files[index].size, []).append(index)
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first_of: dict[str, str] = {}
+        for index in group:
+            checksum = files[index].checksum()
+            if checksum in first_of:
+                outcomes[index] = _duplicate(files[index], first_of[checksum])
+            else:
+                first_of[checksum] = files[index].location
+
+
+def _duplicate(file: InputFile, twin_location: str) -> FileOutcome:
+    warning = f"{file.location}: same content as already ingested {twin_location}; skipped"
+    return FileOutcome(file.location, "duplicate", warnings=[warning])
+
+
+def _parse_one(
     store: Store,
     kind: str,
     file: InputFile,
     parse: Parser,
     tables: tuple[str, ...],
-    known: dict[str, Source],
+    prior: Source | None,
     allow_empty: bool,
-) -> FileOutcome:
+) -> tuple[Source, FileOutcome]:
+    """Parse one file into its table parts (published atomically); the caller records the source."""
     sid = source_id(kind, file.location)
     size = file.size
-    checksum: str | None = None
-    prior = known.get(sid)
-    if prior is not None and prior.size == size:
-        checksum = file.checksum()
-        if checksum == prior.checksum:
-            return FileOutcome(file.location, "unchanged", prior.rows, prior.rejected, prior.skipped, prior.format)
-    twins = [s for s in known.values() if s.kind == kind and s.size == size and s.id != sid]
-    if twins:
-        checksum = checksum or file.checksum()
-        for twin in twins:
-            if twin.checksum == checksum:
-                warning = f"{file.location}: same content as already ingested {twin.location}; skipped"
-                return FileOutcome(file.location, "duplicate", warnings=[warning])
     captured_at = iso(file.modified_at)
     rejects = RejectWriter(store, sid, file.location)
     try:
@@ -214,6 +273,4 @@ def _ingest_one(
         skipped=result.skipped,
         warnings=result.warnings,
     )
-    store.save_source(source)
-    known[sid] = source
-    return FileOutcome(file.location, "ingested", result.rows, rejects.count, result.skipped, result.format, result.warnings)
+    return source, FileOutcome(file.location, "ingested", result.rows, rejects.count, result.skipped, result.format, result.warnings)

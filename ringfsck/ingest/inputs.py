@@ -91,14 +91,14 @@ class OpenedInput:
         self.compressed = buffered.peek(2)[:2] == GZIP_MAGIC
         self._stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered  # type: ignore[assignment]
 
-    def read(self, size: int = READ_BLOCK) -> bytes:
+    def read(self, size: int | None = None) -> bytes:
         try:
-            return self._stream.read(size)
+            return self._stream.read(size or READ_BLOCK)
         except (OSError, EOFError, zlib.error) as exc:
             kind = "gzip file" if self.compressed else "file"
             raise InputError(f"{self.source.location}: unreadable {kind}: {exc}") from None
 
-    def blocks(self, size: int = READ_BLOCK) -> Iterator[bytes]:
+    def blocks(self, size: int | None = None) -> Iterator[bytes]:
         while block := self.read(size):
             yield block
 

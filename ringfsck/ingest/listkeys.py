@@ -4,48 +4,125 @@ Input: ``ringsh node listKeys`` dumps or Spark ``listkeys.csv/`` parts, lines of
 ``chunk key,main chunk key,disk,flag[,more columns]``. Lines starting with
 ``Use`` are ringsh noise, ``_1,_2,_3,_4`` is a Spark header, blank lines are
 skipped; everything else is either a valid row or a reject with its line number.
+
+Two paths, same verdicts. What ringsh and Spark write (``HEX40,HEX40,disk,flag``
+with no spaces) is validated and converted by numpy over the block's bytes,
+keys straight into their packed integers (``_packed``); the rare other lines go
+through polars, field by field, which names the reason of every reject.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ringfsck.ingest._blocks import INVALID_LINE, line_blocks
+from ringfsck.ingest._blocks import INVALID_LINE, LineBlock, line_blocks
+from ringfsck.ingest._packed import KEY_CHARS, PackedKeys, decode_hex, pack_keys
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.store import TABLES
 
 LISTKEYS_SCHEMA = TABLES["listkeys"]
 _HEX40 = r"^[0-9A-Fa-f]{40}$"
-# What ringsh and Spark write: fixed-width keys, no spaces. Lines in this form
-# are split by position; only the others go through the field-by-field checks.
-_CANONICAL = r"^[0-9A-Fa-f]{40},[0-9A-Fa-f]{40},[^,\s]+,[0-9]{1,9}(,.*)?$"
+_COMMA, _CR, _ZERO = ord(","), ord("\r"), ord("0")
+_MAIN_AT = KEY_CHARS + 1  # "chunk,main"
+_DISK_AT = 2 * KEY_CHARS + 2  # "chunk,main,disk"
+_MAX_FLAG_DIGITS = 9
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[list(b" \t\r\n\x0b\x0c")] = True
+SKIPPED_VERDICTS = ("blank", "noise", "header")
 
 
-def _canonical(frame: pl.DataFrame) -> pl.DataFrame:
-    rest = pl.col("raw").str.slice(82).str.splitn(",", 3)
-    return frame.select(
-        pl.col("line"),
-        pl.col("raw"),
-        pl.col("raw").str.slice(0, 40).alias("chunk_key"),
-        pl.col("raw").str.slice(41, 40).alias("main_chunk"),
-        rest.struct.field("field_0").alias("disk"),
-        rest.struct.field("field_1").alias("flag_text"),
-        pl.lit("ok").alias("verdict"),
-    )
+class _Rows:
+    """Valid rows of a block, column by column, as the Parquet part wants them."""
+
+    def __init__(self, chunk: PackedKeys, main: PackedKeys, disk: pa.Array, flag: np.ndarray) -> None:
+        self.chunk, self.main, self.disk, self.flag = chunk, main, disk, flag
+
+    @classmethod
+    def empty(cls) -> "_Rows":
+        return cls(pack_keys([]), pack_keys([]), pa.array([], pa.large_string()), np.empty(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.flag)
+
+    def table(self, location: str) -> pa.Table:
+        n = len(self)
+        return pa.Table.from_arrays(
+            [
+                pa.array(self.chunk.hi), pa.array(self.chunk.mid), pa.array(self.chunk.lo),
+                pa.array(self.main.hi), pa.array(self.main.mid), pa.array(self.main.lo),
+                self.disk.dictionary_encode().cast(LISTKEYS_SCHEMA.field("disk").type),
+                pa.array(self.flag, pa.int32()),
+                pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([location])),
+            ],
+            schema=LISTKEYS_SCHEMA,
+        )
 
 
-def _classify(lines: pa.LargeStringArray, first_line: int) -> pl.DataFrame:
-    """Split and validate a block of lines; one row per line with its verdict."""
-    frame = pl.DataFrame({"raw": pl.Series(lines).str.strip_chars_end("\r\n")}).with_row_index("line", offset=first_line)
-    is_canonical = pl.col("raw").str.contains(_CANONICAL)
-    canonical = _canonical(frame.filter(is_canonical))
-    others = frame.filter(~is_canonical)
-    if others.height == 0:
-        return canonical
-    return pl.concat([canonical, _classify_field_by_field(others)], how="vertical_relaxed")
+def _gather(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Copy the byte ranges out of ``buffer``: (bytes, int64 offsets)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+    return buffer[positions], offsets
+
+
+def _flags(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parse the 1-9 digit flags at ``starts``: (values, ok)."""
+    ok = (lengths >= 1) & (lengths <= _MAX_FLAG_DIGITS)
+    longest = int(lengths[ok].max()) if ok.any() else 0
+    values = np.zeros(len(starts), dtype=np.int64)
+    for position in range(longest):
+        inside = position < lengths
+        digit = buffer[np.minimum(starts + position, len(buffer) - 1)] - np.uint8(_ZERO)  # non-digits wrap above 9
+        ok &= ~inside | (digit <= 9)
+        values = np.where(inside, values * 10 + digit, values)
+    return values, ok
+
+
+def _canonical(block: LineBlock) -> tuple[np.ndarray, _Rows]:
+    """Indices (within the block) of the canonical lines, and their rows."""
+    buffer, starts = block.buffer, block.offsets[:-1]
+    ends = block.offsets[1:] - 1  # the "\n"
+    ends = ends - ((ends > starts) & (buffer[np.maximum(ends - 1, 0)] == _CR))
+    # The shortest canonical line: two keys, a one-char disk and a one-digit flag.
+    index = np.flatnonzero(ends - starts >= _DISK_AT + 3)
+    at = starts[index]
+    shaped = (buffer[at + KEY_CHARS] == _COMMA) & (buffer[at + _MAIN_AT + KEY_CHARS] == _COMMA)
+    index, at = index[shaped], at[shaped]
+    if len(index) == 0:
+        return index, _Rows.empty()
+    end = ends[index]
+
+    # Disk: up to the next comma, which must be on this line; flag: up to the comma after it or the end.
+    commas = np.flatnonzero(buffer == _COMMA)
+    disk_at = at + _DISK_AT
+    after_disk = np.searchsorted(commas, disk_at)
+    last = len(commas) - 1
+    disk_end = commas[np.minimum(after_disk, last)]
+    has_flag = (after_disk <= last) & (disk_end < end) & (disk_end > disk_at)
+    flag_at = disk_end + 1
+    next_comma = commas[np.minimum(after_disk + 1, last)]
+    flag_end = np.where((after_disk + 1 <= last) & (next_comma < end), next_comma, end)
+    flag, flag_ok = _flags(buffer, flag_at, flag_end - flag_at)
+
+    # Each key column as an (n, 40) matrix of characters, decoded in one call.
+    keys = np.lib.stride_tricks.sliding_window_view(buffer, KEY_CHARS)
+    chunk, main = PackedKeys.from_bytes(*decode_hex(keys[at])), PackedKeys.from_bytes(*decode_hex(keys[at + _MAIN_AT]))
+    keep = np.flatnonzero(chunk.valid & main.valid & has_flag & flag_ok)
+    disk_bytes, disk_offsets = _gather(buffer, disk_at[keep], (disk_end - disk_at)[keep])
+    # A disk name with a space is not canonical: the field-by-field path strips it.
+    spaces = np.zeros(len(disk_bytes) + 1, dtype=np.int32)
+    np.cumsum(_WHITESPACE[disk_bytes], out=spaces[1:])
+    plain = spaces[disk_offsets[1:]] == spaces[disk_offsets[:-1]]
+    if not plain.all():
+        keep = keep[plain]
+        disk_bytes, disk_offsets = _gather(buffer, disk_at[keep], (disk_end - disk_at)[keep])
+    disk = pa.LargeStringArray.from_buffers(len(keep), pa.py_buffer(disk_offsets), pa.py_buffer(disk_bytes))
+    return index[keep], _Rows(chunk.take(keep), main.take(keep), disk, flag[keep])
 
 
 def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
@@ -81,34 +158,53 @@ def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
     ).select("line", "raw", "chunk_key", "main_chunk", "disk", "flag_text", "verdict")
 
 
+def _others(block: LineBlock, canonical: np.ndarray) -> pl.DataFrame:
+    """The non-canonical lines of a block, each with its verdict."""
+    rest = np.ones(len(block), dtype=bool)
+    rest[canonical] = False
+    index = np.flatnonzero(rest)
+    lines = pl.Series(block.lines.take(pa.array(index))).str.strip_chars_end("\r\n")
+    frame = pl.DataFrame({"line": index + block.first_line, "raw": lines})
+    return _classify_field_by_field(frame)
+
+
+def _valid_rows(frame: pl.DataFrame) -> _Rows:
+    good = frame.filter(pl.col("verdict") == "ok")
+    return _Rows(
+        pack_keys(good["chunk_key"].to_list()),
+        pack_keys(good["main_chunk"].to_list()),
+        good["disk"].to_arrow(),
+        good["flag_text"].cast(pl.Int32).to_numpy(),
+    )
+
+
 def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     location, rejects = ctx.location, ctx.rejects
     result = ParseResult(format="listkeys-csv")
     with ctx.store.writing_part("listkeys", ctx.source_id) as tmp:
-        # Chunk keys are unique: dictionary-encoding them is wasted work.
-        writer = pq.ParquetWriter(tmp, LISTKEYS_SCHEMA, compression="zstd", use_dictionary=["main_chunk", "disk", "source"])
+        # Keys are random: dictionaries and compression would cost time and save nothing on them.
+        writer = pq.ParquetWriter(tmp, LISTKEYS_SCHEMA, compression="zstd", compression_level=1, use_dictionary=["disk", "source"])
         try:
             for block in line_blocks(opened.blocks()):
                 for line, raw in block.invalid_utf8:
                     rejects.add(line, "line is not valid UTF-8", raw)
-                frame = _classify(block.lines, block.first_line)
-                counts = frame.group_by("verdict").len()
-                for verdict, count in counts.iter_rows():
-                    if verdict in ("blank", "noise", "header"):
+                canonical, rows = _canonical(block)
+                if len(rows):
+                    writer.write_table(rows.table(location))
+                    result.rows += len(rows)
+                if len(canonical) == len(block):
+                    continue
+                others = _others(block, canonical)
+                for verdict, count in others.group_by("verdict").len().iter_rows():
+                    if verdict in SKIPPED_VERDICTS:
                         result.skipped[verdict] = result.skipped.get(verdict, 0) + count
-                bad = frame.filter(~pl.col("verdict").is_in(["ok", "blank", "noise", "header", "invalid"]))
+                bad = others.filter(~pl.col("verdict").is_in(["ok", "invalid", *SKIPPED_VERDICTS]))
                 for line, reason, raw in bad.select("line", "verdict", "raw").iter_rows():
                     rejects.add(line, reason, raw)
-                good = frame.filter(pl.col("verdict") == "ok").select(
-                    pl.col("chunk_key").str.to_uppercase(),
-                    pl.col("main_chunk").str.to_uppercase(),
-                    pl.col("disk"),
-                    pl.col("flag_text").cast(pl.Int32).alias("flag"),
-                    pl.lit(location).alias("source"),
-                )
-                if good.height:
-                    writer.write_table(good.to_arrow().cast(LISTKEYS_SCHEMA))
-                    result.rows += good.height
+                valid = _valid_rows(others)
+                if len(valid):
+                    writer.write_table(valid.table(location))
+                    result.rows += len(valid)
         finally:
             writer.close()
         ctx.ensure_not_empty(result.rows)

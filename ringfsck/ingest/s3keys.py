@@ -11,12 +11,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from collections.abc import Iterator
 from urllib.parse import unquote
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from ringfsck.ingest._registry import ParseContext, ParseResult
@@ -90,17 +94,33 @@ def detect_format(opened: OpenedInput) -> str:
 def parse_s3keys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     result = ParseResult(format=detect_format(opened))
     with ctx.store.writing_part("s3keys", ctx.source_id) as tmp:
-        rows = _RowWriter(tmp, ctx.location)
-        try:
-            if result.format == "s3keys-csv":
-                _parse_csv(opened, ctx, rows, result)
-            else:
-                _parse_jsonl(opened, ctx, rows, result)
-        finally:
-            rows.close()
-        result.rows = rows.count
-        ctx.ensure_not_empty(result.rows)
+        if result.format == "s3keys-csv":
+            try:
+                writer = pq.ParquetWriter(tmp, S3KEYS_SCHEMA, compression="zstd")
+                try:
+                    result.rows = _parse_csv_fast(opened, ctx, result, writer)
+                finally:
+                    writer.close()
+                ctx.ensure_not_empty(result.rows)
+                return result
+            except _NotPlain:
+                # Start again from the first byte on the exact path (``opened`` still hashes every stored byte).
+                result.skipped.clear()
+                with OpenedInput(opened.source) as again:
+                    _parse_exact(again, ctx, tmp, result, _parse_csv)
+                return result
+        _parse_exact(opened, ctx, tmp, result, _parse_jsonl)
     return result
+
+
+def _parse_exact(opened: OpenedInput, ctx: ParseContext, tmp, result: ParseResult, parse) -> None:  # noqa: ANN001
+    rows = _RowWriter(tmp, ctx.location)
+    try:
+        parse(opened, ctx, rows, result)
+    finally:
+        rows.close()
+    result.rows = rows.count
+    ctx.ensure_not_empty(result.rows)
 
 
 def _skip(result: ParseResult, what: str) -> None:
@@ -122,6 +142,139 @@ def _csv_records(text) -> Iterator[tuple[int, list[str] | None, str]]:
             continue
         yield start, fields, ""
         start = reader.line_num + 1
+
+
+class _NotPlain(Exception):
+    """The fast CSV path met something only the exact path handles: start again there."""
+
+
+class _CheckedStream(io.RawIOBase):
+    """Feeds the decompressed bytes to pyarrow's CSV reader, checking their quoting on the way.
+
+    pyarrow and Python's ``csv`` agree on well-formed CSV only: pyarrow reads
+    ``"abc"def`` as ``abcdef`` where ``csv`` (strict) rejects it, and a bare CR
+    counts as a line for ``csv``. So, in numpy over each chunk (the quote
+    parity carried across chunks): a closing quote must be followed by a comma,
+    a line end or another quote; an opening quote must follow a comma, a line
+    start or a quote; a CR must precede an LF. Anything else is not plain.
+    """
+
+    def __init__(self, opened: OpenedInput) -> None:
+        self._opened = opened
+        self._inside = False  # quote parity at the end of the previous chunk
+        self._previous = _LF  # last byte of the previous chunk (the start of the file acts as a line start)
+        self._closed_last = False  # the previous chunk ended on a closing quote
+        self.plain = True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._opened.read(len(buffer))
+        buffer[: len(data)] = data
+        if data and self.plain:
+            self.plain = self._check(np.frombuffer(data, dtype=np.uint8))
+        return len(data)
+
+    def _check(self, chunk: np.ndarray) -> bool:
+        if self._closed_last and chunk[0] not in _AFTER_CLOSING:
+            return False
+        if self._previous == _CR and chunk[0] != _LF:
+            return False
+        is_quote = chunk == _QUOTE
+        parity = (np.cumsum(is_quote) + self._inside) & 1  # 1: inside quotes after this byte
+        before = np.concatenate(([self._previous], chunk[:-1]))
+        opening = is_quote & (parity == 1)
+        if (opening & (before != _COMMA) & (before != _LF) & (before != _QUOTE)).any():
+            return False
+        closing = is_quote & (parity == 0)
+        following = chunk[1:]
+        if (closing[:-1] & ~np.isin(following, _AFTER_CLOSING)).any():
+            return False
+        if ((chunk[:-1] == _CR) & (following != _LF)).any():
+            return False
+        self._closed_last = bool(closing[-1])
+        self._inside = bool(parity[-1])
+        self._previous = int(chunk[-1])
+        return True
+
+
+_QUOTE, _COMMA, _LF, _CR = (ord(c) for c in '",\n\r')
+_AFTER_CLOSING = np.array([_COMMA, _LF, _CR, _QUOTE], dtype=np.uint8)
+_CSV_COLUMNS = ("bucket", "object_key", "sproxyd_key")
+
+
+def _parse_csv_fast(opened: OpenedInput, ctx: ParseContext, result: ParseResult, writer: pq.ParquetWriter) -> int:
+    """pyarrow's multi-threaded CSV reader, for files whose every row is plain and valid.
+
+    Raises _NotPlain at the first row that would be a reject (or quoting pyarrow
+    and ``csv`` could read differently): the caller starts again on the exact path.
+    Line numbers stay exact: each record is one line plus the newlines inside its values.
+    """
+    stream = _CheckedStream(opened)
+    try:
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(column_names=list(_CSV_COLUMNS), block_size=8 << 20),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in _CSV_COLUMNS}, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _NotPlain(str(exc)) from None
+    rows, next_line, first = 0, 1, True
+    try:
+        for batch in reader:
+            if not stream.plain:
+                raise _NotPlain("quoting")
+            bucket, object_key, key = (batch.column(i) for i in range(3))
+            newlines = [pc.count_substring(column, "\n") for column in (bucket, object_key, key)]
+            extra = pc.add(pc.add(newlines[0], newlines[1]), newlines[2]).to_numpy(zero_copy_only=False)
+            lines = next_line + np.arange(len(batch)) + np.concatenate(([0], np.cumsum(extra)[:-1]))
+            next_line = int(lines[-1] + 1 + extra[-1]) if len(batch) else next_line
+            keep = np.ones(len(batch), dtype=bool)
+            if first and len(batch):
+                first = False
+                head = key[0].as_py()
+                if not is_valid_key(head.strip()) and "key" in head.lower():
+                    result.skipped["header"] = 1
+                    keep[0] = False
+            empty_key = (pc.equal(key, "")).to_numpy(zero_copy_only=False)
+            valid_key = pc.match_substring_regex(key, r"^[0-9A-Fa-f]{40}$").to_numpy(zero_copy_only=False)
+            empty_bucket = pc.equal(bucket, "").to_numpy(zero_copy_only=False)
+            if (keep & ((~empty_key & ~valid_key) | empty_bucket)).any():
+                raise _NotPlain("a row to reject")
+            no_data = int((keep & empty_key).sum())
+            if no_data:
+                result.skipped["no RING key"] = result.skipped.get("no RING key", 0) + no_data
+            take = pa.array(np.flatnonzero(keep & ~empty_key))
+            n = len(take)
+            if n == 0:
+                continue
+            buckets = bucket.take(take)
+            writer.write_table(
+                pa.table(
+                    {
+                        "bucket": buckets,
+                        "object_key": object_key.take(take),
+                        "version_id": pa.nulls(n, pa.string()),
+                        "sproxyd_key": pc.utf8_upper(key.take(take)),
+                        "size": pa.nulls(n, pa.int64()),
+                        "last_modified": pa.nulls(n, pa.timestamp("us", tz="UTC")),
+                        "mpu_part": pc.starts_with(buckets, MPU_SHADOW_PREFIX),
+                        "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([ctx.location])).cast(pa.string()),
+                        "line": pa.array(lines[take.to_numpy()], pa.int64()),
+                    },
+                    schema=S3KEYS_SCHEMA,
+                )
+            )
+            rows += n
+    except pa.ArrowInvalid as exc:  # wrong column count, invalid UTF-8, ...
+        raise _NotPlain(str(exc)) from None
+    if not stream.plain:
+        raise _NotPlain("quoting")
+    return rows
 
 
 def _parse_csv(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result: ParseResult) -> None:
