@@ -1,8 +1,11 @@
 """The offline analysis: run the SQL steps over the store and record a run.
 
-Each ``sql/NN_name.sql`` file is one SELECT (dbt-style model); it is written to
-``runs/<id>/name.parquet`` and exposed as view ``name`` to the steps after it,
-so every step runs out-of-core in DuckDB. ``00_macros.sql`` holds the key rules.
+Each ``sql/NN_name.sql`` file is one SELECT (dbt-style model), exposed under
+its name to the steps after it. Public outputs (candidates, orphans, gaps,
+debris, duplicates) are written to ``runs/<id>/name.parquet``; the intermediate
+steps (s3_references, ring_main_chunks: packed keys, tens of millions of rows on
+a full RING) stay DuckDB temp tables, which spill to the temp directory beyond
+``memory_limit``. ``00_macros.sql`` holds the key rules.
 """
 
 from __future__ import annotations
@@ -73,9 +76,14 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
     try:
         for name, path in steps:
             step_clock = time.perf_counter()
-            target = run_path / f"{name}.parquet"
-            con.execute(f"COPY ({path.read_text().rstrip().rstrip(';')}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
+            query = path.read_text().rstrip().rstrip(";")
+            if name in PUBLIC_OUTPUTS:
+                target = run_path / f"{name}.parquet"
+                con.execute(f"COPY ({query}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+                con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
+            else:
+                # Intermediate steps stay in DuckDB (spilled to the temp directory when large).
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
             timings[name] = round(time.perf_counter() - step_clock, 3)
             progress.update(1)
     finally:

@@ -42,6 +42,15 @@ CREATE OR REPLACE MACRO packed_is_s3_service(mid) AS (mid & 255) IN (80, 81);
 CREATE OR REPLACE MACRO packed_volume_is_zero(mid) AS ((mid >> 16) & 16777215) = 0;
 -- Main chunks: ARC ends in '70' (0x70 = 112), COS in '<0-5>0'.
 CREATE OR REPLACE MACRO packed_is_main_chunk(lo) AS (lo & 255) = 112 OR ((lo & 15) = 0 AND ((lo >> 4) & 15) <= 5);
+-- Protection and schema of a main chunk from lo alone (the hex rules above, as bit fields):
+-- ARC (class 7, char 38) keeps k<<6|m in chars 32-34, the top 12 bits of lo; COS is its class digit.
+CREATE OR REPLACE MACRO packed_protection(lo) AS
+    CASE WHEN ((lo >> 4) & 15) = 7 THEN 'arc' WHEN ((lo >> 4) & 15) <= 5 THEN 'cos' ELSE 'other' END;
+CREATE OR REPLACE MACRO packed_schema(lo) AS
+    CASE packed_protection(lo)
+        WHEN 'arc' THEN CAST((lo >> 26) AS VARCHAR) || '+' || CAST(((lo >> 20) & 63) AS VARCHAR)
+        WHEN 'cos' THEN CAST(((lo >> 4) & 15) AS VARCHAR)
+    END;
 -- The 26-char digkey as two integers: chars 0-15 (hi), chars 16-25 (the top 40 bits of mid).
 CREATE OR REPLACE MACRO packed_digkey_lo(mid) AS mid >> 24;
 -- A 26-char digkey string as the same two integers (for S3 references and small outputs).

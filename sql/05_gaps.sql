@@ -4,22 +4,23 @@
 -- configured ARC schema. Objects modified after the listing was taken cannot be in
 -- it and are left out (counted in the run summary).
 WITH best AS (
-    -- Several main chunks can share a digkey (service 50 and 51 copies): judge the best one.
-    SELECT dig_hi, dig_lo, arg_max(ring_key, chunks) AS ring_key, max(chunks) AS chunks,
-           arg_max(protection, chunks) AS protection, arg_max(schema, chunks) AS schema
+    -- Several main chunks can share a digkey (service 50 and 51 copies): judge the best one
+    -- (one row's key, protection and schema together, even on a tie).
+    SELECT dig_hi, dig_lo, max(chunks) AS chunks,
+           arg_max({'hi': hi, 'mid': mid, 'lo': lo, 'protection': protection, 'schema': schema}, chunks) AS chunk
     FROM ring_main_chunks
     GROUP BY dig_hi, dig_lo
 ),
 judged AS (
     SELECT
         r.bucket, r.object_key, r.version_id, r.sproxyd_key, r.parent_key,
-        coalesce(b.ring_key, left(r.digkey, 22) || '00000000' || '51' || getvariable('arc_app_specific') || '70') AS ring_key,
+        coalesce(key_hex(b.chunk.hi, b.chunk.mid, b.chunk.lo), left(r.digkey, 22) || '00000000' || '51' || getvariable('arc_app_specific') || '70') AS ring_key,
         coalesce(b.chunks, 0) AS chunks_found,
-        CASE WHEN b.dig_hi IS NULL THEN getvariable('arc_stripes') ELSE schema_full_chunks(b.protection, b.schema) END AS chunks_expected,
+        CASE WHEN b.dig_hi IS NULL THEN getvariable('arc_stripes') ELSE schema_full_chunks(b.chunk.protection, b.chunk.schema) END AS chunks_expected,
         CASE
             WHEN b.dig_hi IS NULL THEN 'missing'
-            WHEN b.chunks < schema_min_chunks(b.protection, b.schema) THEN 'unrecoverable'
-            WHEN b.chunks < schema_full_chunks(b.protection, b.schema) THEN 'degraded'
+            WHEN b.chunks < schema_min_chunks(b.chunk.protection, b.chunk.schema) THEN 'unrecoverable'
+            WHEN b.chunks < schema_full_chunks(b.chunk.protection, b.chunk.schema) THEN 'degraded'
         END AS status
     FROM s3_references AS r
     LEFT JOIN best AS b ON b.dig_hi = r.dig_hi AND b.dig_lo = r.dig_lo
