@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.errors import InputError
-from ringfsck.ingest.inputs import InputFile, OpenedInput
+from ringfsck.ingest.inputs import Input, OpenedInput
 from ringfsck.progress import bar
 from ringfsck.store import TABLES, Source, Store, iso, utc_now
 
@@ -141,7 +141,7 @@ def source_id(kind: str, location: str) -> str:
 def ingest_files(
     store: Store,
     kind: str,
-    files: list[InputFile],
+    files: list[Input],
     parse: Parser,
     tables: tuple[str, ...],
     *,
@@ -163,7 +163,7 @@ def ingest_files(
 def _ingest_one(
     store: Store,
     kind: str,
-    file: InputFile,
+    file: Input,
     parse: Parser,
     tables: tuple[str, ...],
     known: dict[str, Source],
