@@ -25,8 +25,10 @@ import io
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,7 +141,32 @@ class S3:
     def client(self) -> Any:
         if self._client is None:
             self._client = self._make_client()
+            self._preflight()
         return self._client
+
+    def _preflight(self) -> None:
+        """Fail at once, in one line, when a custom endpoint refuses connections.
+
+        Without it a wrong host:port spends every retry (half a minute of backoff)
+        before saying so. Skipped when a proxy carries the traffic.
+        """
+        if not self.endpoint:
+            return
+        parts = urlsplit(self.endpoint)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        if urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+            return
+        last: OSError | None = None
+        for attempt in range(3):
+            try:
+                socket.create_connection((host, port), timeout=min(self.settings.timeout, 5.0)).close()
+                return
+            except OSError as exc:
+                last = exc
+                if attempt < 2:
+                    time.sleep(0.2 * (attempt + 1))
+        reason = last.strerror or type(last).__name__ if last else "unknown"
+        raise RemoteError(f"cannot reach the S3 endpoint {self.where}: {reason}")
 
     def _make_client(self) -> Any:
         import boto3
@@ -165,7 +192,7 @@ class S3:
         elif not s3.verify_tls:
             verify = False
         config = Config(
-            retries={"mode": "standard", "max_attempts": self.attempts},
+            retries={"mode": "standard", "total_max_attempts": self.attempts},  # the first try included
             connect_timeout=min(self.settings.timeout, 10.0),
             read_timeout=self.settings.timeout,
             # S3 connectors (and older S3 servers) reject the CRC trailers and

@@ -22,15 +22,17 @@ class FaultyProxy:
     """Forwards HTTP requests to ``upstream``, except the ones ``plan`` names.
 
     ``plan`` maps a 1-based request number to a fault: ``"503"`` (an S3 error
-    answer), ``"drop"`` (the connection closed with no answer) or ``"truncate"``
-    (a GET answered with half its body, then the connection closed).
-    With ``tls`` it serves HTTPS.
+    answer) or ``"drop"`` (the connection closed with no answer). The first GET
+    whose path contains ``truncate`` is answered with half its body, then the
+    connection is closed. With ``tls`` it serves HTTPS.
     """
 
-    def __init__(self, upstream: str, plan: dict[int, str] | None = None, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, upstream: str, plan: dict[int, str] | None = None, *, truncate: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.upstream = urlsplit(upstream)
         self.plan = dict(plan or {})
-        self.requests: list[tuple[str, str]] = []
+        self.truncate = truncate
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.faults: list[tuple[int, str, str, str]] = []  # (number, method, path, fault)
         self._lock = threading.Lock()
         proxy = self
@@ -45,12 +47,11 @@ class FaultyProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with proxy._lock:
-                    proxy.requests.append((self.command, self.path))
+                    proxy.requests.append((self.command, self.path, self.headers.get("Range")))
                     number = len(proxy.requests)
                     fault = proxy.plan.get(number)
-                    if fault == "truncate" and self.command != "GET":
-                        fault = None
-                        proxy.plan[number + 1] = "truncate"  # keep it for the next GET
+                    if fault is None and proxy.truncate and self.command == "GET" and proxy.truncate in self.path:
+                        fault, proxy.truncate = "truncate", None
                     if fault:
                         proxy.faults.append((number, self.command, self.path, fault))
                 if fault == "drop":
