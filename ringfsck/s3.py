@@ -116,7 +116,7 @@ def _quiet_botocore() -> None:
     # signatures): keep them off even under a DEBUG root logger.
     for name in ("botocore", "boto3", "s3transfer"):
         logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET or logger.level < logging.INFO:
+        if logger.level < logging.INFO:  # NOTSET (0) included
             logger.setLevel(logging.INFO)
 
 
@@ -165,7 +165,7 @@ class S3:
                 last = exc
                 if attempt < 2:
                     time.sleep(0.2 * (attempt + 1))
-        reason = last.strerror or type(last).__name__ if last else "unknown"
+        reason = (last.strerror or type(last).__name__) if last else "unknown"
         raise RemoteError(f"cannot reach the S3 endpoint {self.where}: {reason}")
 
     def _make_client(self) -> Any:
