@@ -25,6 +25,8 @@ DEFAULT_STORE = "./ringfsck-store"
 ENV_PREFIX = "RINGFSCK_"
 SECRET_FIELDS = frozenset({"access_key", "secret_key", "session_token"})
 REDACTED = "***"
+# The reference's input directories under {path}/{ring}/.
+REFERENCE_INPUTS = {"listkeys": "listkeys.csv", "s3keys": "s3-bucketd"}
 
 
 def _to_int(value: Any) -> int:
@@ -133,6 +135,8 @@ class Settings:
     timeout: float = 30.0
     retries: int = 5
     s3: S3Settings = S3Settings()
+    # Local mirror of an S3 store (all DuckDB work reads it); default under ~/.cache/ringfsck/s3/.
+    cache_dir: str | None = None
     duckdb: DuckDBSettings = DuckDBSettings()
     config_file: str | None = None
 
@@ -165,6 +169,15 @@ class Settings:
         if self.protocol == "s3a":
             return f"s3://{self.path.strip('/')}/{self.ring}"
         return str(Path(self.path) / self.ring)
+
+    def reference_input(self, kind: str) -> str | None:
+        """Where the reference keeps an input (``listkeys`` or ``s3keys``) under ``{path}/{ring}/``, if ``path`` is set."""
+        if not self.path:
+            return None
+        name = REFERENCE_INPUTS[kind]
+        if self.protocol == "s3a":
+            return f"s3://{self.path.strip('/')}/{self.ring}/{name}/"
+        return str(Path(self.path) / self.ring / name)
 
     def public_dict(self) -> dict[str, Any]:
         """Settings as plain data with every credential redacted (for summaries and logs)."""
@@ -199,6 +212,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "max_rps": _optional(_to_float),
     "timeout": _to_float,
     "retries": _to_int,
+    "cache_dir": _optional(_to_str),
 }
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "s3": (

@@ -86,7 +86,7 @@ def run_demo(
         step("resolve split objects on srebuildd", lambda: resolve_splits(store, base_url=lab.srebuildd_url, policy=policy))
         result = step("analyze", lambda: analyze(store, AnalysisOptions()))
         step("size the orphans on srebuildd", lambda: size_orphans(store, base_url=lab.srebuildd_url, policy=policy))
-        report = step("write the HTML report", lambda: write_report(store, root / "report.html"))
+        report = Path(step("write the HTML report", lambda: write_report(store, root / "report.html")))
         step("write the deletion manifest", lambda: write_manifest(store, root / "orphans.csv"))
         deletion = step("delete the orphans (journaled)", lambda: delete_from_manifest(
             store, root / "orphans.csv", execute=True, base_url=lab.srebuildd_url, policy=policy))

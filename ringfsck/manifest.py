@@ -3,9 +3,10 @@
 A manifest is a CSV file whose first line is ``# ringfsck-manifest {json}``
 (the header record), then ``ring_key,protection,schema,chunks,size`` rows sorted
 by key; a Parquet copy with the header in its key-value metadata sits beside it
-(``FILE.parquet``). The header names the store, the run, the inputs'
-fingerprint, the settings and the sha256 of the key list, so the deleter can
-refuse a manifest that was edited or that belongs to another store or run.
+(``FILE.parquet``); both may be ``s3://`` objects. The header names the store,
+the run, the inputs' fingerprint, the settings and the sha256 of the key list,
+so the deleter can refuse a manifest that was edited or that belongs to another
+store or run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from ringfsck import __version__
 from ringfsck.errors import InputError, RefusedError
 from ringfsck.keys import is_valid_key
+from ringfsck.s3 import local_output
 from ringfsck.store import Store, iso, utc_now
 
 MANIFEST_FORMAT = 1
@@ -33,7 +35,7 @@ CHECKS = ("incomplete", "orphan-share", "listing-order")
 
 @dataclass
 class Manifest:
-    path: Path
+    path: str  # where it was read or written: a local path or an s3:// URL
     header: dict[str, Any]
     rows: list[dict[str, Any]]
 
@@ -97,56 +99,61 @@ def write_manifest(store: Store, path: str | Path, *, force: tuple[str, ...] | l
         "forced": {name: refusals[name] for name in force if name in refusals},
         "created_at": iso(utc_now()),
     }
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        handle.write(HEADER_PREFIX + json.dumps(header, sort_keys=True) + "\n")
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    table = pa.Table.from_pylist(rows, schema=pa.schema([("ring_key", pa.string()), ("protection", pa.string()), ("schema", pa.string()),
-                                                         ("chunks", pa.int64()), ("size", pa.int64())]))
-    table = table.replace_schema_metadata({"ringfsck-manifest": json.dumps(header, sort_keys=True)})
-    pq.write_table(table, str(path) + ".parquet")
-    return Manifest(path, header, rows)
+    # On S3 the Parquet copy is uploaded first, the CSV (what delete reads) last.
+    with local_output(path, store.settings) as csv_path, local_output(f"{path}.parquet", store.settings) as parquet_path:
+        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+            handle.write(HEADER_PREFIX + json.dumps(header, sort_keys=True) + "\n")
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        table = pa.Table.from_pylist(rows, schema=pa.schema([("ring_key", pa.string()), ("protection", pa.string()), ("schema", pa.string()),
+                                                             ("chunks", pa.int64()), ("size", pa.int64())]))
+        table = table.replace_schema_metadata({"ringfsck-manifest": json.dumps(header, sort_keys=True)})
+        pq.write_table(table, parquet_path)
+    return Manifest(str(path), header, rows)
 
 
-def read_manifest(path: str | Path) -> Manifest:
-    """Read a CSV manifest and verify it was not modified (count and checksum of its keys)."""
+def read_manifest(path: str | Path, *, location: str | None = None) -> Manifest:
+    """Read a CSV manifest and verify it was not modified (count and checksum of its keys).
+
+    ``location`` names it in messages when ``path`` is a local copy (of an S3 object).
+    """
     path = Path(path)
+    where = location or str(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise InputError(f"{path}: cannot read manifest: {exc.strerror}") from None
+        raise InputError(f"{where}: cannot read manifest: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise RefusedError(f"{path}: not a ringfsck manifest (give the CSV file, not its Parquet copy)") from None
+        raise RefusedError(f"{where}: not a ringfsck manifest (give the CSV file, not its Parquet copy)") from None
     if not lines or not lines[0].startswith(HEADER_PREFIX):
-        raise RefusedError(f"{path}: not a ringfsck manifest (no header record)")
+        raise RefusedError(f"{where}: not a ringfsck manifest (no header record)")
     try:
         header = json.loads(lines[0][len(HEADER_PREFIX):])
     except ValueError:
-        raise RefusedError(f"{path}: the manifest header is damaged") from None
+        raise RefusedError(f"{where}: the manifest header is damaged") from None
     rows = []
     for number, row in enumerate(csv.DictReader(lines[1:]), start=3):
         key = (row.get("ring_key") or "").strip()
         if not is_valid_key(key):
-            raise RefusedError(f"{path}:{number}: {key!r} is not a RING key")
+            raise RefusedError(f"{where}:{number}: {key!r} is not a RING key")
         size = row.get("size") or ""
         rows.append({"ring_key": key.upper(), "protection": row.get("protection"), "schema": row.get("schema"),
                      "chunks": int(row["chunks"]) if row.get("chunks") else None, "size": int(size) if size.isdigit() else None})
     keys = [row["ring_key"] for row in rows]
     if len(keys) != header.get("key_count") or keys_checksum(keys) != header.get("keys_sha256") or len(set(keys)) != len(keys):
-        raise RefusedError(f"{path}: the key list does not match the manifest's checksum: it was modified after ringfsck wrote it")
-    return Manifest(path, header, rows)
+        raise RefusedError(f"{where}: the key list does not match the manifest's checksum: it was modified after ringfsck wrote it")
+    return Manifest(where, header, rows)
 
 
 def verify_against_store(manifest: Manifest, store: Store) -> None:
     """Refuse a manifest from another store, or from a run whose inputs changed."""
     header = manifest.header
     if header.get("store_id") != store.store_id:
-        raise RefusedError(f"{manifest.path}: written for another store ({header.get('store_id')}), not {store.root}")
+        raise RefusedError(f"{manifest.path}: written for another store ({header.get('store_id')}), not {store.location}")
     try:
         summary = store.run_summary(header.get("run_id"))
     except InputError:
-        raise RefusedError(f"{manifest.path}: its analysis run {header.get('run_id')} is not in {store.root}") from None
+        raise RefusedError(f"{manifest.path}: its analysis run {header.get('run_id')} is not in {store.location}") from None
     if summary.get("inputs_fingerprint") != header.get("inputs_fingerprint"):
         raise RefusedError(f"{manifest.path}: the inputs of run {header.get('run_id')} no longer match the manifest")

@@ -15,6 +15,7 @@ import jinja2
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
 from ringfsck.capacity import capacity_summary, human_bytes
+from ringfsck.s3 import is_s3_url, local_output
 from ringfsck.store import Store, iso, utc_now
 
 TEMPLATE = "report.html.j2"
@@ -95,7 +96,9 @@ def render_report(store: Store, run_id: str | None = None) -> str:
     )
 
 
-def write_report(store: Store, output: str | Path, run_id: str | None = None) -> Path:
-    path = Path(output)
-    path.write_text(render_report(store, run_id), encoding="utf-8")
-    return path
+def write_report(store: Store, output: str | Path, run_id: str | None = None) -> str:
+    """Write the report to a local file or an ``s3://`` object; return where it went."""
+    html = render_report(store, run_id)
+    with local_output(output, store.settings) as path:
+        path.write_text(html, encoding="utf-8")
+    return str(output) if is_s3_url(str(output)) else str(Path(output).resolve())

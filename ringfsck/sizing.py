@@ -23,7 +23,7 @@ TODO = (
 def size_orphans(store: Store, *, base_url: str | None = None, policy: HttpPolicy | None = None) -> JobReport:
     """HEAD every unsized orphan on the arcdata path (resumable, failures stay ``error``)."""
     if store.latest_run_id() is None:
-        raise InputError(f"{store.root}: no analysis yet (run 'ringfsck analyze' first)")
+        raise InputError(f"{store.location}: no analysis yet (run 'ringfsck analyze' first)")
     url = require_srebuildd(store, base_url)
     policy = policy or HttpPolicy.from_settings(store.settings)
     limiter = RateLimiter(policy.max_rps)

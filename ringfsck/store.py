@@ -11,11 +11,16 @@ Layout (one store per RING)::
       tables/rejects/<source>.parquet
       tables/splits/<batch>.parquet       resolve results, appended in batches
       tables/sizes/<batch>.parquet        orphan sizes, appended in batches
+      bucketd/<source>.json       bucketd export progress (resume marker)
+      journal/<manifest>/<segment>.jsonl  deletion outcomes
       runs/<run-id>/{candidates,orphans,gaps,debris,duplicates}.parquet, summary.json
       runs/LATEST                 id of the newest analysis
       tmp/                        DuckDB spill space
 
-All file access goes through this module so the layout lives in one place.
+The same layout serves a store on S3 (``s3://bucket/prefix``): it is worked on in
+a local mirror and every file the store publishes is uploaded at once
+(:mod:`ringfsck.store_mirror`). So files are written only through Store methods
+(``writing_part``, ``write_json``, ``write_text``, ``publish``, ``remove``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -37,6 +42,9 @@ import pyarrow as pa
 from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
 from ringfsck.errors import InputError
+
+if TYPE_CHECKING:
+    from ringfsck.store_mirror import S3Mirror
 
 # 2: listkeys keys packed as integers (ringfsck.ingest._packed).
 STORE_FORMAT = 2
@@ -141,32 +149,71 @@ def empty_select(columns: dict[str, str]) -> str:
 
 
 class Store:
-    """A ringfsck store rooted at a local directory."""
+    """A ringfsck store: a local directory, or the local mirror of an S3 prefix."""
 
-    def __init__(self, root: Path, settings: Settings | None = None) -> None:
+    def __init__(self, root: Path, settings: Settings | None = None, *, mirror: "S3Mirror | None" = None) -> None:
         self.root = root
         self.settings = settings or Settings(store=str(root))
+        self._mirror = mirror
 
     # --- opening ----------------------------------------------------------
     @classmethod
     def open(cls, settings: Settings, *, create: bool = True) -> "Store":
         location = settings.store_location
+        mirror = None
         if location.startswith("s3://"):
-            raise InputError(f"{location}: S3 stores are not supported yet; use a local directory")
-        root = Path(location).expanduser()
+            from ringfsck.store_mirror import S3Mirror
+
+            mirror = S3Mirror.open(location, settings)
+            root = mirror.root
+        else:
+            root = Path(location).expanduser()
+        store = cls(root, settings, mirror=mirror)
         marker = root / "store.json"
         if not marker.exists():
             if not create:
-                raise InputError(f"{root}: no ringfsck store here (run 'ringfsck ingest' first)")
+                raise InputError(f"{store.location}: no ringfsck store here (run 'ringfsck ingest' first)")
             if root.exists() and not root.is_dir():
                 raise InputError(f"{root}: exists and is not a directory")
             root.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(marker, {"format": STORE_FORMAT, "id": uuid.uuid4().hex, "created_at": iso(utc_now())})
+            store.write_json(marker, {"format": STORE_FORMAT, "id": uuid.uuid4().hex, "created_at": iso(utc_now())})
         else:
             fmt = json.loads(marker.read_text()).get("format")
             if fmt != STORE_FORMAT:
-                raise InputError(f"{root}: store format {fmt} is not supported by this ringfsck (expects {STORE_FORMAT})")
-        return cls(root, settings)
+                raise InputError(f"{store.location}: store format {fmt} is not supported by this ringfsck (expects {STORE_FORMAT})")
+        return store
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, for messages: its directory or its ``s3://`` prefix."""
+        return str(self._mirror) if self._mirror else str(self.root)
+
+    @property
+    def on_s3(self) -> bool:
+        return self._mirror is not None
+
+    def location_of(self, path: Path) -> str:
+        """Where a file of the store lives (its S3 URL for a store on S3)."""
+        return str(self._mirror.url_of(path)) if self._mirror else str(path)
+
+    # --- publishing: every write under root goes through these -------------
+    def publish(self, path: Path) -> None:
+        """Make a file just written (atomically) under the root durable where the store lives."""
+        if self._mirror is not None:
+            self._mirror.publish(path)
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        if self._mirror is not None:
+            self._mirror.remove(path)
+
+    def write_text(self, path: Path, text: str) -> None:
+        write_text_atomic(path, text)
+        self.publish(path)
+
+    def write_json(self, path: Path, data: Any) -> None:
+        write_json_atomic(path, data)
+        self.publish(path)
 
     @property
     def store_id(self) -> str:
@@ -175,7 +222,7 @@ class Store:
         info = json.loads(marker.read_text())
         if "id" not in info:
             info["id"] = uuid.uuid4().hex
-            write_json_atomic(marker, info)
+            self.write_json(marker, info)
         return info["id"]
 
     # --- tables -----------------------------------------------------------
@@ -195,7 +242,12 @@ class Store:
         return str(self.root / "tables" / table / "*.parquet")
 
     def remove_part(self, table: str, part: str) -> None:
-        self.part_path(table, part).unlink(missing_ok=True)
+        self.remove(self.part_path(table, part))
+
+    def part_names(self, table: str, pattern: str = "*") -> list[str]:
+        """Names of the table's parts matching a glob pattern (without ``.parquet``)."""
+        directory = self.root / "tables" / table
+        return sorted(p.stem for p in directory.glob(f"{pattern}.parquet")) if directory.is_dir() else []
 
     @contextmanager
     def writing_part(self, table: str, part: str) -> Iterator[Path]:
@@ -207,6 +259,7 @@ class Store:
             if tmp.exists():
                 _fsync_file(tmp)
                 os.replace(tmp, final)
+                self.publish(final)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -226,7 +279,7 @@ class Store:
 
     def save_source(self, source: Source) -> None:
         others = [s for s in self.sources() if s.id != source.id]
-        write_json_atomic(self._sources_file, [asdict(s) for s in [*others, source]])
+        self.write_json(self._sources_file, [asdict(s) for s in [*others, source]])
 
     # --- runs -------------------------------------------------------------
     @property
@@ -242,7 +295,11 @@ class Store:
         return run_id, path
 
     def set_latest_run(self, run_id: str) -> None:
-        write_text_atomic(self.runs_dir / "LATEST", run_id + "\n")
+        """Publish the run's files, then point LATEST at it (so LATEST never names a half-uploaded run)."""
+        if self._mirror is not None:
+            self._mirror.publish_tree(self.runs_dir / run_id)
+            self._mirror.mark_run_pulled(run_id)
+        self.write_text(self.runs_dir / "LATEST", run_id + "\n")
 
     def latest_run_id(self) -> str | None:
         marker = self.root / "runs" / "LATEST"
@@ -250,14 +307,16 @@ class Store:
 
     def run_dir(self, run_id: str) -> Path:
         path = self.root / "runs" / run_id
-        if not path.is_dir():
-            raise InputError(f"{self.root}: no analysis run {run_id!r}")
+        if not (path / "summary.json").is_file():
+            raise InputError(f"{self.location}: no analysis run {run_id!r}")
+        if self._mirror is not None:
+            self._mirror.pull_run(run_id)
         return path
 
     def run_summary(self, run_id: str | None = None) -> dict[str, Any]:
         run_id = run_id or self.latest_run_id()
         if run_id is None:
-            raise InputError(f"{self.root}: no analysis yet (run 'ringfsck analyze' first)")
+            raise InputError(f"{self.location}: no analysis yet (run 'ringfsck analyze' first)")
         return json.loads((self.run_dir(run_id) / "summary.json").read_text())
 
     # --- DuckDB -----------------------------------------------------------
@@ -324,7 +383,7 @@ class Store:
                 [[s["id"], s["kind"], s["location"], s["size"], s["checksum"], s["format"], s["captured_at"], s["ingested_at"], s["rows"], s["rejected"]] for s in sources],
             )
         run_id = run_id or self.latest_run_id()
-        run_path = self.root / "runs" / run_id if run_id else None
+        run_path = self.run_dir(run_id) if run_id else None
         for output, columns in RUN_OUTPUTS.items():
             file = run_path / f"{output}.parquet" if run_path else None
             select = f"SELECT * FROM read_parquet({sql_literal(str(file))})" if file and file.exists() else empty_select(columns)

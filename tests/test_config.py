@@ -98,3 +98,27 @@ def test_missing_config_file(tmp_path):
 def test_bad_environment_value_names_the_environment():
     with pytest.raises(ConfigError, match="environment: min_chunks"):
         load_settings(env={"RINGFSCK_MIN_CHUNKS": "many"})
+
+
+def test_reference_layout_for_the_store_and_the_inputs(tmp_path):
+    s3a = load_settings(write(tmp_path, "ring: DATA\npath: fsck\nprotocol: s3a\n"), env={})
+    assert s3a.store_location == "s3://fsck/DATA"
+    assert s3a.reference_input("listkeys") == "s3://fsck/DATA/listkeys.csv/"
+    assert s3a.reference_input("s3keys") == "s3://fsck/DATA/s3-bucketd/"
+    local = load_settings(write(tmp_path, REFERENCE_CONFIG), env={})
+    assert local.reference_input("listkeys") == "/fs/spark/DATA/listkeys.csv"
+    assert load_settings(None, env={}).reference_input("listkeys") is None
+    # --store wins over the reference layout.
+    assert load_settings(write(tmp_path, "path: fsck\nprotocol: s3a\n"), {"store": "/data/fsck"}, env={}).store_location == "/data/fsck"
+
+
+def test_ingest_without_a_path_needs_the_reference_layout(tmp_path):
+    from click.testing import CliRunner
+
+    from ringfsck.cli import main
+
+    result = CliRunner().invoke(main, ["ingest", "s3keys", f"--store={tmp_path / 'store'}"])
+    assert result.exit_code == 2 and "give the input PATH" in result.output
+    local = write(tmp_path, f"path: {tmp_path / 'spark'}\nring: DATA\nstore: {tmp_path / 'store'}\n")
+    result = CliRunner().invoke(main, ["ingest", "listkeys", f"--config={local}"])
+    assert result.exit_code == 3 and str(tmp_path / "spark" / "DATA" / "listkeys.csv") in result.output

@@ -148,19 +148,20 @@ def test_sigkill_mid_run_resumes_with_every_key_deleted_once(lab_world, lab_serv
     journal = store.root / "journal"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        files = list(journal.glob("*.jsonl")) if journal.exists() else []
+        files = list(journal.rglob("*.jsonl")) if journal.exists() else []
         if files and files[0].read_text().strip():
             break
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    confirmed_before = {k for k, o in read_journal(files[0]).items() if o in ("deleted", "already_gone")}
+    segments = files[0].parent  # journal/<manifest>/: one segment per run on a local store
+    confirmed_before = {k for k, o in read_journal(segments).items() if o in ("deleted", "already_gone")}
     assert 0 < len(confirmed_before) < len(manifest.keys)
     lab_servers.set_faults("srebuildd", latency_ms=0)
     report = delete_from_manifest(store, tmp_path / "m.csv", execute=True, base_url=lab_servers.srebuildd_url, policy=POLICY)
     assert report.failed == 0
     assert sorted(lab_servers.deleted()) == sorted(manifest.keys)  # each key deleted exactly once
-    journal_outcomes = read_journal(files[0])
+    journal_outcomes = read_journal(segments)
     assert set(journal_outcomes) == set(manifest.keys)
     assert all(o in ("deleted", "already_gone") for o in journal_outcomes.values())
     counts = deletes(lab_servers)

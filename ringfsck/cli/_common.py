@@ -36,11 +36,15 @@ def settings_options(**setting_names: str) -> Callable[[Callable[..., Any]], Cal
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                       help="YAML config file (default: ./ringfsck.yml if present; the reference's config.yml works).")
-        @click.option("--store", "store", default=None, metavar="DIR",
-                      help="Where ringfsck keeps its tables and runs (default ./ringfsck-store).")
+        @click.option("--store", "store", default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                      help="Where ringfsck keeps its tables and runs: a directory or an S3 prefix (default ./ringfsck-store; "
+                           "with the reference's path and ring: PATH/RING). Example: --store s3://fsck/DATA")
+        @click.option("--cache-dir", "cache_dir", default=None, metavar="DIR",
+                      help="Local mirror of a store on S3 (config: cache_dir, env RINGFSCK_CACHE_DIR; "
+                           "default ~/.cache/ringfsck/s3/BUCKET/PREFIX). Example: --cache-dir /var/tmp/fsck-cache")
         @functools.wraps(func)
-        def wrapper(*args: Any, config_file: str | None, store: str | None, **kwargs: Any) -> Any:
-            overrides: dict[str, Any] = {"store": store}
+        def wrapper(*args: Any, config_file: str | None, store: str | None, cache_dir: str | None, **kwargs: Any) -> Any:
+            overrides: dict[str, Any] = {"store": store, "cache_dir": cache_dir}
             for param, setting in setting_names.items():
                 overrides[setting] = kwargs.get(param)
             settings = load_settings(config_file, overrides)

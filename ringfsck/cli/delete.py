@@ -12,8 +12,19 @@ from ringfsck.errors import EXIT_FAILURES
 from ringfsck.manifest import CHECKS
 
 
+def _existing_or_s3(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from pathlib import Path
+
+    from ringfsck.s3 import is_s3_url
+
+    if not is_s3_url(value) and not Path(value).is_file():
+        raise click.BadParameter(f"{value}: no such file", ctx=ctx, param=param)
+    return value
+
+
 @click.command("manifest")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Manifest CSV to write (a Parquet copy goes to OUTPUT.parquet).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Manifest CSV to write, a file or s3://BUCKET/KEY (a Parquet copy goes to OUTPUT.parquet).")
 @click.option("--force", multiple=True, type=click.Choice(CHECKS), help="Override one named safety check (repeatable); recorded in the manifest.")
 @settings_options()
 def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
@@ -29,6 +40,7 @@ def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
     Examples:
       ringfsck manifest -o orphans.csv
       ringfsck manifest -o orphans.csv --force listing-order
+      ringfsck manifest -o s3://fsck/DATA/orphans.csv --config config.yml
     """
     from ringfsck.capacity import human_bytes
     from ringfsck.manifest import write_manifest
@@ -44,7 +56,8 @@ def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
 
 
 @click.command("delete")
-@click.option("--manifest", "manifest_path", required=True, type=click.Path(exists=True, dir_okay=False), help="A manifest written by 'ringfsck manifest'.")
+@click.option("--manifest", "manifest_path", required=True, callback=_existing_or_s3, metavar="FILE",
+              help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.")
 @click.option("--execute", is_flag=True, help="Really delete. Without it, nothing is sent: a dry run.")
 @click.option("--only-keys", type=click.Path(exists=True, dir_okay=False), default=None, help="Delete only these keys (one per line), all of which must be in the manifest.")
 @http_options
@@ -63,6 +76,7 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, set
       ringfsck delete --manifest orphans.csv
       ringfsck delete --manifest orphans.csv --execute --max-rps 200
       ringfsck delete --manifest orphans.csv --execute --only-keys first-100.txt
+      ringfsck delete --manifest s3://fsck/DATA/orphans.csv --config config.yml
     """
     from ringfsck.capacity import human_bytes
     from ringfsck.deleter import delete_from_manifest
@@ -75,13 +89,13 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, set
         verb = "would delete" if todo else "has nothing left to delete"
         click.echo(f"dry run: {verb} {todo:,} of {report.manifest_keys:,} manifest keys "
                    f"({human_bytes(report.bytes_selected)} logical, {report.unsized_selected:,} unsized); "
-                   f"{report.already_confirmed:,} already confirmed in {report.journal}")
+                   f"{report.already_confirmed:,} already confirmed in {report.journal_location}")
         if todo:
             click.echo("Nothing was sent. Add --execute to delete.")
         return
     o = report.outcomes
     click.echo(f"deleted {o['deleted']:,}, already gone {o['already_gone']:,}, failed {o['failed']:,} in {report.seconds:.1f} s; "
-               f"{human_bytes(report.bytes_reclaimed)} reclaimed; journal {report.journal}")
+               f"{human_bytes(report.bytes_reclaimed)} reclaimed; journal {report.journal_location}")
     if report.failed:
         for failure in report.first_failures:
             click.echo(f"  failed: {failure}", err=True)
@@ -90,7 +104,8 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, set
 
 
 @click.command("report")
-@click.option("-o", "--output", default="ringfsck-report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("-o", "--output", default="ringfsck-report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="HTML file to write, or s3://BUCKET/KEY.")
 @click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Report an older analysis run instead of the latest.")
 @settings_options()
 def report_command(output: str, run_id: str | None, settings) -> None:
@@ -104,11 +119,11 @@ def report_command(output: str, run_id: str | None, settings) -> None:
     Examples:
       ringfsck report
       ringfsck report -o /tmp/DATA-fsck.html --store /data/fsck/DATA
+      ringfsck report -o s3://fsck/DATA/report.html --store s3://fsck/DATA
     """
     from ringfsck.report import write_report
 
-    path = write_report(open_store(settings), output, run_id)
-    click.echo(f"report: {path.resolve()}")
+    click.echo(f"report: {write_report(open_store(settings), output, run_id)}")
 
 
 COMMANDS = [manifest_command, delete_command, report_command]

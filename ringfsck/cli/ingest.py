@@ -20,6 +20,16 @@ def ingest() -> None:
     """
 
 
+def _inputs(paths: tuple[str, ...], settings, kind: str) -> tuple[str, ...]:  # noqa: ANN001
+    """The given paths, else the reference's place for this input under {path}/{ring}/."""
+    if paths:
+        return paths
+    default = settings.reference_input(kind)
+    if default is None:
+        raise click.UsageError("give the input PATH (or set path and ring in the config for the reference's layout)")
+    return (default,)
+
+
 def _print_report(report: IngestReport, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files]}, indent=2))
@@ -42,28 +52,32 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
 
 
 @ingest.command("listkeys")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--json", "as_json", is_flag=True, help="Print the ingest report as JSON.")
 @settings_options()
 def ingest_listkeys_command(paths: tuple[str, ...], as_json: bool, settings) -> None:
-    """Ingest RING listkeys dumps: files, directories, globs, gzip.
+    """Ingest RING listkeys dumps: files, directories, globs, gzip, S3 prefixes.
 
     Accepts ringsh 'node listKeys' dumps (one per node) and Spark output
-    directories (listkeys.csv/ with part-* files). Columns: chunk key, main
-    chunk key, disk, flag; extra columns are ignored, ringsh 'Use ...' lines and
-    a '_1,_2,_3,_4' header are skipped.
+    directories (listkeys.csv/ with part-* files), local or on S3
+    (s3://BUCKET/PREFIX/, read as streams). Columns: chunk key, main chunk key,
+    disk, flag; extra columns are ignored, ringsh 'Use ...' lines and a
+    '_1,_2,_3,_4' header are skipped. Without PATH: PATH/RING/listkeys.csv/ of
+    the reference's config (path, ring, protocol).
 
     \b
     Examples:
       ringfsck ingest listkeys /var/tmp/listkeys/node-*.csv
       ringfsck ingest listkeys /spark/DATA/listkeys.csv/
       ringfsck ingest listkeys --store /data/fsck dump-node1.csv.gz
+      ringfsck ingest listkeys s3://fsck/DATA/listkeys.csv/ --store s3://fsck/DATA
+      ringfsck ingest listkeys --config config.yml
     """
-    _print_report(ingest_listkeys(open_store(settings), paths), as_json)
+    _print_report(ingest_listkeys(open_store(settings), _inputs(paths, settings, "listkeys")), as_json)
 
 
 @ingest.command("s3keys")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--json", "as_json", is_flag=True, help="Print the ingest report as JSON.")
 @settings_options()
 def ingest_s3keys_command(paths: tuple[str, ...], as_json: bool, settings) -> None:
@@ -71,14 +85,16 @@ def ingest_s3keys_command(paths: tuple[str, ...], as_json: bool, settings) -> No
 
     CSV: "bucket","object key","sproxyd key" with proper quoting. JSON lines:
     records with "message": "sproxyd key", "objectUrl" and "sproxydKey". The
-    format is detected per file; gzip is detected too.
+    format is detected per file; gzip is detected too. Local files or S3
+    prefixes; without PATH: PATH/RING/s3-bucketd/ of the reference's config.
 
     \b
     Examples:
       ringfsck ingest s3keys /spark/DATA/s3-bucketd/
       ringfsck ingest s3keys 'exports/*_keys.txt' export.log.gz
+      ringfsck ingest s3keys s3://fsck/DATA/s3-bucketd/ --store s3://fsck/DATA
     """
-    _print_report(ingest_s3keys(open_store(settings), paths), as_json)
+    _print_report(ingest_s3keys(open_store(settings), _inputs(paths, settings, "s3keys")), as_json)
 
 
 @ingest.command("bucketd")

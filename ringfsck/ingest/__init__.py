@@ -14,7 +14,7 @@ __all__ = ["IngestReport", "FileOutcome", "ingest_listkeys", "ingest_s3keys"]
 
 def ingest_listkeys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestReport:
     """Ingest RING listkeys dumps (files, directories, globs, .gz) into ``listkeys``."""
-    return ingest_files(store, "listkeys", expand_paths(paths), parse_listkeys, ("listkeys",))
+    return ingest_files(store, "listkeys", expand_paths(paths, store.settings), parse_listkeys, ("listkeys",))
 
 
 def ingest_s3keys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestReport:
@@ -22,7 +22,7 @@ def ingest_s3keys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestRep
 
     An empty per-bucket file is normal (an empty bucket); no keys at all is an error.
     """
-    report = ingest_files(store, "s3keys", expand_paths(paths), parse_s3keys, ("s3keys",), allow_empty=True)
+    report = ingest_files(store, "s3keys", expand_paths(paths, store.settings), parse_s3keys, ("s3keys",), allow_empty=True)
     if report.rows == 0 and report.rejected == 0 and report.count("duplicate") == 0:
         raise InputError(f"{', '.join(paths)}: empty input (no S3 keys in {len(report.files)} file(s))")
     return report

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.errors import InputError
-from ringfsck.ingest.inputs import InputFile, OpenedInput
+from ringfsck.ingest.inputs import Input, OpenedInput
 from ringfsck.progress import bar
 from ringfsck.store import TABLES, Source, Store, iso, utc_now
 
@@ -143,7 +143,7 @@ def source_id(kind: str, location: str) -> str:
 def ingest_files(
     store: Store,
     kind: str,
-    files: list[InputFile],
+    files: list[Input],
     parse: Parser,
     tables: tuple[str, ...],
     *,
@@ -234,7 +234,7 @@ def _duplicate(file: InputFile, twin_location: str) -> FileOutcome:
 def _parse_one(
     store: Store,
     kind: str,
-    file: InputFile,
+    file: Input,
     parse: Parser,
     tables: tuple[str, ...],
     prior: Source | None,

@@ -27,7 +27,7 @@ from ringfsck.progress import bar
 from ringfsck.remote.batches import preflight
 from ringfsck.remote.bucketd import USERS_BUCKET, BucketdClient, Entry, parse_entry
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client
-from ringfsck.store import TABLES, Source, Store, iso, utc_now, write_json_atomic
+from ringfsck.store import TABLES, Source, Store, iso, utc_now
 
 OTHER_SCHEMA = TABLES["s3_other_locations"]
 _PARALLEL_BUCKETS = 4
@@ -90,8 +90,8 @@ class _BucketExport:
                 return state | {"resumed": True}
         # A fresh export replaces whatever an earlier one of this bucket left.
         for table in ("s3keys", "s3_other_locations"):
-            for part in self.store.table_dir(table).glob(f"{self.sid}-*.parquet"):
-                part.unlink()
+            for part in self.store.part_names(table, f"{self.sid}-*"):
+                self.store.remove_part(table, part)
         return {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
                 "skipped": {}, "other_locations": 0, "last_master": None, "resumed": False}
 
@@ -119,11 +119,11 @@ class _BucketExport:
         self.state.update(marker=last_key, pages=self.state["pages"] + 1, rows=self.state["rows"] + len(rows),
                           other_locations=self.state["other_locations"] + len(others), last_master=list(master) if master else None)
         self.state["page_digests"].append(digest)
-        write_json_atomic(self.marker_file, self.state)  # the page counts only once this is on disk
+        self.store.write_json(self.marker_file, self.state)  # the page counts only once this is on disk
 
     def finish(self) -> None:
         self.state["complete"] = True
-        write_json_atomic(self.marker_file, self.state)
+        self.store.write_json(self.marker_file, self.state)
         checksum = hashlib.sha256("".join(self.state["page_digests"]).encode()).hexdigest()
         self.store.save_source(Source(
             id=self.sid, kind="bucketd", location=self.location, size=self.state["rows"], checksum=checksum, format="bucketd",

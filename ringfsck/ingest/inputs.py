@@ -3,6 +3,8 @@
 An :class:`InputFile` is what an ingester reads. It streams bytes (gunzipped
 when the file is gzip, detected by its magic bytes, not its name) and computes
 the checksum of the stored bytes on the way, so a file is read only once.
+``s3://`` arguments become :class:`~ringfsck.ingest.s3_inputs.S3InputFile`
+objects with the same interface (``local_path`` is None: stream them).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 from ringfsck.errors import InputError
+
+if TYPE_CHECKING:
+    from ringfsck.config import Settings
+    from ringfsck.ingest.s3_inputs import S3InputFile
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BLOCK = 8 * 1024 * 1024
@@ -32,6 +38,10 @@ class InputFile:
     """One local input file."""
 
     path: Path
+
+    @property
+    def local_path(self) -> Path:
+        return self.path
 
     @property
     def location(self) -> str:
@@ -53,6 +63,10 @@ class InputFile:
                 digest.update(block)
         return digest.hexdigest()
 
+    def known_checksum(self) -> str | None:
+        """None: a local file's checksum is its sha256, computed while it is read."""
+        return None
+
     def open_raw(self) -> BinaryIO:
         try:
             return open(self.path, "rb")
@@ -60,11 +74,16 @@ class InputFile:
             raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
 
 
-class _HashingReader(io.RawIOBase):
-    """Passes reads through while hashing them."""
+# What ingesters read: a local file or an S3 object.
+Input = Union[InputFile, "S3InputFile"]
 
-    def __init__(self, raw: BinaryIO) -> None:
+
+class _HashingReader(io.RawIOBase):
+    """Passes reads through while hashing them (unless the source's checksum is known)."""
+
+    def __init__(self, raw: BinaryIO, *, hashing: bool = True) -> None:
         self._raw = raw
+        self._hashing = hashing
         self.digest = hashlib.sha256()
 
     def readable(self) -> bool:
@@ -72,7 +91,8 @@ class _HashingReader(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         data = self._raw.read(len(buffer))
-        self.digest.update(data)
+        if self._hashing:
+            self.digest.update(data)
         buffer[: len(data)] = data
         return len(data)
 
@@ -84,9 +104,10 @@ class _HashingReader(io.RawIOBase):
 class OpenedInput:
     """A readable stream of an input's (decompressed) bytes, hashing the stored bytes."""
 
-    def __init__(self, source: InputFile) -> None:
+    def __init__(self, source: Input) -> None:
         self.source = source
-        self._hasher = _HashingReader(source.open_raw())
+        self._known_checksum = source.known_checksum()
+        self._hasher = _HashingReader(source.open_raw(), hashing=self._known_checksum is None)
         buffered = io.BufferedReader(self._hasher, buffer_size=READ_BLOCK)
         self.compressed = buffered.peek(2)[:2] == GZIP_MAGIC
         self._stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered  # type: ignore[assignment]
@@ -117,7 +138,9 @@ class OpenedInput:
         return head.decode("utf-8", "replace")
 
     def finish_checksum(self) -> str:
-        """Read whatever is left of the stored bytes and return their sha256."""
+        """Read whatever is left of the stored bytes and return their sha256 (or the known checksum)."""
+        if self._known_checksum is not None:
+            return self._known_checksum
         while self._hasher.read(READ_BLOCK):
             pass
         return self._hasher.digest.hexdigest()
@@ -157,15 +180,21 @@ def _wanted(path: Path) -> bool:
     return not (name.startswith(".") or name in _IGNORED_NAMES or name.endswith(_IGNORED_SUFFIXES))
 
 
-def expand_paths(paths: list[str] | tuple[str, ...]) -> list[InputFile]:
-    """Expand files, directories (recursively, e.g. a Spark ``listkeys.csv/``) and globs.
+def expand_paths(paths: list[str] | tuple[str, ...], settings: Settings | None = None) -> list[Input]:
+    """Expand files, directories (recursively, e.g. a Spark ``listkeys.csv/``), globs and ``s3://`` prefixes.
 
     Each argument must yield at least one file; the result is sorted and has no duplicates.
+    ``settings`` say how to reach S3 (endpoint, credentials).
     """
     if not paths:
         raise InputError("no input path given")
     found: dict[Path, None] = {}
+    remote: dict[str, Input] = {}
     for arg in paths:
+        if arg.startswith("s3://"):
+            for item in _expand_s3(arg, settings):
+                remote.setdefault(item.location, item)
+            continue
         matches = [Path(m) for m in sorted(glob.glob(arg))] if glob.has_magic(arg) else [Path(arg)]
         if glob.has_magic(arg) and not matches:
             raise InputError(f"{arg}: no files match")
@@ -181,7 +210,15 @@ def expand_paths(paths: list[str] | tuple[str, ...]) -> list[InputFile]:
                 raise InputError(f"{path}: not a regular file or directory")
             else:
                 raise InputError(f"{path}: no such file or directory")
-    return [InputFile(p) for p in found]
+    return [InputFile(p) for p in found] + list(remote.values())
+
+
+def _expand_s3(argument: str, settings: Settings | None) -> list[S3InputFile]:
+    from ringfsck.config import Settings
+    from ringfsck.ingest.s3_inputs import expand_s3
+    from ringfsck.s3 import S3
+
+    return expand_s3(argument, S3(settings or Settings()))
 
 
 def _hidden_below(path: Path, top: Path) -> bool:
