@@ -1,15 +1,19 @@
-"""ringfsck ingest + analyze at scale, beside the bare DuckDB floor and the Spark baseline.
+"""ringfsck ingest + analyze at scale, beside the bare DuckDB floor and Spark.
 
 Generates a lab world (streamed to disk, never committed) with about --rows
-listkeys rows and one S3 key per object, then runs and measures, each as its
-own process (wall time, peak RSS of the whole process tree):
+listkeys rows and one S3 key per object (about 10 % as many), then runs and
+measures, each as its own process (wall time, peak RSS of the whole process tree):
 
-* ``ringfsck ingest listkeys``, ``ringfsck ingest s3keys``, ``ringfsck analyze``;
+* ``ringfsck ingest listkeys``, ``ringfsck ingest s3keys``, ``ringfsck analyze``
+  (checked against the planted truth);
 * the floor: one DuckDB query reading the same CSVs, grouping, translating, anti-joining;
-* with --spark, the reference algorithm in PySpark local mode (benchmarks/spark_baseline.py).
+* with --spark (``pip install .[bench]``, Java 17): the reference's three Spark jobs
+  (p0, p1, p2, each its own application, as operators run them) and the strongest
+  one-job Spark version of the same algorithm (benchmarks/spark_baseline.py).
 
     python benchmarks/bench_pipeline.py --rows 10000000 --spark
     python benchmarks/bench_pipeline.py --rows 100000000 --data /data/bench
+    python benchmarks/bench_pipeline.py --rows 250000000 --data /data/bench --memory-limit 4GB --no-floor
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ SELECT count(*) FROM candidates ANTI JOIN s3 ON left(candidates.main, 26) = s3.d
 """
 
 
-def _ringfsck(*args: str) -> Measured:
-    result = run_measured([sys.executable, "-m", "ringfsck", *args])
+def _ringfsck(*args: str, env: dict[str, str] | None = None) -> Measured:
+    result = run_measured([sys.executable, "-m", "ringfsck", *args], env=env)
     if result.returncode != 0:
         raise SystemExit(f"ringfsck {' '.join(args)} failed:\n{result.stderr}")
     return result
@@ -59,11 +63,20 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _spark(*args: str) -> Measured:
+    spark = run_measured([sys.executable, str(HERE / "spark_baseline.py"), *args])
+    if spark.returncode != 0:
+        raise SystemExit(f"spark baseline {' '.join(args)} failed:\n{spark.stderr[-3000:]}")
+    return spark
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000, help="about this many listkeys rows (default 10 M)")
     parser.add_argument("--data", type=Path, default=Path("bench-data"), help="work directory (default ./bench-data)")
-    parser.add_argument("--spark", action="store_true", help="also run the PySpark baseline (pip install .[bench])")
+    parser.add_argument("--memory-limit", help="DuckDB memory_limit for analyze (default: ringfsck's own, 3GB)")
+    parser.add_argument("--spark", action="store_true", help="also run the Spark baselines (pip install .[bench])")
+    parser.add_argument("--no-floor", action="store_true", help="skip the one-query DuckDB floor")
     parser.add_argument("--keep", action="store_true", help="keep the generated world and store")
     args = parser.parse_args()
 
@@ -83,27 +96,40 @@ def main() -> None:
     common = ["--store", str(store)]
     listkeys = _ringfsck("ingest", "listkeys", str(world_dir / "listkeys"), *common)
     s3keys = _ringfsck("ingest", "s3keys", str(world_dir / "s3-bucketd"), *common)
-    analyze = _ringfsck("analyze", "--assume-no-splits", "--json", *common)
+    env = {"RINGFSCK_DUCKDB_MEMORY_LIMIT": args.memory_limit} if args.memory_limit else None
+    analyze = _ringfsck("analyze", "--assume-no-splits", "--json", *common, env=env)
     summary = json.loads(analyze.stdout)
     assert summary["counts"]["orphans"] == len(truth["orphans"]), "ringfsck did not find exactly the planted orphans"
     total = listkeys.seconds + s3keys.seconds + analyze.seconds
+    peak = max(listkeys.peak_rss_bytes, s3keys.peak_rss_bytes, analyze.peak_rss_bytes)
     print(f"ringfsck ingest listkeys  {listkeys.seconds:7.1f} s  {rows / listkeys.seconds:>12,.0f} rows/s  peak {human_bytes(listkeys.peak_rss_bytes)}")
     print(f"ringfsck ingest s3keys    {s3keys.seconds:7.1f} s  {s3_rows / s3keys.seconds:>12,.0f} rows/s  peak {human_bytes(s3keys.peak_rss_bytes)}")
-    print(f"ringfsck analyze          {analyze.seconds:7.1f} s  {'':>12}        peak {human_bytes(analyze.peak_rss_bytes)}")
-    print(f"ringfsck total            {total:7.1f} s  store {human_bytes(_size(store / 'tables'))} vs {human_bytes(csv_bytes)} CSV")
+    print(f"ringfsck ingest (both)    {listkeys.seconds + s3keys.seconds:7.1f} s  {(rows + s3_rows) / (listkeys.seconds + s3keys.seconds):>12,.0f} rows/s")
+    print(f"ringfsck analyze          {analyze.seconds:7.1f} s  {'':>12}        peak {human_bytes(analyze.peak_rss_bytes)}"
+          f"  (memory_limit {args.memory_limit or 'default'}; steps {summary['step_seconds']})")
+    print(f"ringfsck total            {total:7.1f} s  peak {human_bytes(peak)}  store {human_bytes(_size(store / 'tables'))} vs {human_bytes(csv_bytes)} CSV")
 
-    query = FLOOR_QUERY.format(listkeys=world_dir / "listkeys", s3keys=world_dir / "s3-bucketd")
-    floor = run_measured([sys.executable, "-c", f"import duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); print(con.execute({query!r}).fetchone()[0])"])
-    if floor.returncode != 0 or int(floor.stdout.strip()) != len(truth["orphans"]):
-        raise SystemExit(f"floor query failed or disagrees:\n{floor.stdout}{floor.stderr[-2000:]}")
-    print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor {total / floor.seconds:.2f}x")
+    if not args.no_floor:
+        query = FLOOR_QUERY.format(listkeys=world_dir / "listkeys", s3keys=world_dir / "s3-bucketd")
+        floor = run_measured([sys.executable, "-c", f"import duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); print(con.execute({query!r}).fetchone()[0])"])
+        if floor.returncode != 0 or int(floor.stdout.strip()) != len(truth["orphans"]):
+            raise SystemExit(f"floor query failed or disagrees:\n{floor.stdout}{floor.stderr[-2000:]}")
+        print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor {total / floor.seconds:.2f}x")
 
     if args.spark:
-        spark = run_measured([sys.executable, str(HERE / "spark_baseline.py"), "--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd")])
-        if spark.returncode != 0:
-            raise SystemExit(f"spark baseline failed:\n{spark.stderr[-3000:]}")
-        print(f"Spark baseline            {spark.seconds:7.1f} s  peak {human_bytes(spark.peak_rss_bytes)}  -> Spark/ringfsck time {spark.seconds / total:.1f}x, "
-              f"memory {spark.peak_rss_bytes / max(listkeys.peak_rss_bytes, s3keys.peak_rss_bytes, analyze.peak_rss_bytes):.1f}x")
+        work = args.data / f"spark-{args.rows}"
+        inputs = ["--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd"), "--work", str(work)]
+        jobs = [_spark(*inputs, "--step", step) for step in ("p0", "p1", "p2")]
+        reference_seconds = sum(job.seconds for job in jobs)
+        reference_peak = max(job.peak_rss_bytes for job in jobs)
+        orphans = json.loads(jobs[-1].stdout.strip().splitlines()[-1])["orphans"]
+        print(f"Spark, reference jobs     {reference_seconds:7.1f} s  peak {human_bytes(reference_peak)}  "
+              f"(p0 {jobs[0].seconds:.1f} s, p1 {jobs[1].seconds:.1f} s, p2 {jobs[2].seconds:.1f} s; {orphans:,} orphans)"
+              f"  -> Spark/ringfsck time {reference_seconds / total:.1f}x, memory {reference_peak / peak:.1f}x")
+        best = _spark("--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd"), "--mode", "builtin")
+        print(f"Spark, one builtin job    {best.seconds:7.1f} s  peak {human_bytes(best.peak_rss_bytes)}"
+              f"  -> Spark/ringfsck time {best.seconds / total:.1f}x, memory {best.peak_rss_bytes / peak:.1f}x")
+        shutil.rmtree(work, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)
 

@@ -20,11 +20,31 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
 
-from ringfsck.analysis import AnalysisOptions, AnalysisResult, analyze  # noqa: E402
-from ringfsck.config import Settings, load_settings  # noqa: E402
-from ringfsck.errors import RingfsckError  # noqa: E402
-from ringfsck.ingest import IngestReport, ingest_listkeys, ingest_s3keys  # noqa: E402
-from ringfsck.store import Store  # noqa: E402
+# The API is imported on first use: the CLI and ``python -m ringfsck --help`` need
+# none of DuckDB, Arrow or polars, and each command loads only what it uses.
+_API = {
+    "AnalysisOptions": "ringfsck.analysis",
+    "AnalysisResult": "ringfsck.analysis",
+    "analyze": "ringfsck.analysis",
+    "Settings": "ringfsck.config",
+    "load_settings": "ringfsck.config",
+    "RingfsckError": "ringfsck.errors",
+    "IngestReport": "ringfsck.ingest",
+    "ingest_listkeys": "ringfsck.ingest",
+    "ingest_s3keys": "ringfsck.ingest",
+    "Store": "ringfsck.store",
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562
+    if name in _API:
+        import importlib
+
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ringfsck' has no attribute {name!r}")
+
 
 __all__ = [
     "AnalysisOptions",

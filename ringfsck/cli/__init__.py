@@ -29,13 +29,35 @@ def main() -> None:
     """
 
 
-def _register() -> None:
+# Each command's module is imported only when the command runs (or help lists it),
+# so a command pays for its own imports only.
+_COMMAND_MODULES = {
+    "ingest": "ingest",
+    "resolve": "remote",
+    "analyze": "analyze",
+    "size": "remote",
+    "report": "delete",
+    "manifest": "delete",
+    "delete": "delete",
+    "sql": "query",
+    "demo": "demo",
+    "lab": "lab",
+}
+
+
+def _list_commands(ctx: click.Context) -> list[str]:
+    return list(_COMMAND_MODULES)
+
+
+def _get_command(ctx: click.Context, name: str) -> click.Command | None:
     import importlib
 
-    for name in ("ingest", "analyze", "query", "remote", "delete", "demo", "lab"):
-        module = importlib.import_module(f"ringfsck.cli.{name}")
-        for command in module.COMMANDS:
-            main.add_command(command)
+    module = _COMMAND_MODULES.get(name)
+    if module is None:
+        return None
+    commands = {command.name: command for command in importlib.import_module(f"ringfsck.cli.{module}").COMMANDS}
+    return commands[name]
 
 
-_register()
+main.list_commands = _list_commands  # type: ignore[method-assign]
+main.get_command = _get_command  # type: ignore[method-assign]

@@ -13,8 +13,9 @@ through polars, field by field, which names the reason of every reject.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,6 +24,9 @@ from ringfsck.ingest._packed import KEY_CHARS, PackedKeys, decode_hex, pack_keys
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.store import TABLES
+
+if TYPE_CHECKING:
+    import polars as pl
 
 LISTKEYS_SCHEMA = TABLES["listkeys"]
 _HEX40 = r"^[0-9A-Fa-f]{40}$"
@@ -126,6 +130,7 @@ def _canonical(block: LineBlock) -> tuple[np.ndarray, _Rows]:
 
 
 def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
+    import polars as pl
     fields = pl.col("raw").str.splitn(",", 5)
     frame = frame.with_columns(
         fields.struct.field("field_0").str.strip_chars().alias("chunk_key"),
@@ -159,7 +164,9 @@ def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _others(block: LineBlock, canonical: np.ndarray) -> pl.DataFrame:
-    """The non-canonical lines of a block, each with its verdict."""
+    """The non-canonical lines of a block, each with its verdict (polars: only this path needs it)."""
+    import polars as pl
+
     rest = np.ones(len(block), dtype=bool)
     rest[canonical] = False
     index = np.flatnonzero(rest)
@@ -169,6 +176,7 @@ def _others(block: LineBlock, canonical: np.ndarray) -> pl.DataFrame:
 
 
 def _valid_rows(frame: pl.DataFrame) -> _Rows:
+    import polars as pl
     good = frame.filter(pl.col("verdict") == "ok")
     return _Rows(
         pack_keys(good["chunk_key"].to_list()),
@@ -198,7 +206,7 @@ def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
                 for verdict, count in others.group_by("verdict").len().iter_rows():
                     if verdict in SKIPPED_VERDICTS:
                         result.skipped[verdict] = result.skipped.get(verdict, 0) + count
-                bad = others.filter(~pl.col("verdict").is_in(["ok", "invalid", *SKIPPED_VERDICTS]))
+                bad = others.filter(~others["verdict"].is_in(["ok", "invalid", *SKIPPED_VERDICTS]))
                 for line, reason, raw in bad.select("line", "verdict", "raw").iter_rows():
                     rejects.add(line, reason, raw)
                 valid = _valid_rows(others)
