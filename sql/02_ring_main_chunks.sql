@@ -6,14 +6,17 @@
 -- (fewer is RING-level debris, see 06_debris).
 -- Everything here stays packed (keys as integers, see key_hex in 00_macros.sql): on a full
 -- RING this table has tens of millions of rows; the outputs turn their few keys back into hex.
-WITH counted AS (
-    SELECT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo,
-           count(DISTINCT (chunk_key_hi, chunk_key_mid, chunk_key_lo)) AS chunks
+WITH listed AS (
+    -- each chunk once, however many nodes listed it (two plain aggregations spill to disk
+    -- beyond memory_limit; a DISTINCT aggregate would have to hold every group's set)
+    SELECT DISTINCT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo, chunk_key_hi, chunk_key_mid, chunk_key_lo
     FROM listkeys_packed
     WHERE packed_is_s3_service(main_chunk_mid)
       AND packed_volume_is_zero(main_chunk_mid)
       AND packed_is_main_chunk(main_chunk_lo)
-    GROUP BY ALL
+),
+counted AS (
+    SELECT hi, mid, lo, count(*) AS chunks FROM listed GROUP BY ALL
 )
 SELECT
     hi, mid, lo,
