@@ -156,3 +156,18 @@ def build() -> Planted:
     p._chunk_rows(other + "00010000" + "51" + "2040C0" + "70", [_rand_hex(p.rng, 20) for _ in range(12)])
     p._chunk_rows(other + "00000000" + "51" + "2040C0" + "71", [_rand_hex(p.rng, 20) for _ in range(12)])
     return p
+
+
+def analyzed(root: Path, store_name: str = "store"):  # noqa: ANN201 - (Planted, Store, AnalysisResult)
+    """The planted world written under ``root``, ingested into ``root/store_name`` and analysed."""
+    from ringfsck.analysis import AnalysisOptions, analyze
+    from ringfsck.config import Settings
+    from ringfsck.ingest import ingest_listkeys, ingest_s3keys
+    from ringfsck.store import Store
+
+    world = build()
+    listkeys, exports = world.write(root)
+    store = Store.open(Settings(store=str(root / store_name)))
+    ingest_listkeys(store, [str(listkeys)])
+    ingest_s3keys(store, [str(exports)])
+    return world, store, analyze(store, AnalysisOptions(assume_no_splits=True))

@@ -15,14 +15,7 @@ from ringfsck.store import Store
 
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("planted")
-    world = _planted.build()
-    listkeys, exports = world.write(root)
-    store = Store.open(Settings(store=str(root / "store")))
-    ingest_listkeys(store, [str(listkeys)])
-    ingest_s3keys(store, [str(exports)])
-    result = analyze(store, AnalysisOptions(assume_no_splits=True))
-    return world, store, result
+    return _planted.analyzed(tmp_path_factory.mktemp("planted"))
 
 
 def column(store, query):

@@ -11,9 +11,7 @@ import duckdb
 import pytest
 
 import _planted
-from ringfsck.analysis import AnalysisOptions, analyze
 from ringfsck.config import Settings
-from ringfsck.ingest import ingest_listkeys, ingest_s3keys
 from ringfsck.store import Store
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -30,12 +28,7 @@ def _store_section_blocks(language: str) -> list[str]:
 def readme_store(tmp_path_factory):
     """A store at ./ringfsck-store, the default the examples use."""
     root = tmp_path_factory.mktemp("readme")
-    world = _planted.build()
-    listkeys, exports = world.write(root)
-    store = Store.open(Settings(store=str(root / "ringfsck-store")))
-    ingest_listkeys(store, [str(listkeys)])
-    ingest_s3keys(store, [str(exports)])
-    analyze(store, AnalysisOptions(assume_no_splits=True))
+    world, _, _ = _planted.analyzed(root, "ringfsck-store")
     return root, world
 
 
