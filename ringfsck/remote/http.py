@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 from urllib.parse import quote
 
 import httpcore
@@ -100,6 +100,12 @@ def _describe(exc: Exception) -> str:
     return f"{name}: {text}" if text else name
 
 
+@overload
+async def send(client: Endpoint, method: str, url: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None,
+               headers: dict[str, str] | None = None) -> Reply: ...
+@overload
+async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None,
+               headers: dict[str, str] | None = None) -> httpx.Response: ...
 async def send(
     client: httpx.AsyncClient | Endpoint,
     method: str,
@@ -108,11 +114,12 @@ async def send(
     policy: HttpPolicy,
     limiter: RateLimiter | None = None,
     headers: dict[str, str] | None = None,
-) -> httpx.Response:
+) -> httpx.Response | Reply:
     """Send one request, retrying 5xx/429, timeouts and connection errors with backoff.
 
     Returns the first response that is not retryable (any 2xx/3xx/4xx); raises
-    RequestFailed when the retries are exhausted. The body is read.
+    RequestFailed when the retries are exhausted. The body is read (AsyncClient's
+    ``request`` reads it too).
     """
     attempts = 0
     last = ""
@@ -122,7 +129,6 @@ async def send(
             await limiter.wait()
         try:
             response = await client.request(method, url, headers=headers)
-            await response.aread()
             if response.status_code not in RETRYABLE_STATUS:
                 return response
             last = f"HTTP {response.status_code}"
@@ -143,6 +149,14 @@ def make_client(base_url: str, policy: HttpPolicy, *, verify: bool | str | ssl.S
     """
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify)
+
+
+class Reply(NamedTuple):
+    """An answer read in full: what per-key jobs look at, for a ninth of an httpx.Response's cost."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
 
 
 class _AsyncioStream(httpcore.AsyncNetworkStream):
@@ -226,7 +240,7 @@ class Endpoint:
             raise httpcore.ConnectError(_describe(exc)) from exc
         return httpcore.AsyncHTTP11Connection(self._origin, _AsyncioStream(reader, writer), keepalive_expiry=_KEEPALIVE_SECONDS)
 
-    async def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    async def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Reply:
         connection = self._connection
         if connection is None or connection.is_closed() or connection.has_expired():
             if connection is not None:
@@ -242,7 +256,7 @@ class Endpoint:
             content = await response.aread()
         finally:
             await response.aclose()
-        return httpx.Response(response.status, headers=response.headers, content=content)
+        return Reply(response.status, httpx.Headers(response.headers), content)
 
     async def aclose(self) -> None:
         if self._connection is not None:
