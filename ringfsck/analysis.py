@@ -5,7 +5,10 @@ its name to the steps after it. Public outputs (candidates, orphans, gaps,
 debris, duplicates) are written to ``runs/<id>/name.parquet``; the intermediate
 steps (s3_references, ring_main_chunks: packed keys, tens of millions of rows on
 a full RING) stay DuckDB temp tables, which spill to the temp directory beyond
-``memory_limit``. ``00_macros.sql`` holds the key rules.
+``memory_limit``. A step that filters on ``getvariable('partition_low')`` runs
+once per key-prefix partition of the listkeys row groups (``_packed.partition_bounds``),
+so its aggregation never holds more than a sixteenth of the listing.
+``00_macros.sql`` holds the key rules.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import duckdb
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
+from ringfsck.ingest._packed import PARTITIONS, partition_bounds
 from ringfsck.keys import arc_app_specific
 from ringfsck.progress import bar
 from ringfsck.store import MACROS_FILE, Store, iso, sql_literal, utc_now, write_json_atomic
@@ -79,13 +83,23 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
             query = path.read_text().rstrip().rstrip(";")
             if name in PUBLIC_OUTPUTS:
                 target = run_path / f"{name}.parquet"
-                con.execute(f"COPY ({query}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+                con.execute(f"COPY ({query}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
+            elif "getvariable('partition_low')" in query:
+                # A partitioned step: one run per key-prefix partition, appended.
+                for index in range(PARTITIONS):
+                    low, high = partition_bounds(index)
+                    con.execute(f"SET VARIABLE partition_low = {low}::UBIGINT")
+                    con.execute(f"SET VARIABLE partition_high = {high}::UBIGINT")
+                    verb = f"CREATE OR REPLACE TEMP TABLE {name} AS" if index == 0 else f"INSERT INTO {name}"
+                    con.execute(f"{verb} {query}")
+                    progress.update(1 / PARTITIONS)
             else:
                 # Intermediate steps stay in DuckDB (spilled to the temp directory when large).
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
             timings[name] = round(time.perf_counter() - step_clock, 3)
-            progress.update(1)
+            if "getvariable('partition_low')" not in query:
+                progress.update(1)
     finally:
         progress.close()
     summary = _summarize(con, store, settings, options, listing_time)

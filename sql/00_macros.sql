@@ -51,6 +51,9 @@ CREATE OR REPLACE MACRO packed_schema(lo) AS
         WHEN 'arc' THEN CAST((lo >> 26) AS VARCHAR) || '+' || CAST(((lo >> 20) & 63) AS VARCHAR)
         WHEN 'cos' THEN CAST(((lo >> 4) & 15) AS VARCHAR)
     END;
+-- Chunks of a healthy main chunk (ARC k+m, COS cos+1), from lo alone.
+CREATE OR REPLACE MACRO packed_full_chunks(lo) AS
+    CASE packed_protection(lo) WHEN 'arc' THEN (lo >> 26) + ((lo >> 20) & 63) ELSE ((lo >> 4) & 15) + 1 END;
 -- The 26-char digkey as two integers: chars 0-15 (hi), chars 16-25 (the top 40 bits of mid).
 CREATE OR REPLACE MACRO packed_digkey_lo(mid) AS mid >> 24;
 -- A 26-char digkey string as the same two integers (for S3 references and small outputs).

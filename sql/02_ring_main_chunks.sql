@@ -3,15 +3,18 @@
 -- Chunks are counted DISTINCT: a chunk listed by two nodes counts once (the reference counts rows).
 -- Flags are not filtered (the reference keeps only flag 0, and only for service 50).
 -- candidate: COS main chunks, and ARC main chunks with at least min_chunks distinct chunks
--- (fewer is RING-level debris, see 06_debris).
+-- (fewer is RING-level debris, see 06_debris). healthy: all its chunks are there (ARC k+m, COS cos+1).
 -- Everything here stays packed (keys as integers, see key_hex in 00_macros.sql): on a full
 -- RING this table has tens of millions of rows; the outputs turn their few keys back into hex.
+-- It runs once per key-prefix partition (partition_low..partition_high of main_chunk_hi): the
+-- listkeys row groups hold one partition each, so each run reads only its rows and its
+-- aggregation fits in memory.
 WITH listed AS (
-    -- each chunk once, however many nodes listed it (two plain aggregations spill to disk
-    -- beyond memory_limit; a DISTINCT aggregate would have to hold every group's set)
+    -- each chunk once, however many nodes listed it (measured faster than count(DISTINCT ...))
     SELECT DISTINCT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo, chunk_key_hi, chunk_key_mid, chunk_key_lo
     FROM listkeys_packed
-    WHERE packed_is_s3_service(main_chunk_mid)
+    WHERE main_chunk_hi BETWEEN getvariable('partition_low') AND getvariable('partition_high')
+      AND packed_is_s3_service(main_chunk_mid)
       AND packed_volume_is_zero(main_chunk_mid)
       AND packed_is_main_chunk(main_chunk_lo)
 ),
@@ -25,5 +28,6 @@ SELECT
     packed_protection(lo) AS protection,
     packed_schema(lo) AS schema,
     chunks,
-    packed_protection(lo) = 'cos' OR chunks >= getvariable('min_chunks') AS candidate
+    packed_protection(lo) = 'cos' OR chunks >= getvariable('min_chunks') AS candidate,
+    chunks >= packed_full_chunks(lo) AS healthy
 FROM counted

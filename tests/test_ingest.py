@@ -377,3 +377,30 @@ def test_s3keys_fast_and_exact_csv_paths_agree(tmp_path_factory, monkeypatch_lin
     path = root / "b_keys.txt"
     _write_csv(path, items, crlf)
     assert _s3keys_outcome(root, path, False, monkeypatch_lines) == _s3keys_outcome(root, path, True, monkeypatch_lines)
+
+
+def test_listkeys_row_groups_each_hold_one_key_prefix_partition(store, tmp_path, monkeypatch):
+    """The analysis reads one partition at a time through the row-group statistics of main_chunk_hi."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    from ringfsck.ingest import listkeys
+    from ringfsck.ingest._packed import PARTITION_BITS, partition_bounds
+
+    monkeypatch.setattr(listkeys, "ROW_GROUP_ROWS", 50)
+    rng = random.Random(7)
+    lines = [f"{rng.getrandbits(160):040X},{rng.getrandbits(160):040X},g1disk{i % 3},0" for i in range(2000)]
+    path = tmp_path / "node.csv"
+    path.write_text("\n".join(lines) + "\n")
+    ingest_listkeys(store, [str(path)])
+    (part,) = (store.root / "tables" / "listkeys").glob("*.parquet")
+    metadata = pq.ParquetFile(part).metadata
+    assert metadata.num_rows == 2000 and metadata.num_row_groups >= 16
+    column = metadata.schema.names.index("main_chunk_hi")
+    for index in range(metadata.num_row_groups):
+        stats = metadata.row_group(index).column(column).statistics
+        assert stats.min >> (64 - PARTITION_BITS) == stats.max >> (64 - PARTITION_BITS)
+    low, high = partition_bounds(3)
+    expected = sum(1 for line in lines if low <= int(line[41:57], 16) <= high)
+    assert rows(store, f"SELECT count(*) FROM listkeys_packed WHERE main_chunk_hi BETWEEN {low} AND {high}") == [(expected,)]

@@ -128,6 +128,9 @@ def test_packed_sql_macros_agree_with_the_hex_rules(batch):
            OR packed_volume_is_zero(key_mid(k)) <> (substr(k, 23, 6) = '000000')
            OR packed_is_main_chunk(key_lo(k)) <> ((key_protection(k) = 'arc' AND right(k, 2) = '70')
                                                   OR (key_protection(k) = 'cos' AND right(k, 1) = '0'))
+           OR (packed_is_main_chunk(key_lo(k)) AND (packed_protection(key_lo(k)) <> key_protection(k)
+                                                    OR packed_schema(key_lo(k)) <> key_schema(k)
+                                                    OR packed_full_chunks(key_lo(k)) <> schema_full_chunks(key_protection(k), key_schema(k))))
            OR key_hi(k) <> digkey_hi(left(k, 26))
            OR packed_digkey_lo(key_mid(k)) <> digkey_lo(left(k, 26))
         """,

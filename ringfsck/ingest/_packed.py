@@ -28,6 +28,18 @@ for _value, _char in enumerate(b"0123456789ABCDEF"):
     _NIBBLE[bytes([_char]).lower()[0]] = _value
 
 
+# Listkeys row groups are partitioned by the first hex digit of the main chunk, the top
+# bits of ``main_chunk_hi``: the analysis aggregates one partition at a time, in memory.
+PARTITION_BITS = 4
+PARTITIONS = 1 << PARTITION_BITS
+
+
+def partition_bounds(index: int) -> tuple[int, int]:
+    """The range of ``hi`` in partition ``index``, both ends included."""
+    width = 1 << (64 - PARTITION_BITS)
+    return index * width, (index + 1) * width - 1
+
+
 class PackedKeys:
     """Keys as three integer columns, with a validity mask (False: not 40 hex characters)."""
 

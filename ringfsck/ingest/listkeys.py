@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.ingest._blocks import INVALID_LINE, LineBlock, line_blocks
-from ringfsck.ingest._packed import KEY_CHARS, PackedKeys, decode_hex, pack_keys
+from ringfsck.ingest._packed import KEY_CHARS, PARTITION_BITS, PARTITIONS, PackedKeys, decode_hex, pack_keys
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.store import TABLES
@@ -37,6 +37,7 @@ _MAX_FLAG_DIGITS = 9
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[list(b" \t\r\n\x0b\x0c")] = True
 SKIPPED_VERDICTS = ("blank", "noise", "header")
+ROW_GROUP_ROWS = 128 * 1024
 
 
 class _Rows:
@@ -186,19 +187,59 @@ def _valid_rows(frame: pl.DataFrame) -> _Rows:
     )
 
 
+class _PartitionedWriter:
+    """Writes a listkeys part whose row groups each hold one key-prefix partition.
+
+    Rows are buffered per partition (the first hex digit of the main chunk, see
+    ``_packed.partition_bounds``) and written as row groups of that partition only, so the
+    Parquet min/max statistics of ``main_chunk_hi`` let the analysis read one
+    partition at a time: its per-main-chunk aggregation then fits in memory.
+    """
+
+    def __init__(self, path, location: str) -> None:  # noqa: ANN001
+        # Keys are random: dictionaries and compression would cost time and save nothing on them.
+        self._writer = pq.ParquetWriter(path, LISTKEYS_SCHEMA, compression="zstd", compression_level=1, use_dictionary=["disk", "source"])
+        self._location = location
+        self._pending: list[list[pa.Table]] = [[] for _ in range(PARTITIONS)]
+        self._pending_rows = [0] * PARTITIONS
+
+    def write(self, rows: _Rows) -> None:
+        partition = (rows.main.hi >> np.uint64(64 - PARTITION_BITS)).astype(np.int64)
+        order = np.argsort(partition, kind="stable")
+        table = rows.table(self._location).take(pa.array(order))
+        ends = np.cumsum(np.bincount(partition, minlength=PARTITIONS))
+        for index, (start, end) in enumerate(zip([0, *ends[:-1]], ends)):
+            if end > start:
+                self._pending[index].append(table.slice(start, end - start))
+                self._pending_rows[index] += end - start
+                if self._pending_rows[index] >= ROW_GROUP_ROWS:
+                    self._flush(index)
+
+    def _flush(self, index: int) -> None:
+        if self._pending_rows[index]:
+            self._writer.write_table(pa.concat_tables(self._pending[index]), row_group_size=max(self._pending_rows[index], 1))
+            self._pending[index], self._pending_rows[index] = [], 0
+
+    def close(self) -> None:
+        try:
+            for index in range(PARTITIONS):
+                self._flush(index)
+        finally:
+            self._writer.close()
+
+
 def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     location, rejects = ctx.location, ctx.rejects
     result = ParseResult(format="listkeys-csv")
     with ctx.store.writing_part("listkeys", ctx.source_id) as tmp:
-        # Keys are random: dictionaries and compression would cost time and save nothing on them.
-        writer = pq.ParquetWriter(tmp, LISTKEYS_SCHEMA, compression="zstd", compression_level=1, use_dictionary=["disk", "source"])
+        writer = _PartitionedWriter(tmp, location)
         try:
             for block in line_blocks(opened.blocks()):
                 for line, raw in block.invalid_utf8:
                     rejects.add(line, "line is not valid UTF-8", raw)
                 canonical, rows = _canonical(block)
                 if len(rows):
-                    writer.write_table(rows.table(location))
+                    writer.write(rows)
                     result.rows += len(rows)
                 if len(canonical) == len(block):
                     continue
@@ -211,7 +252,7 @@ def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
                     rejects.add(line, reason, raw)
                 valid = _valid_rows(others)
                 if len(valid):
-                    writer.write_table(valid.table(location))
+                    writer.write(valid)
                     result.rows += len(valid)
         finally:
             writer.close()
