@@ -6,7 +6,7 @@ debris, duplicates) are written to ``runs/<id>/name.parquet``; the intermediate
 steps (s3_references, ring_main_chunks: packed keys, tens of millions of rows on
 a full RING) stay DuckDB temp tables, which spill to the temp directory beyond
 ``memory_limit``. A step that filters on ``getvariable('partition_low')`` runs
-once per key-prefix partition of the listkeys row groups (``_packed.partition_bounds``),
+once per key-prefix partition of the listkeys row groups (``packed_keys.partition_bounds``),
 so its aggregation never holds more than a sixteenth of the listing.
 ``00_macros.sql`` holds the key rules.
 """
@@ -26,7 +26,7 @@ import duckdb
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
-from ringfsck.ingest._packed import PARTITIONS, partition_bounds
+from ringfsck.packed_keys import PARTITIONS, partition_bounds
 from ringfsck.keys import arc_app_specific
 from ringfsck.progress import bar
 from ringfsck.store import MACROS_FILE, Store, iso, sql_literal, utc_now, write_json_atomic

@@ -46,7 +46,7 @@ from ringfsck.errors import InputError
 if TYPE_CHECKING:
     from ringfsck.store_mirror import S3Mirror
 
-# 2: listkeys keys packed as integers (ringfsck.ingest._packed).
+# 2: listkeys keys packed as integers (ringfsck.packed_keys).
 STORE_FORMAT = 2
 MACROS_FILE = "00_macros.sql"
 
@@ -54,7 +54,7 @@ MACROS_FILE = "00_macros.sql"
 # and (derived from them) the types of the views over tables not written yet.
 _UTC = pa.timestamp("us", tz="UTC")
 TABLES: dict[str, pa.Schema] = {
-    # RING keys packed as (hi, mid, lo) integers: see ringfsck.ingest._packed; the listkeys view shows hex.
+    # RING keys packed as (hi, mid, lo) integers: see ringfsck.packed_keys; the listkeys view shows hex.
     "listkeys": pa.schema([
         ("chunk_key_hi", pa.uint64()), ("chunk_key_mid", pa.uint64()), ("chunk_key_lo", pa.uint32()),
         ("main_chunk_hi", pa.uint64()), ("main_chunk_mid", pa.uint64()), ("main_chunk_lo", pa.uint32()),

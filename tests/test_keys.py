@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ringfsck import keys
 from ringfsck.errors import InvalidKeyError
-from ringfsck.ingest._packed import key_hex, pack_keys
+from ringfsck.packed_keys import key_hex, pack_keys
 from ringfsck.store import load_macros
 
 VECTORS = [

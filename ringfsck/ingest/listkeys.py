@@ -7,7 +7,7 @@ skipped; everything else is either a valid row or a reject with its line number.
 
 Two paths, same verdicts. What ringsh and Spark write (``HEX40,HEX40,disk,flag``
 with no spaces) is validated and converted by numpy over the block's bytes,
-keys straight into their packed integers (``_packed``); the rare other lines go
+keys straight into their packed integers (``ringfsck.packed_keys``); the rare other lines go
 through polars, field by field, which names the reason of every reject.
 """
 
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.ingest._blocks import INVALID_LINE, LineBlock, line_blocks
-from ringfsck.ingest._packed import KEY_CHARS, PARTITION_BITS, PARTITIONS, PackedKeys, decode_hex, pack_keys
+from ringfsck.packed_keys import KEY_CHARS, PARTITION_BITS, PARTITIONS, PackedKeys, decode_hex, pack_keys
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.store import TABLES
@@ -191,7 +191,7 @@ class _PartitionedWriter:
     """Writes a listkeys part whose row groups each hold one key-prefix partition.
 
     Rows are buffered per partition (the first hex digit of the main chunk, see
-    ``_packed.partition_bounds``) and written as row groups of that partition only, so the
+    ``packed_keys.partition_bounds``) and written as row groups of that partition only, so the
     Parquet min/max statistics of ``main_chunk_hi`` let the analysis read one
     partition at a time: its per-main-chunk aggregation then fits in memory.
     """
