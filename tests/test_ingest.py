@@ -268,7 +268,7 @@ def _expected_listkeys(lines: list[str]) -> tuple[list[tuple], list[tuple[int, s
 _hex = st.text("0123456789ABCDEFabcdef", min_size=40, max_size=40)
 _line_kinds = st.one_of(
     # canonical, with and without extra columns and CRLF
-    st.tuples(_hex, _hex, st.sampled_from(["g1disk1", "d", "g12disk10", "disk-é"]), st.integers(0, 999_999_999),
+    st.tuples(_hex, _hex, st.sampled_from(["g1disk1", "d", "g12disk10", "disk-é", "\u00a0nbsp\u00a0", "ideo\u3000"]), st.integers(0, 999_999_999),
               st.sampled_from(["", ",x", ",,", ",1,2,3"]), st.sampled_from(["\n", "\r\n"]))
     .map(lambda t: f"{t[0]},{t[1]},{t[2]},{t[3]}{t[4]}{t[5]}"),
     # almost canonical: one thing wrong or merely spaced
@@ -287,7 +287,7 @@ _TRICKY = [
     f"{_K1},{_K2},g1disk1,1234567890\n", f"{_K1},{_K2},g1disk1,\n", f"{_K1},{_K2},,0\n", f"{_K1},{_K2}, g1disk1 , 16 \n",
     f"{_K1},{_K2},g1 disk,0\n", f"{_K1},{_K2},g1disk1,x\n", f"{_K1},{_K2},g1disk1,-1\n", f"{_K1},{_K2},g1disk1\n",
     f"{_K1[:-1]}G,{_K2},g1disk1,0\n", f"{_K1},{_K2[:-1]},g1disk1,0\n", f"{_K1},{_K2[:-1]}_,g1disk1,0\n",
-    f"{_K1},{_K2},disk-é,32\n", "Use ring DATA\n", "_1,_2,_3,_4\n", "\n", "  \r\n", "garbage\n", f"{_K1},{_K2},d,7",
+    f"{_K1},{_K2},disk-é,32\n", f"{_K1},{_K2},\u00a0g1disk1\u00a0,32\n", "Use ring DATA\n", "_1,_2,_3,_4\n", "\n", "  \r\n", "garbage\n", f"{_K1},{_K2},d,7",
 ]
 
 

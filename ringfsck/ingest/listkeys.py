@@ -34,8 +34,11 @@ _COMMA, _CR, _ZERO = ord(","), ord("\r"), ord("0")
 _MAIN_AT = KEY_CHARS + 1  # "chunk,main"
 _DISK_AT = 2 * KEY_CHARS + 2  # "chunk,main,disk"
 _MAX_FLAG_DIGITS = 9
-_WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[list(b" \t\r\n\x0b\x0c")] = True
+# Disk bytes the fast path leaves to the exact one: ASCII whitespace, and any non-ASCII
+# byte (Unicode spaces such as U+00A0 are stripped by the exact path, not seen here).
+_NOT_PLAIN_DISK = np.zeros(256, dtype=bool)
+_NOT_PLAIN_DISK[list(b" \t\r\n\x0b\x0c")] = True
+_NOT_PLAIN_DISK[0x80:] = True
 SKIPPED_VERDICTS = ("blank", "noise", "header")
 ROW_GROUP_ROWS = 128 * 1024
 
@@ -123,9 +126,9 @@ def _canonical(block: LineBlock) -> tuple[np.ndarray, _Rows]:
     keep = np.flatnonzero(chunk.valid & main.valid & has_flag & flag_ok)
     disk_bytes, disk_offsets = _gather(buffer, disk_at[keep], (disk_end - disk_at)[keep])
     # A disk name with a space is not canonical: the field-by-field path strips it.
-    spaces = np.zeros(len(disk_bytes) + 1, dtype=np.int32)
-    np.cumsum(_WHITESPACE[disk_bytes], out=spaces[1:])
-    plain = spaces[disk_offsets[1:]] == spaces[disk_offsets[:-1]]
+    odd = np.zeros(len(disk_bytes) + 1, dtype=np.int32)
+    np.cumsum(_NOT_PLAIN_DISK[disk_bytes], out=odd[1:])
+    plain = odd[disk_offsets[1:]] == odd[disk_offsets[:-1]]
     if not plain.all():
         keep = keep[plain]
         disk_bytes, disk_offsets = _gather(buffer, disk_at[keep], (disk_end - disk_at)[keep])
