@@ -191,7 +191,7 @@ def ingest_files(
     return report
 
 
-def _settled(kind: str, file: InputFile, known: dict[str, Source]) -> FileOutcome | None:
+def _settled(kind: str, file: Input, known: dict[str, Source]) -> FileOutcome | None:
     """The outcome of a file that needs no parsing (unchanged, or a copy of an ingested one), else None."""
     sid = source_id(kind, file.location)
     prior = known.get(sid)
@@ -208,7 +208,7 @@ def _settled(kind: str, file: InputFile, known: dict[str, Source]) -> FileOutcom
     return None
 
 
-def _mark_duplicates_within(kind: str, files: list[InputFile], outcomes: list[FileOutcome | None], known: dict[str, Source]) -> None:
+def _mark_duplicates_within(kind: str, files: list[Input], outcomes: list[FileOutcome | None], known: dict[str, Source]) -> None:
     """Among the files still to parse, a later file with the same content as an earlier one is a duplicate."""
     by_size: dict[int, list[int]] = {}
     for index, outcome in enumerate(outcomes):
@@ -226,7 +226,7 @@ def _mark_duplicates_within(kind: str, files: list[InputFile], outcomes: list[Fi
                 first_of[checksum] = files[index].location
 
 
-def _duplicate(file: InputFile, twin_location: str) -> FileOutcome:
+def _duplicate(file: Input, twin_location: str) -> FileOutcome:
     warning = f"{file.location}: same content as already ingested {twin_location}; skipped"
     return FileOutcome(file.location, "duplicate", warnings=[warning])
 
