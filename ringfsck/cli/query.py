@@ -50,11 +50,15 @@ def sql_command(query: str, fmt: str, max_rows: int, run_id: str | None, setting
     \b
     Views: listkeys, s3keys, rejects, sources, splits, sizes, candidates,
     orphans, gaps, debris, duplicates, orphan_sizes, s3_other_locations.
-    Keys are 40-char uppercase hex.
+    Keys are 40-char uppercase hex. listkeys_packed is the listing as stored
+    (keys as hi/mid/lo integers: faster on a full RING). The key rules are
+    functions: input_key_digkey(k), key_schema(k), key_hex(hi, mid, lo), ...
 
     \b
     Examples:
       ringfsck sql "select protection, count(*) from orphans group by all"
+      ringfsck sql "select disk, count(*) from listkeys_packed group by all"
+      ringfsck sql "select sproxyd_key, input_key_digkey(sproxyd_key) from s3keys limit 5"
       ringfsck sql "select * from gaps where status = 'missing'" --format csv > missing.csv
       ringfsck sql "select reason, count(*) from rejects group by all" --format json
     """
