@@ -165,10 +165,19 @@ def ingest_files(
     workers = max(1, min(len(pending), workers or os.cpu_count() or 1))
     progress = bar(total=sum(f.size for f in files), desc=f"ingest {kind}", unit="B", unit_scale=True)
     progress.update(sum(f.size for f, outcome in zip(files, outcomes) if outcome is not None))
+    counted = dict.fromkeys(pending, 0)  # stored bytes read so far, per file (the bar moves as they are read)
+
+    def reading(index: int) -> Callable[[int], None]:
+        def on_read(size: int) -> None:
+            counted[index] += size
+            progress.update(size)
+
+        return on_read
+
     failure: BaseException | None = None
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            futures = {pool.submit(_parse_one, store, kind, files[i], parse, tables, known.get(source_id(kind, files[i].location)), allow_empty): i
+            futures = {pool.submit(_parse_one, store, kind, files[i], parse, tables, known.get(source_id(kind, files[i].location)), allow_empty, reading(i)): i
                        for i in pending}
             for future in as_completed(futures):
                 index = futures[future]
@@ -182,7 +191,7 @@ def ingest_files(
                     continue
                 store.save_source(source)
                 outcomes[index] = outcome
-                progress.update(files[index].size)
+                progress.update(max(files[index].size - counted[index], 0))  # what was known, not read (an S3 ETag)
     finally:
         progress.close()
     if failure is not None:
@@ -239,6 +248,7 @@ def _parse_one(
     tables: tuple[str, ...],
     prior: Source | None,
     allow_empty: bool,
+    on_read: Callable[[int], object] | None = None,
 ) -> tuple[Source, FileOutcome]:
     """Parse one file into its table parts (published atomically); the caller records the source."""
     sid = source_id(kind, file.location)
@@ -246,7 +256,7 @@ def _parse_one(
     captured_at = iso(file.modified_at)
     rejects = RejectWriter(store, sid, file.location)
     try:
-        with OpenedInput(file) as opened:
+        with OpenedInput(file, on_read=on_read) as opened:
             result = parse(opened, ParseContext(store, sid, file.location, rejects, allow_empty))
             checksum = opened.finish_checksum()
     except BaseException:

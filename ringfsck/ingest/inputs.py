@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,9 +81,10 @@ Input = Union[InputFile, "S3InputFile"]
 class _HashingReader(io.RawIOBase):
     """Passes reads through while hashing them (unless the source's checksum is known)."""
 
-    def __init__(self, raw: BinaryIO, *, hashing: bool = True) -> None:
+    def __init__(self, raw: BinaryIO, *, hashing: bool = True, on_read: Callable[[int], object] | None = None) -> None:
         self._raw = raw
         self._hashing = hashing
+        self._on_read = on_read
         self.digest = hashlib.sha256()
 
     def readable(self) -> bool:
@@ -93,6 +94,8 @@ class _HashingReader(io.RawIOBase):
         data = self._raw.read(len(buffer))
         if self._hashing:
             self.digest.update(data)
+        if self._on_read is not None:
+            self._on_read(len(data))
         buffer[: len(data)] = data
         return len(data)
 
@@ -104,10 +107,11 @@ class _HashingReader(io.RawIOBase):
 class OpenedInput:
     """A readable stream of an input's (decompressed) bytes, hashing the stored bytes."""
 
-    def __init__(self, source: Input) -> None:
+    def __init__(self, source: Input, *, on_read: Callable[[int], object] | None = None) -> None:
+        """``on_read`` is told how many stored bytes each read took (progress bars)."""
         self.source = source
         self._known_checksum = source.known_checksum()
-        self._hasher = _HashingReader(source.open_raw(), hashing=self._known_checksum is None)
+        self._hasher = _HashingReader(source.open_raw(), hashing=self._known_checksum is None, on_read=on_read)
         buffered = io.BufferedReader(self._hasher, buffer_size=READ_BLOCK)
         self.compressed = buffered.peek(2)[:2] == GZIP_MAGIC
         self._stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered  # type: ignore[assignment]
