@@ -26,14 +26,16 @@ import duckdb
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
-from ringfsck.packed_keys import PARTITIONS, partition_bounds
 from ringfsck.keys import arc_app_specific
+from ringfsck.packed_keys import PARTITIONS, partition_bounds
 from ringfsck.progress import bar
 from ringfsck.store import MACROS_FILE, Store, iso, sql_literal, utc_now, write_json_atomic
 
 # Steps whose output is part of the public contract (the others are intermediate).
 PUBLIC_OUTPUTS = ("candidates", "orphans", "gaps", "debris", "duplicates")
 GAP_STATUSES = ("missing", "unrecoverable", "degraded")
+# A step whose SQL filters on this runs once per listkeys partition.
+PARTITION_FILTER = "getvariable('partition_low')"
 
 
 @dataclass(frozen=True)
@@ -80,26 +82,8 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
     try:
         for name, path in steps:
             step_clock = time.perf_counter()
-            query = path.read_text().rstrip().rstrip(";")
-            if name in PUBLIC_OUTPUTS:
-                target = run_path / f"{name}.parquet"
-                con.execute(f"COPY ({query}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
-                con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
-            elif "getvariable('partition_low')" in query:
-                # A partitioned step: one run per key-prefix partition, appended.
-                for index in range(PARTITIONS):
-                    low, high = partition_bounds(index)
-                    con.execute(f"SET VARIABLE partition_low = {low}::UBIGINT")
-                    con.execute(f"SET VARIABLE partition_high = {high}::UBIGINT")
-                    verb = f"CREATE OR REPLACE TEMP TABLE {name} AS" if index == 0 else f"INSERT INTO {name}"
-                    con.execute(f"{verb} {query}")
-                    progress.update(1 / PARTITIONS)
-            else:
-                # Intermediate steps stay in DuckDB (spilled to the temp directory when large).
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
+            _run_step(con, name, path.read_text().rstrip().rstrip(";"), run_path, progress)
             timings[name] = round(time.perf_counter() - step_clock, 3)
-            if "getvariable('partition_low')" not in query:
-                progress.update(1)
     finally:
         progress.close()
     summary = _summarize(con, store, settings, options, listing_time)
@@ -115,6 +99,27 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
     store.set_latest_run(run_id)
     con.close()
     return AnalysisResult(run_id, run_path, summary)
+
+
+def _run_step(con: duckdb.DuckDBPyConnection, name: str, query: str, run_path: Path, progress) -> None:  # noqa: ANN001
+    if name in PUBLIC_OUTPUTS:
+        target = run_path / f"{name}.parquet"
+        con.execute(f"COPY ({query}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
+    elif PARTITION_FILTER in query:
+        # One run per key-prefix partition, appended: each reads only its row groups.
+        for index in range(PARTITIONS):
+            low, high = partition_bounds(index)
+            con.execute(f"SET VARIABLE partition_low = {low}::UBIGINT")
+            con.execute(f"SET VARIABLE partition_high = {high}::UBIGINT")
+            verb = f"CREATE OR REPLACE TEMP TABLE {name} AS" if index == 0 else f"INSERT INTO {name}"
+            con.execute(f"{verb} {query}")
+            progress.update(1 / PARTITIONS)
+        return
+    else:
+        # Intermediate steps stay in DuckDB (spilled to the temp directory when large).
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
+    progress.update(1)
 
 
 def _set_variables(con: duckdb.DuckDBPyConnection, settings: Settings, listing_time: datetime | None) -> None:
