@@ -36,7 +36,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from ringfsck._resources import resource_dir
@@ -44,6 +43,8 @@ from ringfsck.config import Settings
 from ringfsck.errors import InputError
 
 if TYPE_CHECKING:
+    import duckdb
+
     from ringfsck.store_mirror import S3Mirror
 
 # 2: listkeys keys packed as integers (ringfsck.packed_keys).
@@ -329,6 +330,8 @@ class Store:
 
     def connect(self, *, run_id: str | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the store's views (the ``ringfsck sql`` contract)."""
+        import duckdb  # ingesting needs no DuckDB: imported by the commands that query
+
         con = duckdb.connect(":memory:")
         db = self.settings.duckdb
         con.execute(f"SET temp_directory = {sql_literal(str(self.temp_dir))}")
