@@ -181,7 +181,10 @@ class Store:
         else:
             fmt = json.loads(marker.read_text()).get("format")
             if fmt != STORE_FORMAT:
-                raise InputError(f"{store.location}: store format {fmt} is not supported by this ringfsck (expects {STORE_FORMAT})")
+                raise InputError(
+                    f"{store.location}: store format {fmt} is not supported by this ringfsck (expects {STORE_FORMAT}); "
+                    "ingest the inputs again into a new store"
+                )
         return store
 
     @property
