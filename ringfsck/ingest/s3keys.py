@@ -51,6 +51,25 @@ def s3keys_writer(path) -> pq.ParquetWriter:  # noqa: ANN001
     return pq.ParquetWriter(path, S3KEYS_SCHEMA, compression="zstd", compression_level=1, use_dictionary=["bucket", "version_id", "source"])
 
 
+def _export_rows(buckets: pa.Array, object_keys: pa.Array, sproxyd_keys: pa.Array, lines: pa.Array, location: str) -> pa.Table:
+    """Rows of a file export as the s3keys table wants them (files carry no version, size or time)."""
+    n = len(lines)
+    return pa.table(
+        {
+            "bucket": buckets,
+            "object_key": object_keys,
+            "version_id": pa.nulls(n, pa.string()),
+            "sproxyd_key": sproxyd_keys,
+            "size": pa.nulls(n, pa.int64()),
+            "last_modified": pa.nulls(n, pa.timestamp("us", tz="UTC")),
+            "mpu_part": pc.starts_with(buckets, MPU_SHADOW_PREFIX),
+            "source": pa.repeat(location, n),
+            "line": lines,
+        },
+        schema=S3KEYS_SCHEMA,
+    )
+
+
 class _RowWriter:
     """Batches (bucket, key, sproxyd key, line) rows into the source's s3keys part."""
 
@@ -70,22 +89,8 @@ class _RowWriter:
         if not self._rows:
             return
         buckets, keys, sproxyd, lines = (list(col) for col in zip(*self._rows))
-        n = len(lines)
-        table = pa.table(
-            {
-                "bucket": buckets,
-                "object_key": keys,
-                "version_id": pa.nulls(n, pa.string()),
-                "sproxyd_key": sproxyd,
-                "size": pa.nulls(n, pa.int64()),
-                "last_modified": pa.nulls(n, pa.timestamp("us", tz="UTC")),
-                "mpu_part": [b.startswith(MPU_SHADOW_PREFIX) for b in buckets],
-                "source": [self._location] * n,
-                "line": lines,
-            },
-            schema=S3KEYS_SCHEMA,
-        )
-        self._writer.write_table(table)
+        strings = [pa.array(column, pa.string()) for column in (buckets, keys, sproxyd)]
+        self._writer.write_table(_export_rows(*strings, pa.array(lines, pa.int64()), self._location))
         self._rows.clear()
 
     def close(self) -> None:
@@ -263,23 +268,8 @@ def _parse_csv_fast(opened: OpenedInput, ctx: ParseContext, result: ParseResult,
             n = len(take)
             if n == 0:
                 continue
-            buckets = bucket.take(take)
-            writer.write_table(
-                pa.table(
-                    {
-                        "bucket": buckets,
-                        "object_key": object_key.take(take),
-                        "version_id": pa.nulls(n, pa.string()),
-                        "sproxyd_key": pc.utf8_upper(key.take(take)),
-                        "size": pa.nulls(n, pa.int64()),
-                        "last_modified": pa.nulls(n, pa.timestamp("us", tz="UTC")),
-                        "mpu_part": pc.starts_with(buckets, MPU_SHADOW_PREFIX),
-                        "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([ctx.location])).cast(pa.string()),
-                        "line": pa.array(lines[take.to_numpy()], pa.int64()),
-                    },
-                    schema=S3KEYS_SCHEMA,
-                )
-            )
+            lines_kept = pa.array(lines[take.to_numpy()], pa.int64())
+            writer.write_table(_export_rows(bucket.take(take), object_key.take(take), pc.utf8_upper(key.take(take)), lines_kept, ctx.location))
             rows += n
     except pa.ArrowInvalid as exc:  # wrong column count, invalid UTF-8, ...
         raise _NotPlain(str(exc)) from None
