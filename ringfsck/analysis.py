@@ -1,13 +1,14 @@
 """The offline analysis: run the SQL steps over the store and record a run.
 
 Each ``sql/NN_name.sql`` file is one SELECT (dbt-style model), exposed under
-its name to the steps after it. Public outputs (candidates, orphans, gaps,
-debris, duplicates) are written to ``runs/<id>/name.parquet``; the intermediate
-steps (s3_references, ring_main_chunks: packed keys, tens of millions of rows on
-a full RING) stay DuckDB temp tables, which spill to the temp directory beyond
+its name to the steps after it. Public outputs (ring_main_chunks with its keys
+packed, orphans, gaps, debris, duplicates) are written to ``runs/<id>/name.parquet``;
+candidates is a view over ring_main_chunks (``store.RUN_VIEWS``); s3_references
+stays a DuckDB temp table, which spills to the temp directory beyond
 ``memory_limit``. A step that filters on ``getvariable('partition_low')`` runs
-once per key-prefix partition of the listkeys row groups (``packed_keys.partition_bounds``),
-so its aggregation never holds more than a sixteenth of the listing.
+once per range of key-prefix partitions of the listkeys row groups
+(``packed_keys.pass_bounds``): as many passes as it takes to keep each one under
+``ROWS_PER_PASS`` listkeys rows, so its aggregation stays in memory.
 ``00_macros.sql`` holds the key rules.
 """
 
@@ -24,18 +25,21 @@ from typing import Any
 import duckdb
 
 from ringfsck import __version__
-from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
 from ringfsck.keys import arc_app_specific
-from ringfsck.packed_keys import PARTITIONS, partition_bounds
+from ringfsck.packed_keys import PARTITIONS, pass_bounds
 from ringfsck.progress import bar
-from ringfsck.store import MACROS_FILE, Store, iso, sql_literal, utc_now, write_json_atomic
+from ringfsck.store import RUN_VIEWS, Store, iso, sql_literal, sql_steps, step_sql, utc_now, write_json_atomic
 
-# Steps whose output is part of the public contract (the others are intermediate).
-PUBLIC_OUTPUTS = ("candidates", "orphans", "gaps", "debris", "duplicates")
+# Steps whose output is written to the run (the others are intermediate, or views: RUN_VIEWS).
+PUBLIC_OUTPUTS = ("ring_main_chunks", "orphans", "gaps", "debris", "duplicates")
 GAP_STATUSES = ("missing", "unrecoverable", "degraded")
-# A step whose SQL filters on this runs once per listkeys partition.
+# A step whose SQL filters on this runs once per range of listkeys partitions.
 PARTITION_FILTER = "getvariable('partition_low')"
+# Listkeys rows per pass of such a step: its per-main-chunk aggregation then needs a few
+# hundred MB (one pass up to 32 M rows, 4 passes at 100 M, 8 at 250 M).
+ROWS_PER_PASS = 32_000_000
+_PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 
 @dataclass(frozen=True)
@@ -57,15 +61,6 @@ class AnalysisResult:
         return bool(self.summary.get("complete"))
 
 
-def sql_steps() -> list[tuple[str, Path]]:
-    """The steps in order: (output name, file)."""
-    steps = []
-    for path in sorted(resource_dir("sql").glob("[0-9][0-9]_*.sql")):
-        if path.name != MACROS_FILE:
-            steps.append((path.stem.split("_", 1)[1], path))
-    return steps
-
-
 def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisResult:
     """Run every SQL step, write the outputs and the run summary, mark the run as latest."""
     options = options or AnalysisOptions()
@@ -80,9 +75,9 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
     timings: dict[str, float] = {}
     progress = bar(total=len(steps), desc="analyze", unit="step")
     try:
-        for name, path in steps:
+        for name, _ in steps:
             step_clock = time.perf_counter()
-            _run_step(con, name, path.read_text().rstrip().rstrip(";"), run_path, progress)
+            _run_step(con, name, step_sql(name), run_path, progress)
             timings[name] = round(time.perf_counter() - step_clock, 3)
     finally:
         progress.close()
@@ -102,24 +97,39 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
 
 
 def _run_step(con: duckdb.DuckDBPyConnection, name: str, query: str, run_path: Path, progress) -> None:  # noqa: ANN001
-    if name in PUBLIC_OUTPUTS:
-        target = run_path / f"{name}.parquet"
-        con.execute(f"COPY ({query}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
-    elif PARTITION_FILTER in query:
-        # One run per key-prefix partition, appended: each reads only its row groups.
-        for index in range(PARTITIONS):
-            low, high = partition_bounds(index)
+    if name in RUN_VIEWS:
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
+        progress.update(1)
+        return
+    if PARTITION_FILTER in query:
+        # One run per range of key-prefix partitions, appended: each reads only its row groups.
+        bounds = pass_bounds(partition_passes(_scalar(con, "SELECT count(*) FROM listkeys_packed")))
+        for index, (low, high) in enumerate(bounds):
             con.execute(f"SET VARIABLE partition_low = {low}::UBIGINT")
             con.execute(f"SET VARIABLE partition_high = {high}::UBIGINT")
             verb = f"CREATE OR REPLACE TEMP TABLE {name} AS" if index == 0 else f"INSERT INTO {name}"
             con.execute(f"{verb} {query}")
-            progress.update(1 / PARTITIONS)
+            progress.update(1 / len(bounds))
+        if name in PUBLIC_OUTPUTS:
+            # Written for the later runs' views; this run's later steps keep reading the temp table.
+            con.execute(f"COPY {name} TO {sql_literal(str(run_path / f'{name}.parquet'))} ({_PARQUET_OPTIONS})")
         return
+    if name in PUBLIC_OUTPUTS:
+        target = run_path / f"{name}.parquet"
+        con.execute(f"COPY ({query}) TO {sql_literal(str(target))} ({_PARQUET_OPTIONS})")
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
     else:
         # Intermediate steps stay in DuckDB (spilled to the temp directory when large).
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
     progress.update(1)
+
+
+def partition_passes(listkeys_rows: int) -> int:
+    """How many passes a partitioned step makes: a power of two, each under ROWS_PER_PASS rows."""
+    passes = 1
+    while passes < PARTITIONS and listkeys_rows > passes * ROWS_PER_PASS:
+        passes *= 2
+    return passes
 
 
 def _set_variables(con: duckdb.DuckDBPyConnection, settings: Settings, listing_time: datetime | None) -> None:
@@ -158,7 +168,6 @@ def _summarize(
     counts: dict[str, Any] = {
         "listkeys_rows": _scalar(con, "SELECT count(*) FROM listkeys"),
         "s3keys_rows": _scalar(con, "SELECT count(*) FROM s3keys"),
-        "s3_input_keys": _scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3keys"),
         "s3_references": _scalar(con, "SELECT count(*) FROM s3_references"),
         "split_subkeys": _scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3_references WHERE role = 'subkey'"),
         "ring_main_chunks": _scalar(con, "SELECT count(*) FROM ring_main_chunks"),
@@ -180,6 +189,7 @@ def _summarize(
     incomplete: list[str] = []
     warnings: list[str] = []
     splits = _split_status(con, settings, options)
+    counts["s3_input_keys"] = splits.pop("input_keys")
     if splits["errors"]:
         incomplete.append(f"{splits['errors']} split lookups failed: their subkeys are unknown (rerun 'ringfsck resolve')")
     if splits["unresolved"]:
@@ -244,7 +254,7 @@ def _summarize(
 
 
 def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: AnalysisOptions) -> dict[str, int]:
-    """How many input keys have a final split answer, failed, or were never asked."""
+    """How many input keys there are, and how many have a final split answer, failed, or were never asked."""
     threshold = settings.split_threshold
     below = f"k.size IS NOT NULL AND k.size < {int(threshold)}" if threshold else "false"
     row = con.execute(
@@ -254,13 +264,15 @@ def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: A
             count(*) FILTER (WHERE s.status = 'error') AS errors,
             count(*) FILTER (WHERE s.status IS NULL AND NOT below) AS unresolved,
             count(*) FILTER (WHERE s.status IS NULL AND below) AS below_threshold,
-            count(*) FILTER (WHERE s.is_split) AS split
+            count(*) FILTER (WHERE s.is_split) AS split,
+            count(*) AS input_keys
         FROM (SELECT sproxyd_key, bool_and({below}) AS below FROM s3keys AS k GROUP BY sproxyd_key) AS k
         LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key
         """
     ).fetchone()
-    resolved, errors, unresolved, below_threshold, split = row
+    resolved, errors, unresolved, below_threshold, split, input_keys = row
     return {
+        "input_keys": input_keys,
         "resolved": resolved,
         "errors": errors,
         "unresolved": 0 if options.assume_no_splits else unresolved,

@@ -40,6 +40,14 @@ def partition_bounds(index: int) -> tuple[int, int]:
     return index * width, (index + 1) * width - 1
 
 
+def pass_bounds(passes: int) -> list[tuple[int, int]]:
+    """The partitions cut into ``passes`` (a power of two up to PARTITIONS) contiguous ranges of ``hi``."""
+    if passes < 1 or passes > PARTITIONS or passes & (passes - 1):
+        raise ValueError(f"passes must be a power of two from 1 to {PARTITIONS}, not {passes}")
+    per_pass = PARTITIONS // passes
+    return [(partition_bounds(i * per_pass)[0], partition_bounds((i + 1) * per_pass - 1)[1]) for i in range(passes)]
+
+
 class PackedKeys:
     """Keys as three integer columns, with a validity mask (False: not 40 hex characters)."""
 

@@ -13,7 +13,7 @@ Layout (one store per RING)::
       tables/sizes/<batch>.parquet        orphan sizes, appended in batches
       bucketd/<source>.json       bucketd export progress (resume marker)
       journal/<manifest>/<segment>.jsonl  deletion outcomes
-      runs/<run-id>/{candidates,orphans,gaps,debris,duplicates}.parquet, summary.json
+      runs/<run-id>/{ring_main_chunks,orphans,gaps,debris,duplicates}.parquet, summary.json
       runs/LATEST                 id of the newest analysis
       tmp/                        DuckDB spill space
 
@@ -95,6 +95,11 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {name: {f.name: _duckdb_type(f.type) 
 
 # Outputs of an analysis run, with their column contracts.
 RUN_OUTPUTS: dict[str, dict[str, str]] = {
+    # Every RING main chunk that may hold S3 data, keys packed like listkeys (one row per main chunk).
+    "ring_main_chunks": {
+        "hi": "UBIGINT", "mid": "UBIGINT", "lo": "UINTEGER", "dig_hi": "UBIGINT", "dig_lo": "UBIGINT",
+        "protection": "VARCHAR", "schema": "VARCHAR", "chunks": "BIGINT", "candidate": "BOOLEAN", "healthy": "BOOLEAN",
+    },
     "candidates": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
     "orphans": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
     "gaps": {
@@ -111,6 +116,9 @@ RUN_OUTPUTS: dict[str, dict[str, str]] = {
     "debris": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "chunks": "BIGINT", "referenced": "BOOLEAN", "service_id": "VARCHAR", "schema": "VARCHAR"},
     "duplicates": {"sproxyd_key": "VARCHAR", "reference_count": "BIGINT", "objects": "VARCHAR[]"},
 }
+# Run outputs kept as views over the others (their SQL step), not written: candidates are most of
+# ring_main_chunks, and writing tens of millions of hex keys would cost more than the analysis.
+RUN_VIEWS = ("candidates",)
 
 
 @dataclass
@@ -392,7 +400,12 @@ class Store:
         run_path = self.run_dir(run_id) if run_id else None
         for output, columns in RUN_OUTPUTS.items():
             file = run_path / f"{output}.parquet" if run_path else None
-            select = f"SELECT * FROM read_parquet({sql_literal(str(file))})" if file and file.exists() else empty_select(columns)
+            if file and file.exists():  # runs before candidates became a view have the file
+                select = f"SELECT * FROM read_parquet({sql_literal(str(file))})"
+            elif output in RUN_VIEWS and run_path and (run_path / "ring_main_chunks.parquet").exists():
+                select = step_sql(output)
+            else:
+                select = empty_select(columns)
             con.execute(f"CREATE OR REPLACE VIEW {output} AS {select}")
         con.execute(
             "CREATE OR REPLACE VIEW orphan_sizes AS SELECT o.ring_key, o.protection, o.schema, s.size, "
@@ -406,6 +419,23 @@ class Store:
 def load_macros(con: duckdb.DuckDBPyConnection) -> None:
     """The key rules of ``sql/00_macros.sql`` (the views and every SQL step use them)."""
     con.execute((resource_dir("sql") / MACROS_FILE).read_text())
+
+
+def sql_steps() -> list[tuple[str, Path]]:
+    """The analysis steps in order: (output name, file), from ``sql/NN_name.sql``."""
+    steps = []
+    for path in sorted(resource_dir("sql").glob("[0-9][0-9]_*.sql")):
+        if path.name != MACROS_FILE:
+            steps.append((path.stem.split("_", 1)[1], path))
+    return steps
+
+
+def step_sql(name: str) -> str:
+    """The SELECT of one analysis step."""
+    for step, path in sql_steps():
+        if step == name:
+            return path.read_text().rstrip().rstrip(";")
+    raise KeyError(name)
 
 
 def _fsync_file(path: Path) -> None:

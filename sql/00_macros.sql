@@ -42,6 +42,10 @@ CREATE OR REPLACE MACRO packed_is_s3_service(mid) AS (mid & 255) IN (80, 81);
 CREATE OR REPLACE MACRO packed_volume_is_zero(mid) AS ((mid >> 16) & 16777215) = 0;
 -- Main chunks: ARC ends in '70' (0x70 = 112), COS in '<0-5>0'.
 CREATE OR REPLACE MACRO packed_is_main_chunk(lo) AS (lo & 255) = 112 OR ((lo & 15) = 0 AND ((lo >> 4) & 15) <= 5);
+-- A slot per chunk of a main chunk (0-63), from the chunk key's lo: the ARC stripe index
+-- (char 37 high nibble, char 39 low nibble) or the COS replica (char 39). Only a shortcut for
+-- counting distinct chunks (02_ring_main_chunks): two different chunks may share a slot.
+CREATE OR REPLACE MACRO packed_chunk_slot(lo) AS ((lo >> 4) & 48) | (lo & 15);
 -- Protection and schema of a main chunk from lo alone (the hex rules above, as bit fields):
 -- ARC (class 7, char 38) keeps k<<6|m in chars 32-34, the top 12 bits of lo; COS is its class digit.
 CREATE OR REPLACE MACRO packed_protection(lo) AS

@@ -6,20 +6,41 @@
 -- (fewer is RING-level debris, see 06_debris). healthy: all its chunks are there (ARC k+m, COS cos+1).
 -- Everything here stays packed (keys as integers, see key_hex in 00_macros.sql): on a full
 -- RING this table has tens of millions of rows; the outputs turn their few keys back into hex.
--- It runs once per key-prefix partition (partition_low..partition_high of main_chunk_hi): the
--- listkeys row groups hold one partition each, so each run reads only its rows and its
--- aggregation fits in memory.
+-- It runs once per range of key-prefix partitions (partition_low..partition_high of
+-- main_chunk_hi): the listkeys row groups hold one partition each, so each run reads only
+-- its rows and its aggregation fits in memory.
 WITH listed AS (
-    -- each chunk once, however many nodes listed it (measured faster than count(DISTINCT ...))
-    SELECT DISTINCT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo, chunk_key_hi, chunk_key_mid, chunk_key_lo
+    SELECT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo, chunk_key_hi, chunk_key_mid, chunk_key_lo
     FROM listkeys_packed
     WHERE main_chunk_hi BETWEEN getvariable('partition_low') AND getvariable('partition_high')
       AND packed_is_s3_service(main_chunk_mid)
       AND packed_volume_is_zero(main_chunk_mid)
       AND packed_is_main_chunk(main_chunk_lo)
 ),
+per_main AS (
+    -- One pass over the rows, grouped by main chunk only (a DISTINCT over every listed chunk
+    -- costs a hash table as big as the listing): the rows, and the chunk slots they fill.
+    -- Rows all in different slots are different chunks: the row count is exact.
+    SELECT hi, mid, lo, count(*) AS listed_rows,
+           bit_count(bit_or(1::UBIGINT << packed_chunk_slot(chunk_key_lo))) AS filled_slots
+    FROM listed
+    GROUP BY ALL
+),
+recounted AS (
+    -- Rows sharing a slot: a chunk listed twice, or two chunks in one slot. Only those main
+    -- chunks are counted DISTINCT over their chunk keys.
+    SELECT hi, mid, lo, count(*) AS chunks
+    FROM (
+        SELECT DISTINCT l.*
+        FROM listed AS l
+        SEMI JOIN (SELECT DISTINCT hi FROM per_main WHERE listed_rows > filled_slots) AS shared USING (hi)
+    )
+    GROUP BY ALL
+),
 counted AS (
-    SELECT hi, mid, lo, count(*) AS chunks FROM listed GROUP BY ALL
+    SELECT p.hi, p.mid, p.lo, coalesce(r.chunks, p.listed_rows) AS chunks
+    FROM per_main AS p
+    LEFT JOIN recounted AS r USING (hi, mid, lo)
 )
 SELECT
     hi, mid, lo,

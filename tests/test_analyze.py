@@ -140,3 +140,54 @@ def test_unresolved_split_subkeys_look_orphaned_and_the_run_says_so(lab_world, t
     result = analyze(store)
     assert result.summary["complete"] is False
     assert column(store, "SELECT ring_key FROM orphans") == set(truth["orphans"]) | set(truth["subkey_main_chunks"])
+
+
+@pytest.mark.parametrize("rows_per_pass", [None, 1])
+def test_chunk_counts_are_exact_when_chunks_share_a_slot(tmp_path, monkeypatch, rows_per_pass):
+    """Distinct chunk keys in one stripe slot, listed once or twice by several nodes, in one or 16 passes.
+
+    02_ring_main_chunks counts rows when every row of a main chunk fills its own slot and
+    recounts DISTINCT otherwise: the counts must equal a plain distinct count either way.
+    """
+    import random
+
+    from ringfsck import analysis, keys
+
+    if rows_per_pass is not None:
+        monkeypatch.setattr(analysis, "ROWS_PER_PASS", rows_per_pass)  # 16 passes, one per partition
+    rng = random.Random(11)
+    expected: dict[str, int] = {}
+    lines = []
+    for n in range(300):
+        prefix = rng.randbytes(11).hex().upper()
+        main = keys.arc_chunk_key(prefix, "8+4") if n % 3 else keys.cos_chunk_key(prefix, 2)
+        # Few stripe endings for many chunks: chunks collide in slots; some are listed twice.
+        endings = [main[32:]] + [keys.arc_chunk_key(prefix, "8+4", s)[32:] for s in range(1, 3)]
+        chunk_keys = {rng.randbytes(16).hex().upper() + rng.choice(endings) for _ in range(rng.randint(1, 9))}
+        expected[main] = len(chunk_keys)
+        for chunk in chunk_keys:
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                lines.append(f"{chunk},{main},g{rng.randint(1, 3)}disk1,0")
+    rng.shuffle(lines)
+    listing = tmp_path / "listkeys.csv"
+    listing.write_text("\n".join(lines) + "\n")
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    ingest_listkeys(store, [str(listing)])
+    analyze(store, AnalysisOptions(assume_no_splits=True))
+    counted = dict(store.connect().execute("SELECT key_hex(hi, mid, lo), chunks FROM ring_main_chunks").fetchall())
+    assert counted == expected
+    candidates = column(store, "SELECT ring_key FROM candidates")
+    assert candidates == {main for main, chunks in expected.items() if main.endswith("20") or chunks >= 4}
+
+
+def test_partitioned_steps_make_enough_passes_to_stay_under_rows_per_pass():
+    from ringfsck.analysis import ROWS_PER_PASS, partition_passes
+    from ringfsck.packed_keys import PARTITIONS, pass_bounds
+
+    assert [partition_passes(rows) for rows in (0, ROWS_PER_PASS, ROWS_PER_PASS + 1, 100_000_000, 250_000_000, 10**12)] == [1, 1, 2, 4, 8, PARTITIONS]
+    for passes in (1, 2, 4, 8, 16):
+        bounds = pass_bounds(passes)
+        assert bounds[0][0] == 0 and bounds[-1][1] == 2**64 - 1
+        assert all(high + 1 == low for (_, high), (low, _) in zip(bounds, bounds[1:]))
+    with pytest.raises(ValueError):
+        pass_bounds(3)

@@ -268,7 +268,8 @@ def _expected_listkeys(lines: list[str]) -> tuple[list[tuple], list[tuple[int, s
 _hex = st.text("0123456789ABCDEFabcdef", min_size=40, max_size=40)
 _line_kinds = st.one_of(
     # canonical, with and without extra columns and CRLF
-    st.tuples(_hex, _hex, st.sampled_from(["g1disk1", "d", "g12disk10", "disk-é", "\u00a0nbsp\u00a0", "ideo\u3000"]), st.integers(0, 999_999_999),
+    st.tuples(_hex, _hex, st.sampled_from(["g1disk1", "d", "g12disk10", "disk-é", "\u00a0nbsp\u00a0", "ideo\u3000", "g1\tdisk", "g1\x01disk",
+                                         "g1\x00disk", "g1\x7fdisk", "/scality/" + "d" * 60, "x" * 65, "\t" + "d" * 70]), st.integers(0, 999_999_999),
               st.sampled_from(["", ",x", ",,", ",1,2,3"]), st.sampled_from(["\n", "\r\n"]))
     .map(lambda t: f"{t[0]},{t[1]},{t[2]},{t[3]}{t[4]}{t[5]}"),
     # almost canonical: one thing wrong or merely spaced
@@ -287,7 +288,7 @@ _TRICKY = [
     f"{_K1},{_K2},g1disk1,1234567890\n", f"{_K1},{_K2},g1disk1,\n", f"{_K1},{_K2},,0\n", f"{_K1},{_K2}, g1disk1 , 16 \n",
     f"{_K1},{_K2},g1 disk,0\n", f"{_K1},{_K2},g1disk1,x\n", f"{_K1},{_K2},g1disk1,-1\n", f"{_K1},{_K2},g1disk1\n",
     f"{_K1[:-1]}G,{_K2},g1disk1,0\n", f"{_K1},{_K2[:-1]},g1disk1,0\n", f"{_K1},{_K2[:-1]}_,g1disk1,0\n",
-    f"{_K1},{_K2},disk-é,32\n", f"{_K1},{_K2},\u00a0g1disk1\u00a0,32\n", "Use ring DATA\n", "_1,_2,_3,_4\n", "\n", "  \r\n", "garbage\n", f"{_K1},{_K2},d,7",
+    f"{_K1},{_K2},disk-é,32\n", f"{_K1},{_K2},{'d' * 70},0\n", f"{_K1},{_K2},g1\x00disk,0\n", f"{_K1},{_K2},g1\x1fdisk,0\n", f"{_K1},{_K2},\u00a0g1disk1\u00a0,32\n", "Use ring DATA\n", "_1,_2,_3,_4\n", "\n", "  \r\n", "garbage\n", f"{_K1},{_K2},d,7",
 ]
 
 
@@ -324,7 +325,8 @@ _good_row = st.tuples(st.sampled_from(["b", "mpuShadowBucketb", "x,y"]), _names,
 _csv_rows = st.one_of(
     # rows the exporter writes, four times as likely as a line only the exact path handles
     *[_good_row.map(lambda r: ("row", r))] * 4,
-    st.sampled_from([b"\n", b'"b","two"\n', b'"","nobucket","' + KEY.encode() + b'"\n', b'"b","bad","XYZ"\n',
+    st.sampled_from([b"\n", b'"b","two"\n', b'"","nobucket","' + KEY.encode() + b'"\n', b'"b","bad","XYZ"\n', b'"b","bad","' + KEY[:-1].encode() + b'G"\n', b'"b","bad","' + KEY[:-1].encode() + b'"\n',
+                     b'"b","bad"," ' + KEY.encode() + b'"\n',
                      b'"b","a"b,"' + KEY.encode() + b'"\n', b'"b","cr\rin",""\n', b'"b","\xff","' + KEY.encode() + b'"\n',
                      b'"bucket","object key","sproxyd key"\n']).map(lambda raw: ("raw", raw)),
 )
@@ -371,6 +373,9 @@ def _s3keys_outcome(root, path, exact: bool, monkeypatch):
 @example(items=[("raw", b'"bucket","object key","sproxyd key"\n'), ("row", ("b", "x", KEY))], crlf=True)
 @example(items=[("row", ("b", "multi\nline", KEY)), ("row", ("b", "after", KEY))], crlf=False)
 @example(items=[("raw", b'"b","cr\rin",""\n'), ("row", ("b", "after", KEY))], crlf=False)
+@example(items=[("row", ("b", "x", KEY)), ("raw", b'"b","not hex","' + KEY[:-1].encode() + b'G"\n')], crlf=False)
+@example(items=[("row", ("b", "x", "")), ("raw", b'"b","short","' + KEY[:-1].encode() + b'"\n'), ("row", ("b", "y", KEY))], crlf=False)
+@example(items=[("raw", b'"b","short","' + KEY[:-1].encode() + b'"\n'), ("raw", b'"b","long","' + KEY.encode() + b'A"\n')], crlf=False)
 @given(items=st.lists(_csv_rows, min_size=1, max_size=25), crlf=st.booleans())
 def test_s3keys_fast_and_exact_csv_paths_agree(tmp_path_factory, monkeypatch_lines, items, crlf):
     root = tmp_path_factory.mktemp("s3csv")

@@ -8,7 +8,7 @@ not, is one element.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,32 +34,39 @@ class LineBlock:
         return len(self.offsets) - 1
 
 
-def line_blocks(chunks: Iterable[bytes]) -> Iterator[LineBlock]:
-    """Regroup raw byte chunks into blocks that end on a line boundary."""
+def line_blocks(read_after: Callable[[bytes], bytes | bytearray]) -> Iterator[LineBlock]:
+    """Cut a stream into blocks that end on a line boundary.
+
+    ``read_after(head)`` returns ``head`` (the unfinished line of the previous block)
+    followed by the next bytes of the stream, nothing more at its end
+    (``OpenedInput.read_after`` reads them in place: the block is never copied).
+    """
     carry = b""
     next_line = 1
-    for chunk in chunks:
-        data = carry + chunk
+    while len(data := read_after(carry)) > len(carry):
         cut = data.rfind(b"\n") + 1
         if cut == 0:
-            carry = data
+            carry = bytes(data)
             continue
-        carry = data[cut:]
-        block = _to_block(data[:cut], next_line)
+        carry = bytes(data[cut:])
+        block = _to_block(data, cut, next_line)
         next_line += len(block)
         yield block
     if carry:
-        yield _to_block(carry + b"\n", next_line)
+        yield _to_block(carry + b"\n", len(carry) + 1, next_line)
 
 
-def _to_block(data: bytes, first_line: int) -> LineBlock:
+def _to_block(data: bytes | bytearray, size: int, first_line: int) -> LineBlock:
+    """The first ``size`` bytes of ``data`` (whole lines) as a block."""
     invalid: list[tuple[int, str]] = []
     if not data.isascii():  # listings are ASCII: the full UTF-8 check only when needed
+        data = bytes(data[:size])
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:
             data, invalid = _replace_invalid_lines(data, first_line)
-    buf = np.frombuffer(data, dtype=np.uint8)
+        size = len(data)
+    buf = np.frombuffer(data, dtype=np.uint8, count=size)
     ends = np.flatnonzero(buf == 10) + 1
     offsets = np.empty(len(ends) + 1, dtype=np.int64)
     offsets[0] = 0

@@ -91,13 +91,19 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
+        raw_readinto = getattr(self._raw, "readinto", None)
+        if raw_readinto is not None:  # straight into the caller's buffer: no copy
+            count = raw_readinto(buffer) or 0
+            data = memoryview(buffer)[:count]
+        else:
+            data = self._raw.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
         if self._hashing:
             self.digest.update(data)
         if self._on_read is not None:
-            self._on_read(len(data))
-        buffer[: len(data)] = data
-        return len(data)
+            self._on_read(count)
+        return count
 
     def close(self) -> None:
         self._raw.close()
@@ -126,6 +132,19 @@ class OpenedInput:
     def blocks(self, size: int | None = None) -> Iterator[bytes]:
         while block := self.read(size):
             yield block
+
+    def read_after(self, head: bytes, size: int | None = None) -> bytearray:
+        """``head`` followed by up to ``size`` more bytes, read in place (nothing more at the end)."""
+        size = size or READ_BLOCK
+        buffer = bytearray(len(head) + size)
+        buffer[: len(head)] = head
+        try:
+            count = self._stream.readinto(memoryview(buffer)[len(head):]) or 0
+        except (OSError, EOFError, zlib.error) as exc:
+            kind = "gzip file" if self.compressed else "file"
+            raise InputError(f"{self.source.location}: unreadable {kind}: {exc}") from None
+        del buffer[len(head) + count :]
+        return buffer
 
     def text(self) -> io.TextIOWrapper:
         """The decompressed bytes as text; undecodable bytes survive as surrogates for the parser to reject."""

@@ -34,31 +34,41 @@ _COMMA, _CR, _ZERO = ord(","), ord("\r"), ord("0")
 _MAIN_AT = KEY_CHARS + 1  # "chunk,main"
 _DISK_AT = 2 * KEY_CHARS + 2  # "chunk,main,disk"
 _MAX_FLAG_DIGITS = 9
-# Disk bytes the fast path leaves to the exact one: ASCII whitespace, and any non-ASCII
-# byte (Unicode spaces such as U+00A0 are stripped by the exact path, not seen here).
-_NOT_PLAIN_DISK = np.zeros(256, dtype=bool)
-_NOT_PLAIN_DISK[list(b" \t\r\n\x0b\x0c")] = True
-_NOT_PLAIN_DISK[0x80:] = True
+# Disk bytes the fast path takes: printable ASCII but the space. The exact path takes the
+# rest (it strips whitespace, Unicode spaces such as U+00A0 included; NUL is its own case).
+_PLAIN_DISK = np.zeros(256, dtype=bool)
+_PLAIN_DISK[0x21:0x7F] = True
+_MAX_DISK_CHARS = 64
 SKIPPED_VERDICTS = ("blank", "noise", "header")
 ROW_GROUP_ROWS = 128 * 1024
 _RANDOM_COLUMNS = ("chunk_key_hi", "main_chunk_hi")
 
 
 class _Rows:
-    """Valid rows of a block, column by column, as the Parquet part wants them."""
+    """Valid rows of a block, column by column, as the Parquet part wants them.
 
-    def __init__(self, chunk: PackedKeys, main: PackedKeys, disk: pa.Array, flag: np.ndarray) -> None:
-        self.chunk, self.main, self.disk, self.flag = chunk, main, disk, flag
+    Disks are dictionary codes into ``disk_names`` (a node lists a handful of disks).
+    """
+
+    def __init__(self, chunk: PackedKeys, main: PackedKeys, disk_codes: np.ndarray, disk_names: pa.Array, flag: np.ndarray) -> None:
+        self.chunk, self.main, self.flag = chunk, main, flag
+        self.disk_codes, self.disk_names = disk_codes, disk_names
 
     @classmethod
     def empty(cls) -> "_Rows":
-        return cls(pack_keys([]), pack_keys([]), pa.array([], pa.large_string()), np.empty(0, dtype=np.int64))
+        return cls(pack_keys([]), pack_keys([]), np.empty(0, dtype=np.int32), pa.array([], pa.string()), np.empty(0, dtype=np.int32))
+
+    @classmethod
+    def from_disk_strings(cls, chunk: PackedKeys, main: PackedKeys, disk: pa.Array, flag: np.ndarray) -> "_Rows":
+        encoded = disk.dictionary_encode()
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        return cls(chunk, main, codes, encoded.dictionary.cast(pa.string()), flag)
 
     def __len__(self) -> int:
         return len(self.flag)
 
     def take(self, order: np.ndarray) -> "_Rows":
-        return _Rows(self.chunk.take(order), self.main.take(order), self.disk.take(pa.array(order)), self.flag[order])
+        return _Rows(self.chunk.take(order), self.main.take(order), self.disk_codes[order], self.disk_names, self.flag[order])
 
     def table(self, location: str) -> pa.Table:
         n = len(self)
@@ -66,8 +76,8 @@ class _Rows:
             [
                 pa.array(self.chunk.hi), pa.array(self.chunk.mid), pa.array(self.chunk.lo),
                 pa.array(self.main.hi), pa.array(self.main.mid), pa.array(self.main.lo),
-                self.disk.dictionary_encode().cast(LISTKEYS_SCHEMA.field("disk").type),
-                pa.array(self.flag, pa.int32()),
+                pa.DictionaryArray.from_arrays(pa.array(self.disk_codes), self.disk_names),
+                pa.array(self.flag),
                 pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([location])),
             ],
             schema=LISTKEYS_SCHEMA,
@@ -86,7 +96,7 @@ def _flags(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple
     """Parse the 1-9 digit flags at ``starts``: (values, ok)."""
     ok = (lengths >= 1) & (lengths <= _MAX_FLAG_DIGITS)
     longest = int(lengths[ok].max()) if ok.any() else 0
-    values = np.zeros(len(starts), dtype=np.int64)
+    values = np.zeros(len(starts), dtype=np.int32)  # nine digits fit
     for position in range(longest):
         inside = position < lengths
         digit = buffer[np.minimum(starts + position, len(buffer) - 1)] - np.uint8(_ZERO)  # non-digits wrap above 9
@@ -125,16 +135,44 @@ def _canonical(block: LineBlock) -> tuple[np.ndarray, _Rows]:
     keys = np.lib.stride_tricks.sliding_window_view(buffer, KEY_CHARS)
     chunk, main = PackedKeys.from_bytes(*decode_hex(keys[at])), PackedKeys.from_bytes(*decode_hex(keys[at + _MAIN_AT]))
     keep = np.flatnonzero(chunk.valid & main.valid & has_flag & flag_ok)
-    disk_bytes, disk_offsets = _gather(buffer, disk_at[keep], (disk_end - disk_at)[keep])
-    # A disk name with a space is not canonical: the field-by-field path strips it.
-    odd = np.zeros(len(disk_bytes) + 1, dtype=np.int32)
-    np.cumsum(_NOT_PLAIN_DISK[disk_bytes], out=odd[1:])
-    plain = odd[disk_offsets[1:]] == odd[disk_offsets[:-1]]
-    if not plain.all():
-        keep = keep[plain]
+    disk = _disks(buffer, disk_at[keep], (disk_end - disk_at)[keep])
+    if disk is None:  # a disk name longer than _MAX_DISK_CHARS: copied out as strings
         disk_bytes, disk_offsets = _gather(buffer, disk_at[keep], (disk_end - disk_at)[keep])
-    disk = pa.LargeStringArray.from_buffers(len(keep), pa.py_buffer(disk_offsets), pa.py_buffer(disk_bytes))
-    return index[keep], _Rows(chunk.take(keep), main.take(keep), disk, flag[keep])
+        strings = pa.LargeStringArray.from_buffers(len(keep), pa.py_buffer(disk_offsets), pa.py_buffer(disk_bytes))
+        odd = np.zeros(len(disk_bytes) + 1, dtype=np.int64)
+        np.cumsum(~_PLAIN_DISK[disk_bytes], out=odd[1:])
+        plain = odd[disk_offsets[1:]] == odd[disk_offsets[:-1]]
+        rows = _Rows.from_disk_strings(chunk.take(keep[plain]), main.take(keep[plain]), strings.filter(plain), flag[keep[plain]])
+        return index[keep[plain]], rows
+    codes, names, plain = disk
+    keep = keep[plain]
+    return index[keep], _Rows(chunk.take(keep), main.take(keep), codes[plain], names, flag[keep])
+
+
+def _disks(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray] | None:
+    """The disk names at ``starts``: (dictionary codes, names, which are plain), or None if one is too long.
+
+    Each name is read as a zero-padded fixed-width value, one character column at a time,
+    and dictionary-encoded by Arrow's hash kernel: no per-row copy of the strings.
+    A name holding a byte outside printable ASCII is not plain: the exact path takes its line.
+    """
+    width = int(lengths.max()) if len(lengths) else 1
+    if width > _MAX_DISK_CHARS:
+        return None
+    matrix = np.zeros((len(starts), width), dtype=np.uint8)
+    plain = np.ones(len(starts), dtype=bool)
+    last = len(buffer) - 1
+    for position in range(width):
+        inside = position < lengths
+        char = buffer[np.minimum(starts + position, last)]
+        plain &= ~inside | _PLAIN_DISK[char]
+        matrix[:, position] = np.where(inside, char, 0)
+    if not plain.all():
+        matrix[~plain] = 0  # their lines are left out: keep their bytes out of the names too
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(starts), [None, pa.py_buffer(matrix)])
+    encoded = fixed.dictionary_encode()
+    names = pa.array([name.rstrip(b"\0").decode("ascii") for name in encoded.dictionary.to_pylist()], pa.string())
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), names, plain
 
 
 def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
@@ -186,7 +224,7 @@ def _others(block: LineBlock, canonical: np.ndarray) -> pl.DataFrame:
 def _valid_rows(frame: pl.DataFrame) -> _Rows:
     import polars as pl
     good = frame.filter(pl.col("verdict") == "ok")
-    return _Rows(
+    return _Rows.from_disk_strings(
         pack_keys(good["chunk_key"].to_list()),
         pack_keys(good["main_chunk"].to_list()),
         good["disk"].to_arrow(),
@@ -247,7 +285,7 @@ def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     with ctx.store.writing_part("listkeys", ctx.source_id) as tmp:
         writer = _PartitionedWriter(tmp, location)
         try:
-            for block in line_blocks(opened.blocks()):
+            for block in line_blocks(opened.read_after):
                 for line, raw in block.invalid_utf8:
                     rejects.add(line, "line is not valid UTF-8", raw)
                 canonical, rows = _canonical(block)
