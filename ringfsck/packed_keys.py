@@ -28,6 +28,8 @@ for _value, _char in enumerate(b"0123456789ABCDEF"):
     _NIBBLE[bytes([_char]).lower()[0]] = _value
 
 
+_KEY_RECORD = np.dtype([("hi", ">u8"), ("mid", ">u8"), ("lo", ">u4")])
+
 # Listkeys row groups are partitioned by the first hex digit of the main chunk, the top
 # bits of ``main_chunk_hi``: the analysis aggregates one partition at a time, in memory.
 PARTITION_BITS = 4
@@ -59,11 +61,9 @@ class PackedKeys:
     @classmethod
     def from_bytes(cls, data: np.ndarray, valid: np.ndarray) -> "PackedKeys":
         """From an (n, 20) uint8 matrix of key bytes."""
-
-        def integer(start: int, width: int, native: type) -> np.ndarray:
-            return np.ascontiguousarray(data[:, start : start + width]).view(f">u{width}").ravel().astype(native)
-
-        return cls(integer(0, 8, np.uint64), integer(8, 8, np.uint64), integer(16, 4, np.uint32), valid)
+        # Each row read as a big-endian (hi, mid, lo) record: one byte-swapping copy per column.
+        records = np.ascontiguousarray(data).view(_KEY_RECORD).ravel()
+        return cls(records["hi"].astype(np.uint64), records["mid"].astype(np.uint64), records["lo"].astype(np.uint32), valid)
 
     def take(self, rows: np.ndarray) -> "PackedKeys":
         return PackedKeys(self.hi[rows], self.mid[rows], self.lo[rows], self.valid[rows])
