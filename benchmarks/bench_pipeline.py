@@ -5,7 +5,7 @@ listkeys rows and one S3 key per object (about 10 % as many), then runs and
 measures, each as its own process (wall time, peak RSS of the whole process tree):
 
 * ``ringfsck ingest listkeys``, ``ringfsck ingest s3keys``, ``ringfsck analyze``
-  (checked against the planted truth);
+  (checked against the planted truth), then the same job as one ``ringfsck check``;
 * the floor: one DuckDB query reading the same CSVs, grouping, translating, anti-joining;
 * with --spark (``pip install .[bench]``, Java 17): the reference's three Spark jobs
   (p0, p1, p2, each its own application, as operators run them) and the strongest
@@ -70,6 +70,10 @@ def _spark(*args: str) -> Measured:
     return spark
 
 
+def _spark_ratios(seconds: float, peak: int, flows: dict[str, tuple[float, int]]) -> str:
+    return "; ".join(f"{name}: time {seconds / flow_seconds:.1f}x, memory {peak / flow_peak:.1f}x" for name, (flow_seconds, flow_peak) in flows.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000, help="about this many listkeys rows (default 10 M)")
@@ -108,13 +112,22 @@ def main() -> None:
     print(f"ringfsck analyze          {analyze.seconds:7.1f} s  {'':>12}        peak {human_bytes(analyze.peak_rss_bytes)}"
           f"  (memory_limit {args.memory_limit or 'default'}; steps {summary['step_seconds']})")
     print(f"ringfsck total            {total:7.1f} s  peak {human_bytes(peak)}  store {human_bytes(_size(store / 'tables'))} vs {human_bytes(csv_bytes)} CSV")
+    one_store = args.data / f"store-check-{args.rows}"
+    shutil.rmtree(one_store, ignore_errors=True)
+    one = _ringfsck("check", "--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd"),
+                    "--assume-no-splits", "--json", "--store", str(one_store), env=env)
+    assert json.loads(one.stdout)["analysis"]["counts"]["orphans"] == len(truth["orphans"]), "ringfsck check did not find exactly the planted orphans"
+    shutil.rmtree(one_store, ignore_errors=True)
+    print(f"ringfsck check (one command) {one.seconds:4.1f} s  peak {human_bytes(one.peak_rss_bytes)}  (both ingests and the analysis in one process)")
+    flows = {"3 commands": (total, peak), "check": (one.seconds, one.peak_rss_bytes)}
 
     if not args.no_floor:
         query = FLOOR_QUERY.format(listkeys=world_dir / "listkeys", s3keys=world_dir / "s3-bucketd")
         floor = run_measured([sys.executable, "-c", f"import duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); print(con.execute({query!r}).fetchone()[0])"])
         if floor.returncode != 0 or int(floor.stdout.strip()) != len(truth["orphans"]):
             raise SystemExit(f"floor query failed or disagrees:\n{floor.stdout}{floor.stderr[-2000:]}")
-        print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor {total / floor.seconds:.2f}x")
+        ratios = ", ".join(f"{name} {seconds / floor.seconds:.2f}x" for name, (seconds, _) in flows.items())
+        print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor: {ratios}")
 
     if args.spark:
         work = args.data / f"spark-{args.rows}"
@@ -124,11 +137,11 @@ def main() -> None:
         reference_peak = max(job.peak_rss_bytes for job in jobs)
         orphans = json.loads(jobs[-1].stdout.strip().splitlines()[-1])["orphans"]
         print(f"Spark, reference jobs     {reference_seconds:7.1f} s  peak {human_bytes(reference_peak)}  "
-              f"(p0 {jobs[0].seconds:.1f} s, p1 {jobs[1].seconds:.1f} s, p2 {jobs[2].seconds:.1f} s; {orphans:,} orphans)"
-              f"  -> Spark/ringfsck time {reference_seconds / total:.1f}x, memory {reference_peak / peak:.1f}x")
+              f"(p0 {jobs[0].seconds:.1f} s, p1 {jobs[1].seconds:.1f} s, p2 {jobs[2].seconds:.1f} s; {orphans:,} orphans)")
+        print(f"  -> Spark/ringfsck: {_spark_ratios(reference_seconds, reference_peak, flows)}")
         best = _spark("--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd"), "--mode", "builtin")
-        print(f"Spark, one builtin job    {best.seconds:7.1f} s  peak {human_bytes(best.peak_rss_bytes)}"
-              f"  -> Spark/ringfsck time {best.seconds / total:.1f}x, memory {best.peak_rss_bytes / peak:.1f}x")
+        print(f"Spark, one builtin job    {best.seconds:7.1f} s  peak {human_bytes(best.peak_rss_bytes)}")
+        print(f"  -> Spark/ringfsck: {_spark_ratios(best.seconds, best.peak_rss_bytes, flows)}")
         shutil.rmtree(work, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(store, ignore_errors=True)

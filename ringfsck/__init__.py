@@ -2,13 +2,16 @@
 
 The public Python API is small; the CLI is a thin layer over it::
 
-    from ringfsck import Store, load_settings, ingest_listkeys, ingest_s3keys, analyze, AnalysisOptions
+    from ringfsck import Store, load_settings, ingest_listkeys, ingest_s3keys, analyze, check, AnalysisOptions
 
     store = Store.open(load_settings(overrides={"store": "/data/fsck"}))
     ingest_listkeys(store, ["/data/DATA/listkeys.csv/"])
     ingest_s3keys(store, ["/data/DATA/s3-bucketd/"])
     result = analyze(store, AnalysisOptions(assume_no_splits=True))
     print(result.summary["counts"]["orphans"])
+
+    # or both ingests (sharing the cores) and the analysis in one call:
+    result = check(store, ["/data/DATA/listkeys.csv/"], ["/data/DATA/s3-bucketd/"], AnalysisOptions(assume_no_splits=True))
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ _API = {
     "AnalysisOptions": "ringfsck.analysis",
     "AnalysisResult": "ringfsck.analysis",
     "analyze": "ringfsck.analysis",
+    "CheckResult": "ringfsck.check",
+    "check": "ringfsck.check",
     "Settings": "ringfsck.config",
     "load_settings": "ringfsck.config",
     "RingfsckError": "ringfsck.errors",
     "IngestReport": "ringfsck.ingest",
+    "ingest_inputs": "ringfsck.ingest",
     "ingest_listkeys": "ringfsck.ingest",
     "ingest_s3keys": "ringfsck.ingest",
     "Store": "ringfsck.store",
@@ -49,12 +55,15 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562
 __all__ = [
     "AnalysisOptions",
     "AnalysisResult",
+    "CheckResult",
     "IngestReport",
     "RingfsckError",
     "Settings",
     "Store",
     "__version__",
     "analyze",
+    "check",
+    "ingest_inputs",
     "ingest_listkeys",
     "ingest_s3keys",
     "load_settings",

@@ -14,7 +14,11 @@ def main() -> None:
     """Check a Scality RING against its S3 metadata: find orphans and gaps, size and delete orphans safely.
 
     \b
-    A typical run (listing first, then the S3 export):
+    The offline job in one command (listing first, then the S3 export):
+      ringfsck check --listkeys /data/DATA/listkeys.csv/ --s3keys /data/DATA/s3-bucketd/ --arc 8+4
+
+    \b
+    A typical run, step by step:
       ringfsck ingest listkeys /data/DATA/listkeys.csv/
       ringfsck ingest bucketd --url http://127.0.0.1:9000 --raft-session 1
       ringfsck resolve --srebuildd http://10.0.0.5:81
@@ -35,6 +39,7 @@ _COMMAND_MODULES = {
     "ingest": "ingest",
     "resolve": "remote",
     "analyze": "analyze",
+    "check": "check",
     "size": "remote",
     "report": "delete",
     "manifest": "delete",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import click
 
@@ -33,16 +34,39 @@ def _format_summary(summary: dict) -> list[str]:
     return lines
 
 
+def analysis_options(func):  # noqa: ANN001, ANN201
+    """The options of an analysis (shared by analyze and check); the command gets ``options``."""
+
+    @click.option("--arc", default=None, metavar="K+M", help="ARC schema of the S3 data, e.g. 8+4 (config: arc_protection).")
+    @click.option("--cos", default=None, type=int, metavar="N", help="COS level, 0-5 (config: cos_protection).")
+    @click.option("--min-chunks", default=None, type=int, metavar="N", help="ARC main chunks need at least N distinct chunks to be candidates (default 4).")
+    @click.option("--assume-no-splits", is_flag=True, help="State that no object is split, so no 'ringfsck resolve' is needed.")
+    @click.option("--listing-time", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]), default=None,
+                  help="When the RING listing was taken (UTC if no offset); default: the earliest listkeys file time.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+    @settings_options(arc="arc_protection", cos="cos_protection", min_chunks="min_chunks")
+    @functools.wraps(func)
+    def wrapper(*args, arc, cos, min_chunks, assume_no_splits: bool, listing_time: datetime | None, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if listing_time is not None and listing_time.tzinfo is None:
+            listing_time = listing_time.replace(tzinfo=timezone.utc)
+        return func(*args, options=AnalysisOptions(assume_no_splits=assume_no_splits, listing_time=listing_time), **kwargs)
+
+    return wrapper
+
+
+def print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for line in _format_summary(summary):
+        click.echo(line)
+    for warning in summary["warnings"]:
+        click.echo(f"Warning: {warning}", err=True)
+
+
 @click.command("analyze")
-@click.option("--arc", default=None, metavar="K+M", help="ARC schema of the S3 data, e.g. 8+4 (config: arc_protection).")
-@click.option("--cos", default=None, type=int, metavar="N", help="COS level, 0-5 (config: cos_protection).")
-@click.option("--min-chunks", default=None, type=int, metavar="N", help="ARC main chunks need at least N distinct chunks to be candidates (default 4).")
-@click.option("--assume-no-splits", is_flag=True, help="State that no object is split, so no 'ringfsck resolve' is needed.")
-@click.option("--listing-time", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]), default=None,
-              help="When the RING listing was taken (UTC if no offset); default: the earliest listkeys file time.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-@settings_options(arc="arc_protection", cos="cos_protection", min_chunks="min_chunks")
-def analyze_command(arc, cos, min_chunks, assume_no_splits: bool, listing_time: datetime | None, as_json: bool, settings) -> None:
+@analysis_options
+def analyze_command(options: AnalysisOptions, as_json: bool, settings) -> None:
     """Find orphans, gaps, debris and duplicate keys with the SQL steps.
 
     Candidates are RING main chunks of services 50/51 (ARC with at least
@@ -57,18 +81,7 @@ def analyze_command(arc, cos, min_chunks, assume_no_splits: bool, listing_time: 
       ringfsck analyze --config config.yml --assume-no-splits
       ringfsck analyze --json | jq .counts
     """
-    if listing_time is not None and listing_time.tzinfo is None:
-        from datetime import timezone
-
-        listing_time = listing_time.replace(tzinfo=timezone.utc)
-    result = analyze(open_store(settings), AnalysisOptions(assume_no_splits=assume_no_splits, listing_time=listing_time))
-    if as_json:
-        click.echo(json.dumps(result.summary, indent=2))
-        return
-    for line in _format_summary(result.summary):
-        click.echo(line)
-    for warning in result.summary["warnings"]:
-        click.echo(f"Warning: {warning}", err=True)
+    print_summary(analyze(open_store(settings), options).summary, as_json)
 
 
 COMMANDS = [analyze_command]

@@ -20,17 +20,19 @@ def ingest() -> None:
     """
 
 
-def _inputs(paths: tuple[str, ...], settings, kind: str) -> tuple[str, ...]:  # noqa: ANN001
-    """The given paths, else the reference's place for this input under {path}/{ring}/."""
+def inputs_or_reference(paths: tuple[str, ...], settings, kind: str, *, required: bool = True) -> tuple[str, ...]:  # noqa: ANN001
+    """The given paths, else the reference's place for this input under {path}/{ring}/ (else none, if not required)."""
     if paths:
         return paths
     default = settings.reference_input(kind)
     if default is None:
+        if not required:
+            return ()
         raise click.UsageError("give the input PATH (or set path and ring in the config for the reference's layout)")
     return (default,)
 
 
-def _print_report(report: IngestReport, as_json: bool) -> None:
+def print_ingest_report(report: IngestReport, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files]}, indent=2))
         return
@@ -73,7 +75,7 @@ def ingest_listkeys_command(paths: tuple[str, ...], as_json: bool, settings) -> 
       ringfsck ingest listkeys s3://fsck/DATA/listkeys.csv/ --store s3://fsck/DATA
       ringfsck ingest listkeys --config config.yml
     """
-    _print_report(ingest_listkeys(open_store(settings), _inputs(paths, settings, "listkeys")), as_json)
+    print_ingest_report(ingest_listkeys(open_store(settings), inputs_or_reference(paths, settings, "listkeys")), as_json)
 
 
 @ingest.command("s3keys")
@@ -94,7 +96,7 @@ def ingest_s3keys_command(paths: tuple[str, ...], as_json: bool, settings) -> No
       ringfsck ingest s3keys 'exports/*_keys.txt' export.log.gz
       ringfsck ingest s3keys s3://fsck/DATA/s3-bucketd/ --store s3://fsck/DATA
     """
-    _print_report(ingest_s3keys(open_store(settings), _inputs(paths, settings, "s3keys")), as_json)
+    print_ingest_report(ingest_s3keys(open_store(settings), inputs_or_reference(paths, settings, "s3keys")), as_json)
 
 
 @ingest.command("bucketd")

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from ringfsck.errors import InputError
-from ringfsck.ingest._registry import FileOutcome, IngestReport, ingest_files
+from ringfsck.ingest._registry import FileOutcome, IngestJob, IngestReport, ingest_jobs
 from ringfsck.ingest.inputs import expand_paths
 from ringfsck.ingest.listkeys import parse_listkeys
 from ringfsck.ingest.s3keys import parse_s3keys
 from ringfsck.store import Store
 
-__all__ = ["IngestReport", "FileOutcome", "ingest_listkeys", "ingest_s3keys"]
+__all__ = ["IngestReport", "FileOutcome", "ingest_inputs", "ingest_listkeys", "ingest_s3keys"]
 
 
 def ingest_listkeys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestReport:
     """Ingest RING listkeys dumps (files, directories, globs, .gz) into ``listkeys``."""
-    return ingest_files(store, "listkeys", expand_paths(paths, store.settings), parse_listkeys, ("listkeys",))
+    (report,) = ingest_jobs(store, [_listkeys_job(store, paths)])
+    return report
 
 
 def ingest_s3keys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestReport:
@@ -22,7 +23,33 @@ def ingest_s3keys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestRep
 
     An empty per-bucket file is normal (an empty bucket); no keys at all is an error.
     """
-    report = ingest_files(store, "s3keys", expand_paths(paths, store.settings), parse_s3keys, ("s3keys",), allow_empty=True)
+    (report,) = ingest_jobs(store, [_s3keys_job(store, paths)])
+    _check_s3keys(report, paths)
+    return report
+
+
+def ingest_inputs(store: Store, listkeys: list[str] | tuple[str, ...], s3keys: list[str] | tuple[str, ...]) -> tuple[IngestReport, IngestReport]:
+    """Ingest a RING listing and an S3 export together, their files sharing the cores: (listkeys, s3keys) reports.
+
+    Either may be empty (nothing of that kind is ingested: the store keeps what it holds).
+    """
+    jobs = ([_listkeys_job(store, listkeys)] if listkeys else []) + ([_s3keys_job(store, s3keys)] if s3keys else [])
+    reports = iter(ingest_jobs(store, jobs))
+    listkeys_report = next(reports) if listkeys else IngestReport("listkeys")
+    s3keys_report = next(reports) if s3keys else IngestReport("s3keys")
+    if s3keys:
+        _check_s3keys(s3keys_report, s3keys)
+    return listkeys_report, s3keys_report
+
+
+def _listkeys_job(store: Store, paths: list[str] | tuple[str, ...]) -> IngestJob:
+    return IngestJob("listkeys", expand_paths(paths, store.settings), parse_listkeys, ("listkeys",))
+
+
+def _s3keys_job(store: Store, paths: list[str] | tuple[str, ...]) -> IngestJob:
+    return IngestJob("s3keys", expand_paths(paths, store.settings), parse_s3keys, ("s3keys",), allow_empty=True)
+
+
+def _check_s3keys(report: IngestReport, paths: list[str] | tuple[str, ...]) -> None:
     if report.rows == 0 and report.rejected == 0 and report.count("duplicate") == 0:
         raise InputError(f"{', '.join(paths)}: empty input (no S3 keys in {len(report.files)} file(s))")
-    return report

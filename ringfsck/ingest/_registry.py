@@ -140,36 +140,45 @@ def source_id(kind: str, location: str) -> str:
     return hashlib.sha256(f"{kind}\0{location}".encode()).hexdigest()[:16]
 
 
-def ingest_files(
-    store: Store,
-    kind: str,
-    files: list[Input],
-    parse: Parser,
-    tables: tuple[str, ...],
-    *,
-    allow_empty: bool = False,
-    workers: int | None = None,
-) -> IngestReport:
-    """Ingest each file with ``parse``, several at a time; each file is published atomically.
+@dataclass(frozen=True)
+class IngestJob:
+    """Files of one kind, and how to parse them."""
+
+    kind: str
+    files: list[Input]
+    parse: Parser
+    tables: tuple[str, ...]
+    allow_empty: bool = False
+
+
+def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = None) -> list[IngestReport]:
+    """Ingest the files of every job on one pool of threads: one report per job.
 
     What to do with each file (unchanged, duplicate, parse) is decided first, in
     order, so that two copies of the same content in one call are caught too;
     the parsing then runs on ``workers`` threads (default: one per core; numpy,
-    pyarrow, polars and hashlib release the GIL), and sources are recorded here.
+    pyarrow, polars and hashlib release the GIL), biggest files first so the
+    cores finish together, and sources are recorded here.
     """
-    report = IngestReport(kind)
     known = {s.id: s for s in store.sources()}
-    outcomes: list[FileOutcome | None] = [_settled(kind, file, known) for file in files]
-    _mark_duplicates_within(kind, files, outcomes, known)
-    pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    outcomes: list[list[FileOutcome | None]] = []
+    for job in jobs:
+        settled = [_settled(job.kind, file, known) for file in job.files]
+        _mark_duplicates_within(job.kind, job.files, settled, known)
+        outcomes.append(settled)
+    pending = sorted(
+        ((j, i) for j, settled in enumerate(outcomes) for i, outcome in enumerate(settled) if outcome is None),
+        key=lambda ji: -jobs[ji[0]].files[ji[1]].size,
+    )
     workers = max(1, min(len(pending), workers or os.cpu_count() or 1))
-    progress = bar(total=sum(f.size for f in files), desc=f"ingest {kind}", unit="B", unit_scale=True)
-    progress.update(sum(f.size for f, outcome in zip(files, outcomes) if outcome is not None))
+    kinds = " + ".join(job.kind for job in jobs)
+    progress = bar(total=sum(f.size for job in jobs for f in job.files), desc=f"ingest {kinds}", unit="B", unit_scale=True)
+    progress.update(sum(f.size for job, settled in zip(jobs, outcomes) for f, outcome in zip(job.files, settled) if outcome is not None))
     counted = dict.fromkeys(pending, 0)  # stored bytes read so far, per file (the bar moves as they are read)
 
-    def reading(index: int) -> Callable[[int], None]:
+    def reading(key: tuple[int, int]) -> Callable[[int], None]:
         def on_read(size: int) -> None:
-            counted[index] += size
+            counted[key] += size
             progress.update(size)
 
         return on_read
@@ -177,10 +186,13 @@ def ingest_files(
     failure: BaseException | None = None
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            futures = {pool.submit(_parse_one, store, kind, files[i], parse, tables, known.get(source_id(kind, files[i].location)), allow_empty, reading(i)): i
-                       for i in pending}
+            futures = {}
+            for key in pending:
+                job, file = jobs[key[0]], jobs[key[0]].files[key[1]]
+                prior = known.get(source_id(job.kind, file.location))
+                futures[pool.submit(_parse_one, store, job.kind, file, job.parse, job.tables, prior, job.allow_empty, reading(key))] = key
             for future in as_completed(futures):
-                index = futures[future]
+                j, i = futures[future]
                 try:
                     source, outcome = future.result()
                 except BaseException as exc:  # the others finish and are recorded; the first error is raised
@@ -190,14 +202,13 @@ def ingest_files(
                             other.cancel()
                     continue
                 store.save_source(source)
-                outcomes[index] = outcome
-                progress.update(max(files[index].size - counted[index], 0))  # what was known, not read (an S3 ETag)
+                outcomes[j][i] = outcome
+                progress.update(max(jobs[j].files[i].size - counted[(j, i)], 0))  # what was known, not read (an S3 ETag)
     finally:
         progress.close()
     if failure is not None:
         raise failure
-    report.files = [outcome for outcome in outcomes if outcome is not None]
-    return report
+    return [IngestReport(job.kind, [outcome for outcome in settled if outcome is not None]) for job, settled in zip(jobs, outcomes)]
 
 
 def _settled(kind: str, file: Input, known: dict[str, Source]) -> FileOutcome | None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ringfsck.ingest.s3_inputs import S3InputFile
 
 GZIP_MAGIC = b"\x1f\x8b"
-READ_BLOCK = 8 * 1024 * 1024
+READ_BLOCK = 4 * 1024 * 1024  # measured: 4 MB blocks parse faster than 2 or 8 (their arrays stay in cache)
 # Files in Spark output directories and dumps that carry no rows.
 _IGNORED_NAMES = {"_SUCCESS", "_committed", "_started"}
 _IGNORED_SUFFIXES = (".crc", ".tmp")

@@ -216,6 +216,29 @@ def _others(block: LineBlock, canonical: np.ndarray) -> pl.DataFrame:
     return _classify_field_by_field(frame)
 
 
+def _only_skipped(block: LineBlock, canonical: np.ndarray, most: int = 64) -> dict[str, int] | None:
+    """Counts of the blank, noise and header lines, if the block's other lines are all of these.
+
+    None when one is anything else (or there are many): the field-by-field path judges them.
+    Only ASCII lines are judged here, with ASCII whitespace, as the exact path would.
+    """
+    if len(block) - len(canonical) > most:
+        return None
+    rest = np.ones(len(block), dtype=bool)
+    rest[canonical] = False
+    counts: dict[str, int] = {}
+    for index in np.flatnonzero(rest):
+        raw = block.buffer[block.offsets[index] : block.offsets[index + 1]].tobytes()
+        if not raw.isascii() or raw == INVALID_LINE.encode() + b"\n":
+            return None
+        stripped = raw.strip(b" \t\n\r\x0b\x0c")
+        verdict = "blank" if not stripped else "noise" if stripped.startswith(b"Use") else "header" if stripped.startswith(b"_1,_2") else None
+        if verdict is None:
+            return None
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return counts
+
+
 def _valid_rows(frame: pl.DataFrame) -> _Rows:
     import polars as pl
     good = frame.filter(pl.col("verdict") == "ok")
@@ -289,6 +312,11 @@ def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
                     writer.write(rows)
                     result.rows += len(rows)
                 if len(canonical) == len(block):
+                    continue
+                skipped = _only_skipped(block, canonical)
+                if skipped is not None:  # ringsh's "Use ..." lines: no need for the field-by-field path
+                    for verdict, count in skipped.items():
+                        result.skipped[verdict] = result.skipped.get(verdict, 0) + count
                     continue
                 others = _others(block, canonical)
                 for verdict, count in others.group_by("verdict").len().iter_rows():
