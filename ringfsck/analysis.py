@@ -7,7 +7,7 @@ candidates is a view over ring_main_chunks (``store.RUN_VIEWS``); s3_references
 stays a DuckDB temp table, which spills to the temp directory beyond
 ``memory_limit``. A step that filters on ``getvariable('partition_low')`` runs
 once per range of key-prefix partitions of the listkeys row groups
-(``packed_keys.pass_bounds``): as many passes as it takes to keep each one under
+(``ringfsck.partitions``): as many passes as it takes to keep each one under
 ``ROWS_PER_PASS`` listkeys rows, so its aggregation stays in memory.
 ``00_macros.sql`` holds the key rules.
 """
@@ -27,7 +27,7 @@ import duckdb
 from ringfsck import __version__
 from ringfsck.config import Settings
 from ringfsck.keys import arc_app_specific
-from ringfsck.packed_keys import PARTITIONS, pass_bounds
+from ringfsck.partitions import PARTITIONS, pass_bounds
 from ringfsck.progress import bar
 from ringfsck.store import RUN_VIEWS, Store, iso, sql_literal, sql_steps, step_sql, utc_now, write_json_atomic
 

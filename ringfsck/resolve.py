@@ -10,9 +10,9 @@ from __future__ import annotations
 from ringfsck.remote.batches import JobReport, require_srebuildd, run_job
 from ringfsck.remote.http import HttpPolicy, RateLimiter
 from ringfsck.remote.srebuildd import SplitAnswer, lookup_split
-from ringfsck.store import TABLES, Store, utc_now
+from ringfsck.store import Store, arrow_schema, utc_now
 
-SPLITS_SCHEMA = TABLES["splits"]
+SPLITS_SCHEMA = arrow_schema("splits")
 
 
 def todo_query(store: Store) -> str:

@@ -11,9 +11,9 @@ from ringfsck.errors import InputError
 from ringfsck.remote.batches import JobReport, require_srebuildd, run_job
 from ringfsck.remote.http import HttpPolicy, RateLimiter
 from ringfsck.remote.srebuildd import main_chunk_size
-from ringfsck.store import TABLES, Store, utc_now
+from ringfsck.store import Store, arrow_schema, utc_now
 
-SIZES_SCHEMA = TABLES["sizes"]
+SIZES_SCHEMA = arrow_schema("sizes")
 TODO = (
     "SELECT o.ring_key FROM orphans AS o LEFT JOIN sizes AS s USING (ring_key) "
     "WHERE s.status IS NULL OR s.status NOT IN ('ok', 'not_found') ORDER BY o.ring_key"

@@ -25,6 +25,7 @@ a local mirror and every file the store publishes is uploaded at once
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -36,14 +37,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
 from ringfsck.errors import InputError
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
     from ringfsck.store_mirror import S3Mirror
 
@@ -51,47 +51,50 @@ if TYPE_CHECKING:
 STORE_FORMAT = 2
 MACROS_FILE = "00_macros.sql"
 
-# Column contracts of the ingested tables: the Parquet schemas every writer uses,
-# and (derived from them) the types of the views over tables not written yet.
-_UTC = pa.timestamp("us", tz="UTC")
-TABLES: dict[str, pa.Schema] = {
+# Column contracts of the ingested tables (DuckDB types): the types of the views, and
+# (arrow_schema) the Parquet schemas every writer uses. Plain data, so that commands that
+# only query (analyze, sql) need not import Arrow.
+TABLE_SCHEMAS: dict[str, dict[str, str]] = {
     # RING keys packed as (hi, mid, lo) integers: see ringfsck.packed_keys; the listkeys view shows hex.
-    "listkeys": pa.schema([
-        ("chunk_key_hi", pa.uint64()), ("chunk_key_mid", pa.uint64()), ("chunk_key_lo", pa.uint32()),
-        ("main_chunk_hi", pa.uint64()), ("main_chunk_mid", pa.uint64()), ("main_chunk_lo", pa.uint32()),
-        ("disk", pa.dictionary(pa.int32(), pa.string())), ("flag", pa.int32()), ("source", pa.dictionary(pa.int32(), pa.string())),
-    ]),
-    "s3keys": pa.schema([
-        ("bucket", pa.string()), ("object_key", pa.string()), ("version_id", pa.string()), ("sproxyd_key", pa.string()),
-        ("size", pa.int64()), ("last_modified", _UTC), ("mpu_part", pa.bool_()), ("source", pa.string()), ("line", pa.int64()),
-    ]),
-    "s3_other_locations": pa.schema([
-        ("bucket", pa.string()), ("object_key", pa.string()), ("version_id", pa.string()), ("data_store_name", pa.string()),
-        ("data_store_type", pa.string()), ("location_key", pa.string()), ("size", pa.int64()), ("source", pa.string()),
-    ]),
-    "rejects": pa.schema([("source", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]),
-    "splits": pa.schema([
-        ("input_key", pa.string()), ("status", pa.string()), ("is_split", pa.bool_()), ("subkeys", pa.list_(pa.string())),
-        ("error", pa.string()), ("resolved_at", _UTC),
-    ]),
-    "sizes": pa.schema([("ring_key", pa.string()), ("size", pa.int64()), ("status", pa.string()), ("error", pa.string()), ("sized_at", _UTC)]),
+    "listkeys": {
+        "chunk_key_hi": "UBIGINT", "chunk_key_mid": "UBIGINT", "chunk_key_lo": "UINTEGER",
+        "main_chunk_hi": "UBIGINT", "main_chunk_mid": "UBIGINT", "main_chunk_lo": "UINTEGER",
+        "disk": "VARCHAR", "flag": "INTEGER", "source": "VARCHAR",
+    },
+    "s3keys": {
+        "bucket": "VARCHAR", "object_key": "VARCHAR", "version_id": "VARCHAR", "sproxyd_key": "VARCHAR",
+        "size": "BIGINT", "last_modified": "TIMESTAMPTZ", "mpu_part": "BOOLEAN", "source": "VARCHAR", "line": "BIGINT",
+    },
+    "s3_other_locations": {
+        "bucket": "VARCHAR", "object_key": "VARCHAR", "version_id": "VARCHAR", "data_store_name": "VARCHAR",
+        "data_store_type": "VARCHAR", "location_key": "VARCHAR", "size": "BIGINT", "source": "VARCHAR",
+    },
+    "rejects": {"source": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR", "raw": "VARCHAR"},
+    "splits": {
+        "input_key": "VARCHAR", "status": "VARCHAR", "is_split": "BOOLEAN", "subkeys": "VARCHAR[]",
+        "error": "VARCHAR", "resolved_at": "TIMESTAMPTZ",
+    },
+    "sizes": {"ring_key": "VARCHAR", "size": "BIGINT", "status": "VARCHAR", "error": "VARCHAR", "sized_at": "TIMESTAMPTZ"},
 }
+# Columns stored dictionary-encoded (a handful of distinct values in millions of rows).
+_DICTIONARY_COLUMNS = {"listkeys": ("disk", "source")}
 
 
-def _duckdb_type(arrow: pa.DataType) -> str:
-    if pa.types.is_list(arrow):
-        return _duckdb_type(arrow.value_type) + "[]"
-    if pa.types.is_dictionary(arrow):
-        return _duckdb_type(arrow.value_type)
-    if pa.types.is_timestamp(arrow):
-        return "TIMESTAMPTZ" if arrow.tz else "TIMESTAMP"
-    return {
-        pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.uint64(): "UBIGINT", pa.uint32(): "UINTEGER",
-        pa.bool_(): "BOOLEAN",
-    }[arrow]
+@functools.cache
+def arrow_schema(table: str) -> pa.Schema:
+    """The Parquet schema of an ingested table."""
+    import pyarrow as pa
 
+    types = {
+        "VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UBIGINT": pa.uint64(), "UINTEGER": pa.uint32(),
+        "BOOLEAN": pa.bool_(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string()),
+    }
+    dictionary = _DICTIONARY_COLUMNS.get(table, ())
+    return pa.schema([
+        (name, pa.dictionary(pa.int32(), types[kind]) if name in dictionary else types[kind])
+        for name, kind in TABLE_SCHEMAS[table].items()
+    ])
 
-TABLE_SCHEMAS: dict[str, dict[str, str]] = {name: {f.name: _duckdb_type(f.type) for f in schema} for name, schema in TABLES.items()}
 
 # Outputs of an analysis run, with their column contracts.
 RUN_OUTPUTS: dict[str, dict[str, str]] = {

@@ -182,7 +182,7 @@ def test_chunk_counts_are_exact_when_chunks_share_a_slot(tmp_path, monkeypatch, 
 
 def test_partitioned_steps_make_enough_passes_to_stay_under_rows_per_pass():
     from ringfsck.analysis import ROWS_PER_PASS, partition_passes
-    from ringfsck.packed_keys import PARTITIONS, pass_bounds
+    from ringfsck.partitions import PARTITIONS, pass_bounds
 
     assert [partition_passes(rows) for rows in (0, ROWS_PER_PASS, ROWS_PER_PASS + 1, 100_000_000, 250_000_000, 10**12)] == [1, 1, 2, 4, 8, PARTITIONS]
     for passes in (1, 2, 4, 8, 16):

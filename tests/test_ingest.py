@@ -391,7 +391,7 @@ def test_listkeys_row_groups_each_hold_one_key_prefix_partition(store, tmp_path,
     import pyarrow.parquet as pq
 
     from ringfsck.ingest import listkeys
-    from ringfsck.packed_keys import PARTITION_BITS, partition_bounds
+    from ringfsck.partitions import PARTITION_BITS, partition_bounds
 
     monkeypatch.setattr(listkeys, "ROW_GROUP_ROWS", 50)
     rng = random.Random(7)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from ringfsck.errors import InputError
 from ringfsck.ingest._registry import FileOutcome, IngestJob, IngestReport, ingest_jobs
 from ringfsck.ingest.inputs import expand_paths
-from ringfsck.ingest.listkeys import parse_listkeys
-from ringfsck.ingest.s3keys import parse_s3keys
 from ringfsck.store import Store
 
 __all__ = ["IngestReport", "FileOutcome", "ingest_inputs", "ingest_listkeys", "ingest_s3keys"]
@@ -42,11 +40,16 @@ def ingest_inputs(store: Store, listkeys: list[str] | tuple[str, ...], s3keys: l
     return listkeys_report, s3keys_report
 
 
+# Each format's parser is imported when its kind is ingested (the S3 key one needs Arrow's CSV reader).
 def _listkeys_job(store: Store, paths: list[str] | tuple[str, ...]) -> IngestJob:
+    from ringfsck.ingest.listkeys import parse_listkeys
+
     return IngestJob("listkeys", expand_paths(paths, store.settings), parse_listkeys, ("listkeys",))
 
 
 def _s3keys_job(store: Store, paths: list[str] | tuple[str, ...]) -> IngestJob:
+    from ringfsck.ingest.s3keys import parse_s3keys
+
     return IngestJob("s3keys", expand_paths(paths, store.settings), parse_s3keys, ("s3keys",), allow_empty=True)
 
 

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 from ringfsck.errors import InputError
 from ringfsck.ingest.inputs import Input, OpenedInput
 from ringfsck.progress import bar
-from ringfsck.store import TABLES, Source, Store, iso, utc_now
+from ringfsck.store import Source, Store, arrow_schema, iso, utc_now
 
-REJECTS_SCHEMA = TABLES["rejects"]
+REJECTS_SCHEMA = arrow_schema("rejects")
 _REJECT_FLUSH = 50_000
 MAX_RAW_CHARS = 4096  # a reject keeps the start of a very long line, enough to see what it was
 

@@ -27,9 +27,9 @@ from ringfsck.progress import bar
 from ringfsck.remote.batches import preflight
 from ringfsck.remote.bucketd import USERS_BUCKET, BucketdClient, Entry, parse_entry
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client
-from ringfsck.store import TABLES, Source, Store, iso, utc_now
+from ringfsck.store import Source, Store, arrow_schema, iso, utc_now
 
-OTHER_SCHEMA = TABLES["s3_other_locations"]
+OTHER_SCHEMA = arrow_schema("s3_other_locations")
 _PARALLEL_BUCKETS = 4
 
 

@@ -20,15 +20,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.ingest._blocks import INVALID_LINE, LineBlock, line_blocks
-from ringfsck.packed_keys import KEY_CHARS, PARTITION_BITS, PARTITIONS, PackedKeys, decode_hex, pack_keys
+from ringfsck.packed_keys import KEY_CHARS, PackedKeys, decode_hex, pack_keys
+from ringfsck.partitions import PARTITION_BITS, PARTITIONS
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
-from ringfsck.store import TABLES
+from ringfsck.store import arrow_schema
 
 if TYPE_CHECKING:
     import polars as pl
 
-LISTKEYS_SCHEMA = TABLES["listkeys"]
+LISTKEYS_SCHEMA = arrow_schema("listkeys")
 _HEX40 = r"^[0-9A-Fa-f]{40}$"
 _COMMA, _CR, _ZERO = ord(","), ord("\r"), ord("0")
 _MAIN_AT = KEY_CHARS + 1  # "chunk,main"
@@ -254,7 +255,7 @@ class _PartitionedWriter:
     """Writes a listkeys part whose row groups each hold one key-prefix partition.
 
     Rows are buffered per partition (the first hex digit of the main chunk, see
-    ``packed_keys.partition_bounds``) and written as row groups of that partition only, so the
+    ``ringfsck.partitions``) and written as row groups of that partition only, so the
     Parquet min/max statistics of ``main_chunk_hi`` let the analysis read one
     partition at a time: its per-main-chunk aggregation then fits in memory.
     """

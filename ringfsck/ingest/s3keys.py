@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.keys import is_valid_key
-from ringfsck.store import TABLES
+from ringfsck.store import arrow_schema
 
-S3KEYS_SCHEMA = TABLES["s3keys"]
+S3KEYS_SCHEMA = arrow_schema("s3keys")
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
 _BATCH = 100_000
 _ERROR_LEVELS = {"error", "fatal"}
