@@ -11,7 +11,7 @@ measures, each as its own process (wall time, peak RSS of the whole process tree
   (p0, p1, p2, each its own application, as operators run them) and the strongest
   one-job Spark version of the same algorithm (benchmarks/spark_baseline.py).
 
-    python benchmarks/bench_pipeline.py --rows 10000000 --spark
+    python benchmarks/bench_pipeline.py --rows 10000000 --spark --repeat 3
     python benchmarks/bench_pipeline.py --rows 100000000 --data /data/bench
     python benchmarks/bench_pipeline.py --rows 250000000 --data /data/bench --memory-limit 4GB --no-floor
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,36 @@ def _spark(*args: str) -> Measured:
     return spark
 
 
+def _stepwise(world_dir: Path, store: Path, truth: dict, env: dict[str, str] | None) -> list[Measured]:
+    """ingest listkeys, ingest s3keys, analyze: each a process, on a new store."""
+    shutil.rmtree(store, ignore_errors=True)
+    common = ["--store", str(store)]
+    listkeys = _ringfsck("ingest", "listkeys", str(world_dir / "listkeys"), *common)
+    s3keys = _ringfsck("ingest", "s3keys", str(world_dir / "s3-bucketd"), *common)
+    analyze = _ringfsck("analyze", "--assume-no-splits", "--json", *common, env=env)
+    assert json.loads(analyze.stdout)["counts"]["orphans"] == len(truth["orphans"]), "ringfsck did not find exactly the planted orphans"
+    return [listkeys, s3keys, analyze]
+
+
+def _check(world_dir: Path, store: Path, truth: dict, env: dict[str, str] | None) -> Measured:
+    """The same job as one ringfsck check, on a new store."""
+    shutil.rmtree(store, ignore_errors=True)
+    one = _ringfsck("check", "--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd"),
+                    "--assume-no-splits", "--json", "--store", str(store), env=env)
+    assert json.loads(one.stdout)["analysis"]["counts"]["orphans"] == len(truth["orphans"]), "ringfsck check did not find exactly the planted orphans"
+    shutil.rmtree(store, ignore_errors=True)
+    return one
+
+
+def _median(runs: list[Measured]) -> Measured:
+    """The run of median time (the machine's noise is a few tenths of a second at 10 M rows)."""
+    return sorted(runs, key=lambda m: m.seconds)[(len(runs) - 1) // 2]
+
+
+def _spread(seconds: list[float]) -> str:
+    return f"  [median of {len(seconds)}: {min(seconds):.1f}-{max(seconds):.1f} s]" if len(seconds) > 1 else ""
+
+
 def _spark_ratios(seconds: float, peak: int, flows: dict[str, tuple[float, int]]) -> str:
     return "; ".join(f"{name}: time {seconds / flow_seconds:.1f}x, memory {peak / flow_peak:.1f}x" for name, (flow_seconds, flow_peak) in flows.items())
 
@@ -82,6 +113,7 @@ def main() -> None:
     parser.add_argument("--spark", action="store_true", help="also run the Spark baselines (pip install .[bench])")
     parser.add_argument("--no-floor", action="store_true", help="skip the one-query DuckDB floor")
     parser.add_argument("--keep", action="store_true", help="keep the generated world and store")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="run ringfsck and the floor N times, report medians (Spark runs once)")
     args = parser.parse_args()
 
     world_dir = args.data / f"world-{args.rows}"
@@ -97,37 +129,37 @@ def main() -> None:
     csv_bytes = _size(world_dir / "listkeys") + _size(world_dir / "s3-bucketd")
     print(f"world: {rows:,} listkeys rows, {s3_rows:,} S3 keys, {human_bytes(csv_bytes)} of CSV")
 
-    common = ["--store", str(store)]
-    listkeys = _ringfsck("ingest", "listkeys", str(world_dir / "listkeys"), *common)
-    s3keys = _ringfsck("ingest", "s3keys", str(world_dir / "s3-bucketd"), *common)
     env = {"RINGFSCK_DUCKDB_MEMORY_LIMIT": args.memory_limit} if args.memory_limit else None
-    analyze = _ringfsck("analyze", "--assume-no-splits", "--json", *common, env=env)
+    stepwise = [_stepwise(world_dir, store, truth, env) for _ in range(args.repeat)]
+    listkeys, s3keys, analyze = (_median([run[i] for run in stepwise]) for i in range(3))
     summary = json.loads(analyze.stdout)
-    assert summary["counts"]["orphans"] == len(truth["orphans"]), "ringfsck did not find exactly the planted orphans"
-    total = listkeys.seconds + s3keys.seconds + analyze.seconds
-    peak = max(listkeys.peak_rss_bytes, s3keys.peak_rss_bytes, analyze.peak_rss_bytes)
+    total = statistics.median(sum(m.seconds for m in run) for run in stepwise)
+    peak = max(m.peak_rss_bytes for run in stepwise for m in run)
     print(f"ringfsck ingest listkeys  {listkeys.seconds:7.1f} s  {rows / listkeys.seconds:>12,.0f} rows/s  peak {human_bytes(listkeys.peak_rss_bytes)}")
     print(f"ringfsck ingest s3keys    {s3keys.seconds:7.1f} s  {s3_rows / s3keys.seconds:>12,.0f} rows/s  peak {human_bytes(s3keys.peak_rss_bytes)}")
     print(f"ringfsck ingest (both)    {listkeys.seconds + s3keys.seconds:7.1f} s  {(rows + s3_rows) / (listkeys.seconds + s3keys.seconds):>12,.0f} rows/s")
     print(f"ringfsck analyze          {analyze.seconds:7.1f} s  {'':>12}        peak {human_bytes(analyze.peak_rss_bytes)}"
           f"  (memory_limit {args.memory_limit or 'default'}; steps {summary['step_seconds']})")
-    print(f"ringfsck total            {total:7.1f} s  peak {human_bytes(peak)}  store {human_bytes(_size(store / 'tables'))} vs {human_bytes(csv_bytes)} CSV")
+    print(f"ringfsck total            {total:7.1f} s  peak {human_bytes(peak)}  store {human_bytes(_size(store / 'tables'))} vs {human_bytes(csv_bytes)} CSV"
+          f"{_spread([sum(m.seconds for m in run) for run in stepwise])}")
     one_store = args.data / f"store-check-{args.rows}"
-    shutil.rmtree(one_store, ignore_errors=True)
-    one = _ringfsck("check", "--listkeys", str(world_dir / "listkeys"), "--s3keys", str(world_dir / "s3-bucketd"),
-                    "--assume-no-splits", "--json", "--store", str(one_store), env=env)
-    assert json.loads(one.stdout)["analysis"]["counts"]["orphans"] == len(truth["orphans"]), "ringfsck check did not find exactly the planted orphans"
-    shutil.rmtree(one_store, ignore_errors=True)
-    print(f"ringfsck check (one command) {one.seconds:4.1f} s  peak {human_bytes(one.peak_rss_bytes)}  (both ingests and the analysis in one process)")
-    flows = {"3 commands": (total, peak), "check": (one.seconds, one.peak_rss_bytes)}
+    checks = [_check(world_dir, one_store, truth, env) for _ in range(args.repeat)]
+    one, one_peak = _median(checks), max(m.peak_rss_bytes for m in checks)
+    print(f"ringfsck check (one command) {one.seconds:4.1f} s  peak {human_bytes(one_peak)}  (both ingests and the analysis in one process)"
+          f"{_spread([m.seconds for m in checks])}")
+    flows = {"3 commands": (total, peak), "check": (one.seconds, one_peak)}
 
     if not args.no_floor:
         query = FLOOR_QUERY.format(listkeys=world_dir / "listkeys", s3keys=world_dir / "s3-bucketd")
-        floor = run_measured([sys.executable, "-c", f"import duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); print(con.execute({query!r}).fetchone()[0])"])
-        if floor.returncode != 0 or int(floor.stdout.strip()) != len(truth["orphans"]):
-            raise SystemExit(f"floor query failed or disagrees:\n{floor.stdout}{floor.stderr[-2000:]}")
+        floors = []
+        for _ in range(args.repeat):
+            floors.append(run_measured([sys.executable, "-c", f"import duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); print(con.execute({query!r}).fetchone()[0])"]))
+            if floors[-1].returncode != 0 or int(floors[-1].stdout.strip()) != len(truth["orphans"]):
+                raise SystemExit(f"floor query failed or disagrees:\n{floors[-1].stdout}{floors[-1].stderr[-2000:]}")
+        floor = _median(floors)
         ratios = ", ".join(f"{name} {seconds / floor.seconds:.2f}x" for name, (seconds, _) in flows.items())
-        print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor: {ratios}")
+        print(f"DuckDB floor (one query)  {floor.seconds:7.1f} s  peak {human_bytes(floor.peak_rss_bytes)}  -> ringfsck/floor: {ratios}"
+              f"{_spread([m.seconds for m in floors])}")
 
     if args.spark:
         work = args.data / f"spark-{args.rows}"
