@@ -29,7 +29,7 @@ from ringfsck.config import Settings
 from ringfsck.keys import arc_app_specific
 from ringfsck.partitions import PARTITIONS, pass_bounds
 from ringfsck.progress import bar
-from ringfsck.store import RUN_VIEWS, Store, iso, sql_literal, sql_steps, step_sql, utc_now, write_json_atomic
+from ringfsck.store import RUN_VIEWS, Store, iso, sql_literal, sql_steps, step_query, utc_now, write_json_atomic
 
 # Steps whose output is written to the run (the others are intermediate, or views: RUN_VIEWS).
 PUBLIC_OUTPUTS = ("ring_main_chunks", "orphans", "gaps", "debris", "duplicates")
@@ -75,9 +75,9 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
     timings: dict[str, float] = {}
     progress = bar(total=len(steps), desc="analyze", unit="step")
     try:
-        for name, _ in steps:
+        for name, path in steps:
             step_clock = time.perf_counter()
-            _run_step(con, name, step_sql(name), run_path, progress)
+            _run_step(con, name, step_query(path), run_path, progress)
             timings[name] = round(time.perf_counter() - step_clock, 3)
     finally:
         progress.close()
@@ -111,7 +111,7 @@ def _run_step(con: duckdb.DuckDBPyConnection, name: str, query: str, run_path: P
             con.execute(f"{verb} {query}")
             progress.update(1 / len(bounds))
         if name in PUBLIC_OUTPUTS:
-            # Written for the later runs' views; this run's later steps keep reading the temp table.
+            # Written for the store's views (ringfsck sql, report); the next steps read the temp table.
             con.execute(f"COPY {name} TO {sql_literal(str(run_path / f'{name}.parquet'))} ({_PARQUET_OPTIONS})")
         return
     if name in PUBLIC_OUTPUTS:

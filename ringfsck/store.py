@@ -433,11 +433,16 @@ def sql_steps() -> list[tuple[str, Path]]:
     return steps
 
 
+def step_query(path: Path) -> str:
+    """The SELECT of a step file."""
+    return path.read_text().rstrip().rstrip(";")
+
+
 def step_sql(name: str) -> str:
-    """The SELECT of one analysis step."""
+    """The SELECT of one analysis step, by name."""
     for step, path in sql_steps():
         if step == name:
-            return path.read_text().rstrip().rstrip(";")
+            return step_query(path)
     raise KeyError(name)
 
 

@@ -126,8 +126,7 @@ class OpenedInput:
         try:
             return self._stream.read(size or READ_BLOCK)
         except (OSError, EOFError, zlib.error) as exc:
-            kind = "gzip file" if self.compressed else "file"
-            raise InputError(f"{self.source.location}: unreadable {kind}: {exc}") from None
+            raise self._unreadable(exc) from None
 
     def blocks(self, size: int | None = None) -> Iterator[bytes]:
         while block := self.read(size):
@@ -141,8 +140,7 @@ class OpenedInput:
         try:
             count = self._stream.readinto(memoryview(buffer)[len(head):]) or 0
         except (OSError, EOFError, zlib.error) as exc:
-            kind = "gzip file" if self.compressed else "file"
-            raise InputError(f"{self.source.location}: unreadable {kind}: {exc}") from None
+            raise self._unreadable(exc) from None
         del buffer[len(head) + count :]
         return buffer
 
@@ -157,8 +155,11 @@ class OpenedInput:
         try:
             head = self._stream.peek(size)[:size]
         except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{self.source.location}: unreadable {'gzip file' if self.compressed else 'file'}: {exc}") from None
+            raise self._unreadable(exc) from None
         return head.decode("utf-8", "replace")
+
+    def _unreadable(self, exc: BaseException) -> InputError:
+        return InputError(f"{self.source.location}: unreadable {'gzip file' if self.compressed else 'file'}: {exc}")
 
     def finish_checksum(self) -> str:
         """Read whatever is left of the stored bytes and return their sha256 (or the known checksum)."""
@@ -192,8 +193,7 @@ class _ErrorTranslatingReader(io.RawIOBase):
         try:
             data = self._inner.read(len(buffer))
         except (OSError, EOFError, zlib.error) as exc:
-            kind = "gzip file" if self._opened.compressed else "file"
-            raise InputError(f"{self._opened.source.location}: unreadable {kind}: {exc}") from None
+            raise self._opened._unreadable(exc) from None
         buffer[: len(data)] = data
         return len(data)
 

@@ -36,7 +36,8 @@ _MAIN_AT = KEY_CHARS + 1  # "chunk,main"
 _DISK_AT = 2 * KEY_CHARS + 2  # "chunk,main,disk"
 _MAX_FLAG_DIGITS = 9
 # Disk bytes the fast path takes: printable ASCII but the space. The exact path takes the
-# rest (it strips whitespace, Unicode spaces such as U+00A0 included; NUL is its own case).
+# rest: it strips whitespace (Unicode spaces such as U+00A0 too), and the fast path pads
+# names with zero bytes, so a name holding one must not go through it.
 _PLAIN_DISK = np.zeros(256, dtype=bool)
 _PLAIN_DISK[0x21:0x7F] = True
 _MAX_DISK_CHARS = 128  # longer names (never seen) take the exact path
