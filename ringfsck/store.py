@@ -15,6 +15,7 @@ Layout (one store per RING)::
       journal/<manifest>/<segment>.jsonl  deletion outcomes
       runs/<run-id>/{ring_main_chunks,orphans,gaps,debris,duplicates}.parquet, summary.json
       runs/LATEST                 id of the newest analysis
+      .lock                       the writer lock (Store.lock): one changing command at a time
       tmp/                        DuckDB spill space
 
 The same layout serves a store on S3 (``s3://bucket/prefix``): it is worked on in
@@ -35,11 +36,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
-from ringfsck.errors import InputError
+from ringfsck.errors import InputError, RefusedError
 
 if TYPE_CHECKING:
     import duckdb
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 # 2: listkeys keys packed as integers (ringfsck.packed_keys).
 STORE_FORMAT = 2
 MACROS_FILE = "00_macros.sql"
+LOCK_FILE = ".lock"  # hidden: never mirrored to S3
 
 # Column contracts of the ingested tables (DuckDB types): the types of the views, and
 # (arrow_schema) the Parquet schemas every writer uses. Plain data, so that commands that
@@ -167,6 +169,38 @@ class Store:
         self.root = root
         self.settings = settings or Settings(store=str(root))
         self._mirror = mirror
+        self._lock: IO[str] | None = None
+
+    # --- one writer at a time ---------------------------------------------
+    def lock(self, holder: str) -> None:
+        """Take the store's writer lock (held until ``unlock`` or the process ends); refuse if another holds it.
+
+        Two commands changing one store at once (two ingests, an ingest beside a delete) would
+        interleave their source records and journals. Readers need no lock: every file is
+        published whole. A store on S3 is locked through its local mirror: against a second
+        writer on this machine only.
+        """
+        import fcntl
+
+        if self._lock is not None:
+            return
+        handle = open(self.root / LOCK_FILE, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "another process"
+            handle.close()
+            raise RefusedError(f"{self.location}: in use by {other}; one ringfsck command at a time may change a store") from None
+        handle.truncate(0)
+        handle.write(f"{holder} (pid {os.getpid()}, since {iso(utc_now())})")
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     # --- opening ----------------------------------------------------------
     @classmethod

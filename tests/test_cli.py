@@ -119,3 +119,23 @@ def test_ingest_reports_rejects_on_stderr(tmp_path):
     assert result.exit_code == 0
     assert "1 ingested" in result.stdout and "1 rows" in result.stdout
     assert "1 row(s) rejected" in result.stderr
+
+
+def test_a_second_writer_is_refused_readers_are_not(tmp_path):
+    from ringfsck.config import Settings
+    from ringfsck.errors import EXIT_REFUSED
+    from ringfsck.store import Store
+
+    world = _planted.build()
+    listkeys, _ = world.write(tmp_path)
+    store_dir = str(tmp_path / "store")
+    running = Store.open(Settings(store=store_dir))
+    running.lock("ringfsck delete")  # as a command still running would hold it
+    assert_one_line_error(run("ingest", "listkeys", str(listkeys), "--store", store_dir), EXIT_REFUSED,
+                          store_dir, "in use by ringfsck delete (pid")
+    assert run("sql", "select count(*) from listkeys", "--store", store_dir).exit_code == 0
+    running.unlock()
+    assert run("ingest", "listkeys", str(listkeys), "--store", store_dir).exit_code == 0
+    # Each command lets go when it ends, failed or not: the next one runs.
+    assert run("ingest", "listkeys", str(tmp_path / "missing.csv"), "--store", store_dir).exit_code != 0
+    assert run("analyze", "--assume-no-splits", "--store", store_dir).exit_code == 0

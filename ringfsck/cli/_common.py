@@ -24,6 +24,8 @@ class RingfsckGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        finally:
+            _unlock_all()
 
 
 def settings_options(**setting_names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -55,7 +57,21 @@ def settings_options(**setting_names: str) -> Callable[[Callable[..., Any]], Cal
     return decorate
 
 
-def open_store(settings: Settings):  # noqa: ANN201 - avoids importing the store at CLI import time
+# Stores this command locked for writing: released when it ends (RingfsckGroup.invoke).
+_locked: list[Any] = []
+
+
+def open_store(settings: Settings, *, writes: bool = True):  # noqa: ANN201 - avoids importing the store at CLI import time
+    """The configured store; a command that changes it holds its writer lock until it ends."""
     from ringfsck.store import Store
 
-    return Store.open(settings)
+    store = Store.open(settings)
+    if writes:
+        store.lock(click.get_current_context().command_path)
+        _locked.append(store)
+    return store
+
+
+def _unlock_all() -> None:
+    while _locked:
+        _locked.pop().unlock()

@@ -123,7 +123,7 @@ def report_command(output: str, run_id: str | None, settings) -> None:
     """
     from ringfsck.report import write_report
 
-    click.echo(f"report: {write_report(open_store(settings), output, run_id)}")
+    click.echo(f"report: {write_report(open_store(settings, writes=False), output, run_id)}")
 
 
 COMMANDS = [manifest_command, delete_command, report_command]

@@ -62,7 +62,7 @@ def sql_command(query: str, fmt: str, max_rows: int, run_id: str | None, setting
       ringfsck sql "select * from gaps where status = 'missing'" --format csv > missing.csv
       ringfsck sql "select reason, count(*) from rejects group by all" --format json
     """
-    store = open_store(settings)
+    store = open_store(settings, writes=False)
     con = store.connect(run_id=run_id)
     try:
         result = con.execute(query)
