@@ -184,7 +184,10 @@ class Store:
 
         if self._lock is not None:
             return
-        handle = open(self.root / LOCK_FILE, "a+", encoding="utf-8")
+        try:
+            handle = open(self.root / LOCK_FILE, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{self.location}: cannot take the writer lock {LOCK_FILE}: {exc.strerror}") from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

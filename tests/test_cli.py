@@ -139,3 +139,14 @@ def test_a_second_writer_is_refused_readers_are_not(tmp_path):
     # Each command lets go when it ends, failed or not: the next one runs.
     assert run("ingest", "listkeys", str(tmp_path / "missing.csv"), "--store", store_dir).exit_code != 0
     assert run("analyze", "--assume-no-splits", "--store", store_dir).exit_code == 0
+
+
+def test_a_lock_that_cannot_be_taken_is_one_line(tmp_path):
+    from ringfsck.config import Settings
+    from ringfsck.store import LOCK_FILE, Store
+
+    world = _planted.build()
+    listkeys, _ = world.write(tmp_path)
+    store_dir = str(tmp_path / "store")
+    (Store.open(Settings(store=store_dir)).root / LOCK_FILE).mkdir()  # something in the way
+    assert_one_line_error(run("ingest", "listkeys", str(listkeys), "--store", store_dir), EXIT_INPUT, "cannot take the writer lock")
