@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import click
 
@@ -11,7 +10,7 @@ from ringfsck.analysis import AnalysisOptions
 from ringfsck.check import check
 from ringfsck.cli._common import open_store
 from ringfsck.cli.analyze import analysis_options, print_summary
-from ringfsck.cli.ingest import inputs_or_reference, print_ingest_report
+from ringfsck.cli.ingest import ingest_report_data, inputs_or_reference, print_ingest_report
 
 
 @click.command("check")
@@ -42,8 +41,7 @@ def check_command(listkeys: tuple[str, ...], s3keys: tuple[str, ...], options: A
         raise click.UsageError("nothing to ingest: give --listkeys and --s3keys (or path and ring in the config); 'ringfsck analyze' analyzes the store as it is")
     result = check(open_store(settings), listkeys, s3keys, options)
     if as_json:
-        ingested = {report.kind: {"rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files]}
-                    for report in (result.listkeys, result.s3keys)}
+        ingested = {report.kind: ingest_report_data(report) for report in (result.listkeys, result.s3keys)}
         click.echo(json.dumps({"ingest": ingested, "analysis": result.analysis.summary}, indent=2))
         return
     for report in (result.listkeys, result.s3keys):

@@ -32,9 +32,14 @@ def inputs_or_reference(paths: tuple[str, ...], settings, kind: str, *, required
     return (default,)
 
 
+def ingest_report_data(report: IngestReport) -> dict:
+    """An ingest report as JSON-ready data."""
+    return {"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files]}
+
+
 def print_ingest_report(report: IngestReport, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files]}, indent=2))
+        click.echo(json.dumps(ingest_report_data(report), indent=2))
         return
     parts = [f"{report.count('ingested')} ingested"]
     for status in ("unchanged", "duplicate"):

@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import io
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,10 +127,6 @@ class OpenedInput:
             return self._stream.read(size or READ_BLOCK)
         except (OSError, EOFError, zlib.error) as exc:
             raise self._unreadable(exc) from None
-
-    def blocks(self, size: int | None = None) -> Iterator[bytes]:
-        while block := self.read(size):
-            yield block
 
     def read_after(self, head: bytes, size: int | None = None) -> bytearray:
         """``head`` followed by up to ``size`` more bytes, read in place (nothing more at the end)."""

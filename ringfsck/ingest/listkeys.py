@@ -206,31 +206,33 @@ def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
     ).select("line", "raw", "chunk_key", "main_chunk", "disk", "flag_text", "verdict")
 
 
-def _others(block: LineBlock, canonical: np.ndarray) -> pl.DataFrame:
-    """The non-canonical lines of a block, each with its verdict (polars: only this path needs it)."""
-    import polars as pl
-
+def _other_lines(block: LineBlock, canonical: np.ndarray) -> np.ndarray:
+    """Indices (within the block) of the lines the fast path did not take."""
     rest = np.ones(len(block), dtype=bool)
     rest[canonical] = False
-    index = np.flatnonzero(rest)
+    return np.flatnonzero(rest)
+
+
+def _others(block: LineBlock, index: np.ndarray) -> pl.DataFrame:
+    """Lines of a block (``index``), each with its verdict (polars: only this path needs it)."""
+    import polars as pl
+
     lines = pl.Series(block.lines.take(pa.array(index))).str.strip_chars_end("\r\n")
     frame = pl.DataFrame({"line": index + block.first_line, "raw": lines})
     return _classify_field_by_field(frame)
 
 
-def _only_skipped(block: LineBlock, canonical: np.ndarray, most: int = 64) -> dict[str, int] | None:
-    """Counts of the blank, noise and header lines, if the block's other lines are all of these.
+def _only_skipped(block: LineBlock, lines: np.ndarray, most: int = 64) -> dict[str, int] | None:
+    """Counts of the blank, noise and header lines, if the ``lines`` (indices) are all of these.
 
     None when one is anything else (or there are many): the field-by-field path judges them.
     Only ASCII lines are judged here, with ASCII whitespace, as the exact path would.
     """
-    if len(block) - len(canonical) > most:
+    if len(lines) > most:
         return None
-    rest = np.ones(len(block), dtype=bool)
-    rest[canonical] = False
     counts: dict[str, int] = {}
-    for index in np.flatnonzero(rest):
-        raw = block.buffer[block.offsets[index] : block.offsets[index + 1]].tobytes()
+    for line in lines:
+        raw = block.buffer[block.offsets[line] : block.offsets[line + 1]].tobytes()
         if not raw.isascii() or raw == INVALID_LINE.encode() + b"\n":
             return None
         stripped = raw.strip(b" \t\n\r\x0b\x0c")
@@ -300,6 +302,11 @@ class _PartitionedWriter:
             self._writer.close()
 
 
+def _add_skipped(result: ParseResult, counts: dict[str, int]) -> None:
+    for verdict, count in counts.items():
+        result.skipped[verdict] = result.skipped.get(verdict, 0) + count
+
+
 def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     location, rejects = ctx.location, ctx.rejects
     result = ParseResult(format="listkeys-csv")
@@ -315,15 +322,13 @@ def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
                     result.rows += len(rows)
                 if len(canonical) == len(block):
                     continue
-                skipped = _only_skipped(block, canonical)
+                other = _other_lines(block, canonical)
+                skipped = _only_skipped(block, other)
                 if skipped is not None:  # ringsh's "Use ..." lines: no need for the field-by-field path
-                    for verdict, count in skipped.items():
-                        result.skipped[verdict] = result.skipped.get(verdict, 0) + count
+                    _add_skipped(result, skipped)
                     continue
-                others = _others(block, canonical)
-                for verdict, count in others.group_by("verdict").len().iter_rows():
-                    if verdict in SKIPPED_VERDICTS:
-                        result.skipped[verdict] = result.skipped.get(verdict, 0) + count
+                others = _others(block, other)
+                _add_skipped(result, dict(others.filter(others["verdict"].is_in(SKIPPED_VERDICTS)).group_by("verdict").len().iter_rows()))
                 bad = others.filter(~others["verdict"].is_in(["ok", "invalid", *SKIPPED_VERDICTS]))
                 for line, reason, raw in bad.select("line", "verdict", "raw").iter_rows():
                     rejects.add(line, reason, raw)
