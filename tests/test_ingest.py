@@ -409,3 +409,118 @@ def test_listkeys_row_groups_each_hold_one_key_prefix_partition(store, tmp_path,
     low, high = partition_bounds(3)
     expected = sum(1 for line in lines if low <= int(line[41:57], 16) <= high)
     assert rows(store, f"SELECT count(*) FROM listkeys_packed WHERE main_chunk_hi BETWEEN {low} AND {high}") == [(expected,)]
+
+
+# --- files parsed in forked worker processes give what threads give ---
+
+def _store_contents(store: Store) -> dict[str, list]:
+    con = store.connect()
+    return {
+        "listkeys": sorted(con.execute("SELECT * FROM listkeys").fetchall()),
+        "s3keys": sorted(con.execute("SELECT * EXCLUDE (source) FROM s3keys").fetchall()),
+        "rejects": sorted(con.execute("SELECT * FROM rejects").fetchall()),
+        "sources": sorted((s.kind, s.location, s.size, s.checksum, s.rows, s.rejected, json.dumps(s.skipped)) for s in store.sources()),
+    }
+
+
+def _mixed_inputs(root):
+    """Several listkeys files (one gzip, one with rejects) and S3 key exports."""
+    nodes = root / "listkeys"
+    nodes.mkdir(parents=True)
+    for node in range(4):
+        lines = listkeys_lines(300, start=node * 1000) + (["Use ringsh", f"BAD,{MAIN},g1disk1,0", f"{CHUNK},{MAIN},,0"] if node == 1 else [])
+        data = ("\n".join(lines) + "\n").encode()
+        (nodes / f"node{node}.csv{'.gz' if node == 2 else ''}").write_bytes(gzip.compress(data) if node == 2 else data)
+    exports = root / "s3-bucketd"
+    exports.mkdir()
+    for bucket in range(3):
+        (exports / f"b{bucket}_keys.txt").write_text("".join(f'"b{bucket}","key {n}, with a comma","{KEY}"\n' for n in range(50)) + '"b","bad","XYZ"\n')
+    return nodes, exports
+
+
+_FORKED_INGEST = """
+import json, os, sys
+from ringfsck.config import Settings
+from ringfsck.errors import InputError
+from ringfsck.ingest import _registry, ingest_inputs
+from ringfsck.store import Store
+
+_registry._FORK_MIN_BYTES = 0  # small files are forked too
+parse_one, workers = _registry._parse_one, set()
+
+def noting_the_pid(*args, **kwargs):  # forked workers inherit this patch
+    with open(os.path.join(sys.argv[1], str(os.getpid())), "w"):
+        pass
+    return parse_one(*args, **kwargs)
+
+_registry._parse_one = noting_the_pid
+store = Store.open(Settings(store=sys.argv[2]))
+try:
+    reports = ingest_inputs(store, [sys.argv[3]], sys.argv[4:])
+    outcome = {"rows": [r.rows for r in reports], "rejected": [r.rejected for r in reports]}
+except InputError as error:
+    outcome = {"error": str(error)}
+print(json.dumps({**outcome, "pid": os.getpid(), "workers": sorted(int(p) for p in os.listdir(sys.argv[1]))}))
+"""
+
+
+def _forked_ingest(tmp_path, store_dir, nodes, *exports):
+    """Ingest in a fresh interpreter (as the CLI does: polars not loaded), files forked whatever their size."""
+    import subprocess
+    import sys
+
+    pids = tmp_path / f"pids-{store_dir.name}"
+    pids.mkdir()
+    run = subprocess.run([sys.executable, "-c", _FORKED_INGEST, str(pids), str(store_dir), str(nodes), *map(str, exports)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    outcome = json.loads(run.stdout)
+    assert outcome["workers"] and outcome["pid"] not in outcome["workers"]  # parsed in other processes
+    return outcome
+
+
+def test_forked_workers_store_what_threads_store(tmp_path):
+    from ringfsck.ingest import ingest_inputs
+
+    nodes, exports = _mixed_inputs(tmp_path / "inputs")
+    threaded = Store.open(Settings(store=str(tmp_path / "threads")))
+    ingest_inputs(threaded, [str(nodes)], [str(exports)])
+    outcome = _forked_ingest(tmp_path, tmp_path / "forked", nodes, exports)
+    assert outcome["rows"] == [1200, 150] and outcome["rejected"] == [2, 3]
+    forked = Store.open(Settings(store=str(tmp_path / "forked")))
+    assert _store_contents(forked) == _store_contents(threaded)
+    assert {f.status for f in ingest_listkeys(forked, [str(nodes)]).files} == {"unchanged"}
+
+
+def test_an_error_in_a_forked_worker_names_its_file_and_keeps_the_others(tmp_path):
+    nodes, exports = _mixed_inputs(tmp_path / "inputs")
+    broken = nodes / "node9.csv.gz"
+    broken.write_bytes(gzip.compress(("\n".join(listkeys_lines(100)) + "\n").encode())[:-30])
+    outcome = _forked_ingest(tmp_path, tmp_path / "store", nodes, exports)
+    assert str(broken) in outcome["error"] and "unreadable gzip file" in outcome["error"] and "\n" not in outcome["error"]
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    recorded = {s.location for s in store.sources() if s.kind == "listkeys"}
+    assert str(broken) not in recorded and recorded <= {str(p) for p in nodes.iterdir()}
+    broken.unlink()
+    report = ingest_listkeys(store, [str(nodes)])  # the files that were parsed are not parsed again
+    assert report.rows == 1200
+    assert {f.location for f in report.files if f.status == "unchanged"} == recorded
+
+
+def test_no_fork_once_polars_is_loaded(tmp_path, monkeypatch):
+    """polars' thread pool does not survive a fork: a process that loaded it parses on threads."""
+    import sys
+
+    from ringfsck.ingest import _listkeys_job, _registry
+
+    monkeypatch.setattr(_registry, "_FORK_MIN_BYTES", 0)
+    nodes, _ = _mixed_inputs(tmp_path / "inputs")
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    job = _listkeys_job(store, [str(nodes)])
+    pending = [(0, i) for i in range(len(job.files))]
+    monkeypatch.delitem(sys.modules, "polars", raising=False)
+    assert _registry._forking(store, [job], pending, workers=2)
+    assert not _registry._forking(store, [job], pending[:1], workers=2)  # one file: nothing to share
+    assert not _registry._forking(store, [job], pending, workers=1)
+    monkeypatch.setitem(sys.modules, "polars", object())
+    assert not _registry._forking(store, [job], pending, workers=2)

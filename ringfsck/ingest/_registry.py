@@ -10,9 +10,12 @@ nothing is ever counted twice.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import sys
+from collections.abc import Callable, Iterator, MutableSequence
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -152,13 +155,12 @@ class IngestJob:
 
 
 def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = None) -> list[IngestReport]:
-    """Ingest the files of every job on one pool of threads: one report per job.
+    """Ingest the files of every job on one pool of workers: one report per job.
 
     What to do with each file (unchanged, duplicate, parse) is decided first, in
     order, so that two copies of the same content in one call are caught too;
-    the parsing then runs on ``workers`` threads (default: one per core; numpy,
-    pyarrow, polars and hashlib release the GIL), biggest files first so the
-    cores finish together, and sources are recorded here.
+    the parsing then runs on ``workers`` (default: one per core), biggest files
+    first so the cores finish together, and sources are recorded here.
     """
     known = {s.id: s for s in store.sources()}
     outcomes: list[list[FileOutcome | None]] = []
@@ -170,45 +172,118 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
         ((j, i) for j, settled in enumerate(outcomes) for i, outcome in enumerate(settled) if outcome is None),
         key=lambda ji: -jobs[ji[0]].files[ji[1]].size,
     )
+    sizes = [jobs[j].files[i].size for j, i in pending]
     workers = max(1, min(len(pending), workers or os.cpu_count() or 1))
-    kinds = " + ".join(job.kind for job in jobs)
-    progress = bar(total=sum(f.size for job in jobs for f in job.files), desc=f"ingest {kinds}", unit="B", unit_scale=True)
-    progress.update(sum(f.size for job, settled in zip(jobs, outcomes) for f, outcome in zip(job.files, settled) if outcome is not None))
-    counted = dict.fromkeys(pending, 0)  # stored bytes read so far, per file (the bar moves as they are read)
-
-    def reading(key: tuple[int, int]) -> Callable[[int], None]:
-        def on_read(size: int) -> None:
-            counted[key] += size
-            progress.update(size)
-
-        return on_read
-
+    forking = _forking(store, jobs, pending, workers)
+    work = _Work(store, jobs, known, pending, _shared_counters(len(pending)) if forking else [0] * len(pending))
     failure: BaseException | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            futures = {}
-            for key in pending:
-                job, file = jobs[key[0]], jobs[key[0]].files[key[1]]
-                prior = known.get(source_id(job.kind, file.location))
-                futures[pool.submit(_parse_one, store, job.kind, file, job.parse, job.tables, prior, job.allow_empty, reading(key))] = key
-            for future in as_completed(futures):
-                j, i = futures[future]
-                try:
-                    source, outcome = future.result()
-                except BaseException as exc:  # the others finish and are recorded; the first error is raised
-                    if failure is None:
-                        failure = exc
-                        for other in futures:
-                            other.cancel()
-                    continue
-                store.save_source(source)
-                outcomes[j][i] = outcome
-                progress.update(max(jobs[j].files[i].size - counted[(j, i)], 0))  # what was known, not read (an S3 ETag)
-    finally:
-        progress.close()
+    # The pool first: forked workers must not inherit the progress bar's thread.
+    with _forked_pool(work, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        # A forked worker finds the work where it was when it forked: only positions are sent to it.
+        futures = {pool.submit(_parse_pending, position, *(() if forking else (work,))): position for position in range(len(pending))}
+        kinds = " + ".join(job.kind for job in jobs)
+        progress = bar(total=sum(f.size for job in jobs for f in job.files), desc=f"ingest {kinds}", unit="B", unit_scale=True)
+        progress.update(sum(f.size for job, settled in zip(jobs, outcomes) for f, outcome in zip(job.files, settled) if outcome is not None))
+        shown = [0] * len(pending)  # stored bytes on the bar, per file: it moves as they are read
+
+        def show(position: int, read: int) -> None:
+            progress.update(max(read - shown[position], 0))
+            shown[position] = max(read, shown[position])
+
+        try:
+            running = set(futures)
+            while running:
+                done, running = wait(running, timeout=_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+                for position in range(len(pending)):
+                    show(position, work.bytes_read[position])
+                for future in done:
+                    position = futures[future]
+                    j, i = pending[position]
+                    try:
+                        source, outcome = future.result()
+                    except CancelledError:
+                        continue
+                    except BaseException as exc:  # the others finish and are recorded; the first error is raised
+                        if failure is None:
+                            failure = exc
+                            for other in running:
+                                other.cancel()
+                        continue
+                    store.save_source(source)
+                    outcomes[j][i] = outcome
+                    show(position, sizes[position])  # what was known, not read (an S3 ETag)
+        finally:
+            progress.close()
     if failure is not None:
         raise failure
     return [IngestReport(job.kind, [outcome for outcome in settled if outcome is not None]) for job, settled in zip(jobs, outcomes)]
+
+
+# Files are parsed in worker processes forked from this one when that is possible and worth
+# it: threads share one interpreter, and the Python glue between numpy and Arrow calls holds
+# its lock often enough to leave a fifth of two cores idle. Possible: a local store and local
+# files (no S3 client crosses a fork), a platform with fork, and polars not yet loaded here
+# (its thread pool does not survive a fork: the workers load it themselves when a file needs
+# it). Small inputs stay on threads, where a fork would cost more than it saves.
+_FORK_MIN_BYTES = 32 * 1024 * 1024
+_PROGRESS_SECONDS = 0.2
+
+
+@dataclass
+class _Work:
+    """The files to parse; forked workers inherit it (nothing is pickled but a position)."""
+
+    store: Store
+    jobs: list[IngestJob]
+    known: dict[str, Source]
+    pending: list[tuple[int, int]]  # (job, file) of each file to parse, in order of submission
+    bytes_read: MutableSequence[int]  # stored bytes read so far, per file: shared memory with forked workers
+
+
+_inherited: _Work | None = None  # what forked workers parse (set in the parent before they fork)
+
+
+def _forking(store: Store, jobs: list[IngestJob], pending: list[tuple[int, int]], workers: int) -> bool:
+    files = [jobs[j].files[i] for j, i in pending]
+    return (
+        workers > 1
+        and len(files) > 1
+        and sum(f.size for f in files) >= _FORK_MIN_BYTES
+        and not store.on_s3
+        and all(f.local_path is not None for f in files)
+        and "fork" in multiprocessing.get_all_start_methods()
+        and "polars" not in sys.modules
+    )
+
+
+def _shared_counters(count: int) -> MutableSequence[int]:
+    return multiprocessing.get_context("fork").RawArray("q", max(count, 1))
+
+
+@contextmanager
+def _forked_pool(work: _Work, workers: int) -> Iterator[ProcessPoolExecutor]:
+    global _inherited
+    _inherited = work
+    try:
+        # With fork, every worker is started at the first submit (before the progress bar exists).
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield pool
+    finally:
+        _inherited = None
+
+
+def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, FileOutcome]:
+    """Parse the pending file at ``position`` of ``work`` (in a forked worker: the inherited work)."""
+    work = work or _inherited
+    assert work is not None
+    job, file = work.jobs[work.pending[position][0]], work.jobs[work.pending[position][0]].files[work.pending[position][1]]
+    counters = work.bytes_read
+
+    def on_read(size: int) -> None:
+        counters[position] += size
+
+    prior = work.known.get(source_id(job.kind, file.location))
+    return _parse_one(work.store, job.kind, file, job.parse, job.tables, prior, job.allow_empty, on_read)
 
 
 def _settled(kind: str, file: Input, known: dict[str, Source]) -> FileOutcome | None:

@@ -41,6 +41,10 @@ _MAX_FLAG_DIGITS = 9
 _PLAIN_DISK = np.zeros(256, dtype=bool)
 _PLAIN_DISK[0x21:0x7F] = True
 _MAX_DISK_CHARS = 128  # longer names (never seen) take the exact path
+# Bytes read at once for a disk name and its comma (g1disk1...); the rare longer names take a
+# second, wider read. Both are whole 8-byte words (see _first).
+_DISK_WINDOW = 16
+_WIDE_DISK_WINDOW = -(-(_MAX_DISK_CHARS + 1) // 8) * 8
 SKIPPED_VERDICTS = ("blank", "noise", "header")
 ROW_GROUP_ROWS = 128 * 1024
 _RANDOM_COLUMNS = ("chunk_key_hi", "main_chunk_hi")
@@ -131,45 +135,67 @@ def _canonical(block: LineBlock) -> tuple[np.ndarray, _Rows]:
     return index[keep], _Rows(chunk.take(keep), main.take(keep), codes[keep], names, flag[keep])
 
 
+def _windows(buffer: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` bytes from each start as an (n, width) matrix (zeros past the buffer's end)."""
+    last = len(buffer) - width
+    if last < 0:  # a block shorter than the window (a one-line file)
+        buffer, last = np.concatenate([buffer, np.zeros(-last, dtype=np.uint8)]), 0
+    matrix = np.lib.stride_tricks.sliding_window_view(buffer, width)[np.minimum(starts, last)]
+    for row in np.flatnonzero(starts > last):  # the block's last line or so
+        tail = buffer[starts[row] :]
+        matrix[row] = 0
+        matrix[row, : len(tail)] = tail
+    return matrix
+
+
+def _first(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a boolean matrix (a multiple of 8 columns wide): the first True column, and whether there is one."""
+    words = found.view(np.uint64)  # OR-ing eight columns at a time is much cheaper than any(axis=1)
+    anywhere = words[:, 0].copy()
+    for column in range(1, words.shape[1]):
+        anywhere |= words[:, column]
+    return found.argmax(axis=1), anywhere != 0
+
+
+def _up_to_comma(buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``width`` bytes from each start, and where the first comma of the line is among them (-1: not there)."""
+    matrix = _windows(buffer, starts, width)
+    comma, found = _first(matrix == _COMMA)
+    return matrix, np.where(found & (comma < ends - starts), comma, -1)
+
+
 def _disks(buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, pa.Array, np.ndarray, np.ndarray]:
     """The disk names at ``starts``, each up to the next comma before its line end.
 
-    Returns (dictionary codes, names, lengths, ok). The names are read one character
-    column at a time into a zero-padded fixed-width matrix, which Arrow's hash kernel
-    dictionary-encodes: no per-row string copy, and no search over the whole block for
-    commas. Not ok (left to the exact path): no comma, an empty or over-long name, or a
-    byte outside printable ASCII (the exact path strips spaces, Unicode ones included).
+    Returns (dictionary codes, names, lengths, ok). The bytes after each start are read as
+    one fixed-width matrix (a second, wider one for the rare rows whose comma is further),
+    zero-padded past the name, which Arrow's hash kernel dictionary-encodes: no per-row
+    string, and no search over the whole block for commas. Not ok (left to the exact path):
+    no comma, an empty or over-long name, or a byte outside printable ASCII but the space
+    (the exact path strips spaces, Unicode ones included).
     """
-    lengths = np.full(len(starts), -1, dtype=np.int64)  # -1: still reading
-    plain = np.ones(len(starts), dtype=bool)
-    columns: list[np.ndarray] = []
-    last = len(buffer) - 1
-    for position in range(_MAX_DISK_CHARS + 1):
-        reading = lengths < 0
-        if not reading.any():
-            break
-        at = starts + position
-        char = buffer[np.minimum(at, last)]
-        comma = reading & (char == _COMMA) & (at < ends)
-        lengths[comma] = position
-        lengths[reading & (at >= ends)] = 0  # no comma on the line: not ok
-        inside = reading & ~comma & (at < ends)
-        plain &= ~inside | _PLAIN_DISK[char]
-        columns.append(np.where(inside, char, np.uint8(0)))
-    ok = (lengths >= 1) & plain
-    width = -(-max(int(lengths.max(initial=0)), 1) // 8) * 8  # whole 8-byte words
-    matrix = np.zeros((len(starts), width), dtype=np.uint8)
-    for position, column in enumerate(columns[:width]):
-        matrix[:, position] = column
-    matrix[~ok] = 0  # their lines are left out: keep their bytes out of the names too
-    if width == 8:  # names of up to 8 characters (the usual g1disk1...): hashed as integers, cheaper
-        encoded = pa.array(matrix.view(np.uint64).ravel()).dictionary_encode()
-        padded = [value.tobytes() for value in encoded.dictionary.to_numpy().reshape(-1, 1).view(np.uint8)]
+    matrix, lengths = _up_to_comma(buffer, starts, ends, _DISK_WINDOW)
+    further = np.flatnonzero((lengths < 0) & (ends - starts > _DISK_WINDOW))
+    if len(further):
+        wide, wide_lengths = _up_to_comma(buffer, starts[further], ends[further], _WIDE_DISK_WINDOW)
+        matrix = np.pad(matrix, ((0, 0), (0, wide.shape[1] - _DISK_WINDOW)))
+        matrix[further], lengths[further] = wide, wide_lengths
+    first_bad, any_bad = _first(matrix - np.uint8(0x21) > np.uint8(0x7E - 0x21))  # outside 0x21-0x7E
+    ok = (lengths >= 1) & (lengths <= _MAX_DISK_CHARS) & (~any_bad | (first_bad >= lengths))
+    kept = np.where(ok, lengths, 0)  # the other lines are left out: keep their bytes out of the names too
+    width = -(-max(int(kept.max(initial=0)), 1) // 8) * 8  # whole 8-byte words
+    if width == 8:  # names of up to 8 characters (the usual g1disk1...): one masked word each, hashed as an integer
+        bits = kept.astype(np.uint64) * np.uint64(8)
+        mask = np.where(kept >= 8, ~np.uint64(0), (np.uint64(1) << np.minimum(bits, np.uint64(63))) - np.uint64(1))
+        words = matrix.view("<u8")[:, 0] & mask
+        encoded = pa.array(words).dictionary_encode()
+        padded = [value.tobytes() for value in encoded.dictionary.to_numpy().astype("<u8").reshape(-1, 1).view(np.uint8)]
     else:
-        encoded = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(starts), [None, pa.py_buffer(matrix)]).dictionary_encode()
+        names = np.where(np.arange(width) < kept[:, None], matrix[:, :width], np.uint8(0))
+        encoded = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(starts), [None, pa.py_buffer(names)]).dictionary_encode()
         padded = encoded.dictionary.to_pylist()
-    names = pa.array([name.rstrip(b"\0").decode("ascii") for name in padded], pa.string())
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), names, lengths, ok
+    text = pa.array([name.rstrip(b"\0").decode("ascii") for name in padded], pa.string())
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), text, lengths, ok
 
 
 def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
@@ -268,8 +294,12 @@ class _PartitionedWriter:
         # nothing; mid and lo (volume, service, class, schema) compress well, as do disk and source.
         # mid is half hash bits, half zeros: split into byte streams, it compresses as well, 25 % faster.
         compressed = [name for name in LISTKEYS_SCHEMA.names if name not in _RANDOM_COLUMNS]
+        # Min/max statistics only where they can skip row groups: main_chunk_hi (each row group
+        # holds one partition, see above) and the small columns. Those of the other key columns
+        # span their whole range in every row group, and cost a third of the write time.
         self._writer = pq.ParquetWriter(
             path, LISTKEYS_SCHEMA, use_dictionary=["disk", "source"], use_byte_stream_split=["chunk_key_mid", "main_chunk_mid"],
+            write_statistics=["main_chunk_hi", "disk", "flag", "source"],
             compression={**dict.fromkeys(_RANDOM_COLUMNS, "none"), **dict.fromkeys(compressed, "zstd")},
             compression_level=dict.fromkeys(compressed, 1),
         )
