@@ -111,6 +111,24 @@ def test_reingest_does_not_double_and_replaces_changed_files(store, tmp_path):
     assert len(store.sources()) == 1
 
 
+def test_a_file_checksummed_by_an_older_ringfsck_is_read_again_once(store, tmp_path):
+    """Older stores hold bare sha256 checksums: such a file reads as changed, replaces its part, and is then unchanged."""
+    import hashlib
+
+    path = tmp_path / "node.csv"
+    path.write_text("\n".join(listkeys_lines(10)) + "\n")
+    ingest_listkeys(store, [str(path)])
+    (checksum,) = [s.checksum for s in store.sources()]
+    assert checksum.startswith("xxh3-128:") and len(checksum) == len("xxh3-128:") + 32
+    sources = json.loads((store.root / "sources.json").read_text())
+    sources[0]["checksum"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (store.root / "sources.json").write_text(json.dumps(sources))
+    assert ingest_listkeys(store, [str(path)]).files[0].status == "ingested"
+    assert [s.checksum for s in store.sources()] == [checksum]
+    assert ingest_listkeys(store, [str(path)]).files[0].status == "unchanged"
+    assert rows(store, "SELECT count(*) FROM listkeys") == [(10,)]
+
+
 def test_same_content_under_another_name_is_a_duplicate(store, tmp_path):
     first, copy = tmp_path / "node1.csv", tmp_path / "node1-copy.csv"
     first.write_text("\n".join(listkeys_lines(10)) + "\n")

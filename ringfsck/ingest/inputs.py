@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import gzip
-import hashlib
 import io
 import zlib
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Union
 
+import xxhash
+
 from ringfsck.errors import InputError
 
 if TYPE_CHECKING:
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from ringfsck.ingest.s3_inputs import S3InputFile
 
 GZIP_MAGIC = b"\x1f\x8b"
+# A local input's identity: XXH3-128 of its stored bytes. It tells an unchanged or copied file
+# from a changed one; nobody forges listings against it, so it needs no cryptographic hash, and
+# at 20 GB/s it costs a tenth of sha256's time (which was a tenth of the listkeys ingest).
+CHECKSUM_ALGORITHM = "xxh3-128"
 READ_BLOCK = 4 * 1024 * 1024  # measured: 4 MB blocks parse faster than 2 or 8 (their arrays stay in cache)
 # Files in Spark output directories and dumps that carry no rows.
 _IGNORED_NAMES = {"_SUCCESS", "_committed", "_started"}
@@ -56,15 +61,15 @@ class InputFile:
         return datetime.fromtimestamp(self.path.stat().st_mtime, tz=timezone.utc)
 
     def checksum(self) -> str:
-        """sha256 of the stored bytes (a separate pass; ingesters get it while reading)."""
-        digest = hashlib.sha256()
+        """The checksum of the stored bytes (a separate pass; ingesters get it while reading)."""
+        digest = xxhash.xxh3_128()
         with open(self.path, "rb") as handle:
             while block := handle.read(READ_BLOCK):
                 digest.update(block)
-        return digest.hexdigest()
+        return _checksum_text(digest)
 
     def known_checksum(self) -> str | None:
-        """None: a local file's checksum is its sha256, computed while it is read."""
+        """None: a local file's checksum is computed while it is read."""
         return None
 
     def open_raw(self) -> BinaryIO:
@@ -85,7 +90,7 @@ class _HashingReader(io.RawIOBase):
         self._raw = raw
         self._hashing = hashing
         self._on_read = on_read
-        self.digest = hashlib.sha256()
+        self.digest = xxhash.xxh3_128()
 
     def readable(self) -> bool:
         return True
@@ -158,12 +163,12 @@ class OpenedInput:
         return InputError(f"{self.source.location}: unreadable {'gzip file' if self.compressed else 'file'}: {exc}")
 
     def finish_checksum(self) -> str:
-        """Read whatever is left of the stored bytes and return their sha256 (or the known checksum)."""
+        """Read whatever is left of the stored bytes and return their checksum (or the known one)."""
         if self._known_checksum is not None:
             return self._known_checksum
         while self._hasher.read(READ_BLOCK):
             pass
-        return self._hasher.digest.hexdigest()
+        return _checksum_text(self._hasher.digest)
 
     def close(self) -> None:
         self._stream.close()
@@ -192,6 +197,11 @@ class _ErrorTranslatingReader(io.RawIOBase):
             raise self._opened._unreadable(exc) from None
         buffer[: len(data)] = data
         return len(data)
+
+
+def _checksum_text(digest: xxhash.xxh3_128) -> str:
+    """Self-describing, like S3 inputs' ``s3etag:`` checksums (and unlike older stores' bare sha256)."""
+    return f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
 
 
 def _wanted(path: Path) -> bool:
