@@ -200,7 +200,8 @@ class _CheckedStream(io.RawIOBase):
         odd = (np.arange(len(quotes)) & 1).astype(bool)
         closes = ~odd if self._inside else odd
         opening, closing = quotes[~closes], quotes[closes]
-        padded = np.concatenate(([self._previous], chunk, [_COMMA]))  # padded[i + 1] is chunk[i]
+        padded = np.empty(len(chunk) + 2, dtype=np.uint8)  # padded[i + 1] is chunk[i] (uint8: a list would make it int64)
+        padded[0], padded[1:-1], padded[-1] = self._previous, chunk, _COMMA
         if not np.isin(padded[opening], _BEFORE_OPENING).all():
             return False
         last = len(chunk) - 1
