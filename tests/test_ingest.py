@@ -542,3 +542,28 @@ def test_no_fork_once_polars_is_loaded(tmp_path, monkeypatch):
     assert not _registry._forking(store, [job], pending, workers=1)
     monkeypatch.setitem(sys.modules, "polars", object())
     assert not _registry._forking(store, [job], pending, workers=2)
+
+
+def test_an_interrupted_ingest_records_every_part_it_published(store, tmp_path, monkeypatch):
+    """Ctrl-C while files are parsed: the files already parsed are recorded (no part without its source), then 130."""
+    from concurrent import futures
+
+    from ringfsck.ingest import _registry
+
+    nodes, _ = _mixed_inputs(tmp_path / "inputs")
+    calls = []
+
+    def interrupted_once(pending, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return futures.wait(pending, **kwargs)
+
+    monkeypatch.setattr(_registry, "wait", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_listkeys(store, [str(nodes)])
+    parts = {p.stem for p in (store.root / "tables" / "listkeys").glob("*.parquet")}
+    assert parts == {s.id for s in store.sources()}
+    monkeypatch.undo()
+    report = ingest_listkeys(store, [str(nodes)])
+    assert report.rows == 1200 and len(store.sources()) == 4

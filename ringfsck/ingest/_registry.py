@@ -190,10 +190,24 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
             progress.update(max(read - shown[position], 0))
             shown[position] = max(read, shown[position])
 
+        def stop(exc: BaseException) -> None:
+            """The first error (or an interrupt) is raised once the files being parsed are settled."""
+            nonlocal failure
+            if failure is None:
+                failure = exc
+                for other in running:
+                    other.cancel()
+
         try:
             running = set(futures)
             while running:
-                done, running = wait(running, timeout=_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+                try:
+                    done, running = wait(running, timeout=_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt as interrupt:
+                    # Files already parsed are recorded, so no published part lacks its source; the
+                    # others are abandoned (forked workers got the same interrupt, threads finish theirs).
+                    stop(interrupt)
+                    continue
                 for position in range(len(pending)):
                     show(position, work.bytes_read[position])
                 for future in done:
@@ -203,11 +217,8 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
                         source, outcome = future.result()
                     except CancelledError:
                         continue
-                    except BaseException as exc:  # the others finish and are recorded; the first error is raised
-                        if failure is None:
-                            failure = exc
-                            for other in running:
-                                other.cancel()
+                    except BaseException as exc:  # the others finish and are recorded
+                        stop(exc)
                         continue
                     store.save_source(source)
                     outcomes[j][i] = outcome
