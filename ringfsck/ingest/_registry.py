@@ -185,6 +185,7 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
         progress = bar(total=sum(f.size for job in jobs for f in job.files), desc=f"ingest {kinds}", unit="B", unit_scale=True)
         progress.update(sum(f.size for job, settled in zip(jobs, outcomes) for f, outcome in zip(job.files, settled) if outcome is not None))
         shown = [0] * len(pending)  # stored bytes on the bar, per file: it moves as they are read
+        running = set(futures)
 
         def show(position: int, read: int) -> None:
             progress.update(max(read - shown[position], 0))
@@ -199,7 +200,6 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
                     other.cancel()
 
         try:
-            running = set(futures)
             while running:
                 try:
                     done, running = wait(running, timeout=_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
@@ -287,8 +287,8 @@ def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, Fi
     """Parse the pending file at ``position`` of ``work`` (in a forked worker: the inherited work)."""
     work = work or _inherited
     assert work is not None
-    job, file = work.jobs[work.pending[position][0]], work.jobs[work.pending[position][0]].files[work.pending[position][1]]
-    counters = work.bytes_read
+    j, i = work.pending[position]
+    job, file, counters = work.jobs[j], work.jobs[j].files[i], work.bytes_read
 
     def on_read(size: int) -> None:
         counters[position] += size

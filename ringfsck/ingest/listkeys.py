@@ -35,11 +35,10 @@ _COMMA, _CR, _ZERO = ord(","), ord("\r"), ord("0")
 _MAIN_AT = KEY_CHARS + 1  # "chunk,main"
 _DISK_AT = 2 * KEY_CHARS + 2  # "chunk,main,disk"
 _MAX_FLAG_DIGITS = 9
-# Disk bytes the fast path takes: printable ASCII but the space. The exact path takes the
-# rest: it strips whitespace (Unicode spaces such as U+00A0 too), and the fast path pads
-# names with zero bytes, so a name holding one must not go through it.
-_PLAIN_DISK = np.zeros(256, dtype=bool)
-_PLAIN_DISK[0x21:0x7F] = True
+# Disk bytes the fast path takes: printable ASCII but the space, 0x21-0x7E. The exact path
+# takes the rest: it strips whitespace (Unicode spaces such as U+00A0 too), and the fast path
+# pads names with zero bytes, so a name holding one must not go through it.
+_PLAIN_DISK_FIRST, _PLAIN_DISK_LAST = 0x21, 0x7E
 _MAX_DISK_CHARS = 128  # longer names (never seen) take the exact path
 # Bytes read at once for a disk name and its comma (g1disk1...); the rare longer names take a
 # second, wider read. Both are whole 8-byte words (see _first).
@@ -180,7 +179,7 @@ def _disks(buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np
         wide, wide_lengths = _up_to_comma(buffer, starts[further], ends[further], _WIDE_DISK_WINDOW)
         matrix = np.pad(matrix, ((0, 0), (0, wide.shape[1] - _DISK_WINDOW)))
         matrix[further], lengths[further] = wide, wide_lengths
-    first_bad, any_bad = _first(matrix - np.uint8(0x21) > np.uint8(0x7E - 0x21))  # outside 0x21-0x7E
+    first_bad, any_bad = _first(matrix - np.uint8(_PLAIN_DISK_FIRST) > np.uint8(_PLAIN_DISK_LAST - _PLAIN_DISK_FIRST))  # wraps below
     ok = (lengths >= 1) & (lengths <= _MAX_DISK_CHARS) & (~any_bad | (first_bad >= lengths))
     kept = np.where(ok, lengths, 0)  # the other lines are left out: keep their bytes out of the names too
     width = -(-max(int(kept.max(initial=0)), 1) // 8) * 8  # whole 8-byte words
