@@ -233,7 +233,7 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
 # Files are parsed in worker processes forked from this one when that is possible and worth
 # it: threads share one interpreter, and the Python glue between numpy and Arrow calls holds
 # its lock often enough to leave a fifth of two cores idle. Possible: a local store and local
-# files (no S3 client crosses a fork), a platform with fork, and polars not yet loaded here
+# files (no S3 client crosses a fork), Linux (a safe fork), and polars not yet loaded here
 # (its thread pool does not survive a fork: the workers load it themselves when a file needs
 # it). Small inputs stay on threads, where a fork would cost more than it saves.
 _FORK_MIN_BYTES = 32 * 1024 * 1024
@@ -262,7 +262,7 @@ def _forking(store: Store, jobs: list[IngestJob], pending: list[tuple[int, int]]
         and sum(f.size for f in files) >= _FORK_MIN_BYTES
         and not store.on_s3
         and all(f.local_path is not None for f in files)
-        and "fork" in multiprocessing.get_all_start_methods()
+        and sys.platform.startswith("linux")  # macOS has fork, but its system libraries do not survive one
         and "polars" not in sys.modules
     )
 
