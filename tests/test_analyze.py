@@ -146,9 +146,8 @@ def test_unresolved_split_subkeys_look_orphaned_and_the_run_says_so(lab_world, t
 def test_chunk_counts_are_exact_when_chunks_share_a_slot(tmp_path, monkeypatch, rows_per_pass, seed):
     """Distinct chunk keys in one stripe slot, listed once, twice or three times by several nodes, in one or 16 passes.
 
-    02_ring_main_chunks counts rows when every row of a main chunk fills its own slot, and
-    recounts DISTINCT otherwise (only the slots holding two rows, when no slot holds more):
-    the counts must equal a plain distinct count whichever way a main chunk goes.
+    02_ring_main_chunks counts rows when every row of a main chunk fills its own slot and
+    recounts DISTINCT otherwise: the counts must equal a plain distinct count either way.
     """
     import random
 

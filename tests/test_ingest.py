@@ -464,7 +464,7 @@ from ringfsck.ingest import _registry, ingest_inputs
 from ringfsck.store import Store
 
 _registry._FORK_MIN_BYTES = 0  # small files are forked too
-parse_one, workers = _registry._parse_one, set()
+parse_one = _registry._parse_one
 
 def noting_the_pid(*args, **kwargs):  # forked workers inherit this patch
     with open(os.path.join(sys.argv[1], str(os.getpid())), "w"):
