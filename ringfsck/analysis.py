@@ -162,7 +162,7 @@ def _summarize(
     con: duckdb.DuckDBPyConnection, store: Store, settings: Settings, options: AnalysisOptions, listing_time: datetime | None
 ) -> dict[str, Any]:
     sources = [
-        {k: v for k, v in vars(s).items() if k in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings")}
+        {k: v for k, v in vars(s).items() if k in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings", "incomplete")}
         for s in store.sources()
     ]
     counts: dict[str, Any] = {
@@ -198,11 +198,8 @@ def _summarize(
             "(run 'ringfsck resolve', or pass --assume-no-splits if no object is split)"
         )
     for source in sources:
-        for warning in source["warnings"]:
-            if "may be incomplete" in warning:
-                incomplete.append(warning)
-            else:
-                warnings.append(warning)
+        incomplete.extend(source["incomplete"])
+        warnings.extend(source["warnings"])
     for marker in sorted((store.root / "bucketd").glob("*.json")):
         state = json.loads(marker.read_text())
         if not state.get("complete"):

@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     from ringfsck.store_mirror import S3Mirror
 
 # 2: listkeys keys packed as integers (ringfsck.packed_keys).
-STORE_FORMAT = 2
+# 3: s3keys.on_ring (which references the gap check judges), rejects.keys (40-hex tokens of a
+#    rejected row, still references), sources' incomplete reasons.
+STORE_FORMAT = 3
 MACROS_FILE = "00_macros.sql"
 LOCK_FILE = ".lock"  # hidden: never mirrored to S3
 
@@ -66,12 +68,16 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
     "s3keys": {
         "bucket": "VARCHAR", "object_key": "VARCHAR", "version_id": "VARCHAR", "sproxyd_key": "VARCHAR",
         "size": "BIGINT", "last_modified": "TIMESTAMPTZ", "mpu_part": "BOOLEAN", "source": "VARCHAR", "line": "BIGINT",
+        # true: a RING location (dataStoreType scality, or none); false: another backend's key that looks
+        # like an sproxyd key (a reference for the orphan check only); NULL: unknown (file exports): judged as RING.
+        "on_ring": "BOOLEAN",
     },
     "s3_other_locations": {
         "bucket": "VARCHAR", "object_key": "VARCHAR", "version_id": "VARCHAR", "data_store_name": "VARCHAR",
         "data_store_type": "VARCHAR", "location_key": "VARCHAR", "size": "BIGINT", "source": "VARCHAR",
     },
-    "rejects": {"source": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR", "raw": "VARCHAR"},
+    # keys: every 40-hex token of the whole rejected text (raw is cut at MAX_RAW_CHARS): they stay references.
+    "rejects": {"source": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR", "raw": "VARCHAR", "keys": "VARCHAR[]"},
     "splits": {
         "input_key": "VARCHAR", "status": "VARCHAR", "is_split": "BOOLEAN", "subkeys": "VARCHAR[]",
         "error": "VARCHAR", "resolved_at": "TIMESTAMPTZ",
@@ -142,6 +148,9 @@ class Source:
     rejected: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Why this source leaves the reference set incomplete (an export that logged a lost object, an
+    # interrupted scan…): each makes any analysis over it incomplete, with no override.
+    incomplete: list[str] = field(default_factory=list)
 
 
 def utc_now() -> datetime:

@@ -64,7 +64,7 @@ def test_view_contracts(planted_run):
         "orphans": ["ring_key", "digkey", "protection", "chunks"],
         "gaps": ["bucket", "object_key", "sproxyd_key", "ring_key", "chunks_found", "status"],
         "debris": ["ring_key", "chunks"],
-        "rejects": ["source", "line", "reason", "raw"],
+        "rejects": ["source", "line", "reason", "raw", "keys"],
     }
     for view, columns in expected.items():
         names = [d[0] for d in con.execute(f"SELECT * FROM {view} LIMIT 0").description]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import re
 import os
 import sys
 from collections.abc import Callable, Iterator, MutableSequence
@@ -27,8 +28,15 @@ from ringfsck.progress import bar
 from ringfsck.store import Source, Store, arrow_schema, iso, utc_now
 
 REJECTS_SCHEMA = arrow_schema("rejects")
+# A 40-hex run (not part of a longer one): in a rejected row it may be an sproxyd key ringfsck cannot place.
+_HEX_TOKEN = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{40}(?![0-9A-Fa-f])")
 _REJECT_FLUSH = 50_000
 MAX_RAW_CHARS = 4096  # a reject keeps the start of a very long line, enough to see what it was
+
+
+def hex_tokens(text: str) -> list[str]:
+    """Every 40-hex token of a text, uppercased, in order, without repeats."""
+    return list(dict.fromkeys(token.upper() for token in _HEX_TOKEN.findall(text)))
 
 
 class RejectWriter:
@@ -45,7 +53,8 @@ class RejectWriter:
         self.count = 0
 
     def add(self, line: int, reason: str, raw: str) -> None:
-        self._pending.append((line, reason, raw[:MAX_RAW_CHARS]))
+        """Record a rejected row; every 40-hex token of its whole text is kept as a reference."""
+        self._pending.append((line, reason, raw[:MAX_RAW_CHARS], hex_tokens(raw)))
         self.count += 1
         if len(self._pending) >= _REJECT_FLUSH:
             self._flush()
@@ -53,9 +62,9 @@ class RejectWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
-        lines, reasons, raws = zip(*self._pending)
+        lines, reasons, raws, tokens = zip(*self._pending)
         table = pa.table(
-            {"source": [self._location] * len(lines), "line": list(lines), "reason": list(reasons), "raw": list(raws)},
+            {"source": [self._location] * len(lines), "line": list(lines), "reason": list(reasons), "raw": list(raws), "keys": list(tokens)},
             schema=REJECTS_SCHEMA,
         )
         if self._writer is None:
@@ -86,6 +95,7 @@ class ParseResult:
     rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # why the references this file brings are incomplete
 
 
 @dataclass
@@ -379,5 +389,6 @@ def _parse_one(
         rejected=rejects.count,
         skipped=result.skipped,
         warnings=result.warnings,
+        incomplete=result.incomplete,
     )
     return source, FileOutcome(file.location, "ingested", result.rows, rejects.count, result.skipped, result.format, result.warnings)

@@ -66,6 +66,7 @@ def _export_rows(buckets: pa.Array, object_keys: pa.Array, sproxyd_keys: pa.Arra
             "mpu_part": pc.starts_with(buckets, MPU_SHADOW_PREFIX),
             "source": pa.repeat(location, n),
             "line": lines,
+            "on_ring": pa.nulls(n, pa.bool_()),  # a file export does not say which backend a key is on
         },
         schema=S3KEYS_SCHEMA,
     )
@@ -365,7 +366,7 @@ def _parse_jsonl(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, resul
         else:
             rows.add(bucket, object_key, key.strip(), line)
     if export_errors:
-        result.warnings.append(
+        result.incomplete.append(
             f"{ctx.location}: the export logged {len(export_errors)} error(s), so it may be incomplete (first: {export_errors[0]})"
         )
 
