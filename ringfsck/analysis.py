@@ -71,6 +71,10 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
     con = store.connect(run_id=None)
     listing_time = options.listing_time or _listing_time(store)
     _set_variables(con, settings, listing_time)
+    # Known before any step runs (base tables only): the orphans step marks its rows reclaimable
+    # only when the reference set is complete.
+    completeness = check_completeness(con, store, settings, options)
+    con.execute(f"SET VARIABLE references_complete = {'true' if not completeness.incomplete else 'false'}")
     steps = sql_steps()
     timings: dict[str, float] = {}
     progress = bar(total=len(steps), desc="analyze", unit="step")
@@ -81,7 +85,7 @@ def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisRes
             timings[name] = round(time.perf_counter() - step_clock, 3)
     finally:
         progress.close()
-    summary = _summarize(con, store, settings, options, listing_time)
+    summary = _summarize(con, store, settings, options, listing_time, completeness)
     summary.update(
         run_id=run_id,
         ringfsck_version=__version__,
@@ -158,8 +162,65 @@ def inputs_fingerprint(sources: list[dict[str, Any]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+@dataclass
+class Completeness:
+    """Whether the reference set is complete: every reason it is not, and the split lookups' state."""
+
+    incomplete: list[str]
+    warnings: list[str]
+    splits: dict[str, int]
+
+
+# Rejected rows shown by name in an incomplete reason (the rejects view has them all).
+_REJECTS_NAMED = 3
+
+
+def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: Settings, options: AnalysisOptions) -> Completeness:
+    """Every reason the S3 reference set (or the listing) is known to be incomplete: each refuses deletion.
+
+    Whatever ringfsck could not read, parse or look up is a reference it does not know, so
+    the orphans it would otherwise report might be live data (DOMAIN.md section 8).
+    """
+    incomplete: list[str] = []
+    warnings: list[str] = []
+    splits = _split_status(con, settings, options)
+    if splits["errors"]:
+        incomplete.append(f"{splits['errors']} split lookups failed: their subkeys are unknown, and any candidate could be one (rerun 'ringfsck resolve')")
+    if splits["unresolved"]:
+        incomplete.append(
+            f"{splits['unresolved']} S3 input keys were never checked for split objects "
+            "(run 'ringfsck resolve', or pass --assume-no-splits if no object is split)"
+        )
+    for source in store.sources():
+        incomplete.extend(source.incomplete)
+        warnings.extend(source.warnings)
+    for marker in sorted((store.root / "bucketd").glob("*.json")):
+        state = json.loads(marker.read_text())
+        if not state.get("complete"):
+            # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
+            incomplete.append(f"the bucketd export of bucket {state.get('bucket', marker.stem)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
+    s3_rejects = "FROM rejects AS r ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'"
+    rejected = _scalar(con, f"SELECT count(*) {s3_rejects}")
+    if rejected:
+        named = con.execute(f"SELECT r.source, r.line, r.reason {s3_rejects} ORDER BY r.source, r.line LIMIT {_REJECTS_NAMED}").fetchall()
+        first = "; ".join(f"{source}{f' line {line}' if line is not None else ''}: {reason}" for source, line, reason in named)
+        incomplete.append(
+            f"{rejected:,} S3 export row(s) could not be parsed, so the references they hold are unknown "
+            f"(fix or re-export them; see the rejects view): {first}{' …' if rejected > len(named) else ''}"
+        )
+    listing_rejects = _scalar(con, "SELECT count(*) FROM rejects") - rejected
+    if listing_rejects:
+        warnings.append(f"{listing_rejects:,} RING listing rows were rejected (see the rejects view): their chunks are not counted")
+    if _scalar(con, "SELECT count(*) FROM s3keys") == 0:
+        incomplete.append("no S3 keys were ingested: every candidate would look orphaned")
+    if _scalar(con, "SELECT count(*) FROM listkeys_packed") == 0:
+        incomplete.append("no RING listkeys were ingested")
+    return Completeness(incomplete, warnings, splits)
+
+
 def _summarize(
-    con: duckdb.DuckDBPyConnection, store: Store, settings: Settings, options: AnalysisOptions, listing_time: datetime | None
+    con: duckdb.DuckDBPyConnection, store: Store, settings: Settings, options: AnalysisOptions, listing_time: datetime | None,
+    completeness: Completeness,
 ) -> dict[str, Any]:
     sources = [
         {k: v for k, v in vars(s).items() if k in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings", "incomplete")}
@@ -186,31 +247,10 @@ def _summarize(
             con, f"SELECT count(*) FROM s3_references WHERE last_modified >= {sql_literal(iso(listing_time))}::TIMESTAMPTZ"
         )
 
-    incomplete: list[str] = []
-    warnings: list[str] = []
-    splits = _split_status(con, settings, options)
+    incomplete, warnings = list(completeness.incomplete), list(completeness.warnings)
+    splits = dict(completeness.splits)
     counts["s3_input_keys"] = splits.pop("input_keys")
-    if splits["errors"]:
-        incomplete.append(f"{splits['errors']} split lookups failed: their subkeys are unknown (rerun 'ringfsck resolve')")
-    if splits["unresolved"]:
-        incomplete.append(
-            f"{splits['unresolved']} S3 input keys were never checked for split objects "
-            "(run 'ringfsck resolve', or pass --assume-no-splits if no object is split)"
-        )
-    for source in sources:
-        incomplete.extend(source["incomplete"])
-        warnings.extend(source["warnings"])
-    for marker in sorted((store.root / "bucketd").glob("*.json")):
-        state = json.loads(marker.read_text())
-        if not state.get("complete"):
-            # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
-            incomplete.append(f"the bucketd export of bucket {state.get('bucket', marker.stem)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
-    if counts["s3keys_rows"] == 0:
-        incomplete.append("no S3 keys were ingested: every candidate would look orphaned")
-    if counts["listkeys_rows"] == 0:
-        incomplete.append("no RING listkeys were ingested")
-    if counts["rejects"]:
-        warnings.append(f"{counts['rejects']} input rows were rejected (see the rejects view)")
+    counts["rejected_references"] = _scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3_references WHERE role = 'rejected'")
     share = counts["orphans"] / counts["candidates"] if counts["candidates"] else 0.0
     if counts["candidates"] and share > settings.max_orphan_share:
         warnings.append(
@@ -228,6 +268,8 @@ def _summarize(
     export_times = [s["captured_at"] for s in sources if s["kind"] != "listkeys"]
     return {
         "complete": not incomplete,
+        # Orphans are reclaimable only from a complete reference set: no override changes that.
+        "reclaimable": not incomplete,
         "incomplete_reasons": incomplete,
         "warnings": warnings,
         "orphan_share": round(share, 6),

@@ -6,7 +6,9 @@ by key; a Parquet copy with the header in its key-value metadata sits beside it
 (``FILE.parquet``); both may be ``s3://`` objects. The header names the store,
 the run, the inputs' fingerprint, the settings and the sha256 of the key list,
 so the deleter can refuse a manifest that was edited or that belongs to another
-store or run.
+store or run. A checksum proves nothing about safety (anyone can recompute it):
+before deleting, :func:`verify_against_store` also checks that every key is a
+reclaimable orphan of that run and matches no reference the store holds now.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck import __version__
-from ringfsck.errors import InputError, RefusedError
+from ringfsck.errors import ConfigError, InputError, RefusedError
 from ringfsck.keys import is_valid_key
 from ringfsck.s3 import local_output
 from ringfsck.store import Store, iso, utc_now
@@ -30,7 +32,10 @@ from ringfsck.store import Store, iso, utc_now
 MANIFEST_FORMAT = 1
 HEADER_PREFIX = "# ringfsck-manifest "
 COLUMNS = ("ring_key", "protection", "schema", "chunks", "size")
-CHECKS = ("incomplete", "orphan-share", "listing-order")
+# Checks --force may override: their risk is bounded and visible. An incomplete analysis is not
+# among them: its unknown references could be any candidate, and nothing makes them deletable.
+CHECKS = ("orphan-share", "listing-order")
+INCOMPLETE = "incomplete"
 
 
 @dataclass
@@ -48,11 +53,17 @@ def keys_checksum(keys: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
 
 
+def _refuse_incomplete(summary: dict[str, Any], what: str) -> None:
+    if not summary["complete"] or not summary.get("reclaimable", False):
+        raise RefusedError(
+            f"{what}: analysis run {summary['run_id']} is incomplete, and no option overrides that: "
+            + "; ".join(summary["incomplete_reasons"] or ["it predates the reclaimable check: run 'ringfsck analyze' again"])
+        )
+
+
 def _refusals(summary: dict[str, Any], max_share: float) -> dict[str, str]:
-    """Every safety check the analysis fails, by the name --force takes."""
+    """Every overridable safety check the analysis fails, by the name --force takes."""
     found: dict[str, str] = {}
-    if not summary["complete"]:
-        found["incomplete"] = "the latest analysis is incomplete: " + "; ".join(summary["incomplete_reasons"])
     if summary["orphan_share"] > max_share:
         found["orphan-share"] = (
             f"orphans are {summary['orphan_share']:.1%} of candidates, above the {max_share:.0%} limit "
@@ -69,10 +80,13 @@ def _refusals(summary: dict[str, Any], max_share: float) -> dict[str, str]:
 
 def write_manifest(store: Store, path: str | Path, *, force: tuple[str, ...] | list[str] = ()) -> Manifest:
     """Write the manifest of the latest analysis, or refuse with the first failed check."""
+    if INCOMPLETE in force:
+        raise ConfigError("--force incomplete no longer exists: an incomplete analysis never gives a manifest (complete its inputs and analyze again)")
     unknown = set(force) - set(CHECKS)
     if unknown:
-        raise InputError(f"--force takes {', '.join(CHECKS)}; not {', '.join(sorted(unknown))}")
+        raise ConfigError(f"--force takes {', '.join(CHECKS)}; not {', '.join(sorted(unknown))}")
     summary = store.run_summary()
+    _refuse_incomplete(summary, "no manifest")
     refusals = _refusals(summary, store.settings.max_orphan_share)
     blocking = {name: reason for name, reason in refusals.items() if name not in force}
     if blocking:
@@ -147,7 +161,13 @@ def read_manifest(path: str | Path, *, location: str | None = None) -> Manifest:
 
 
 def verify_against_store(manifest: Manifest, store: Store) -> None:
-    """Refuse a manifest from another store, or from a run whose inputs changed."""
+    """Refuse a manifest unless every key in it is, in this store, a reclaimable orphan of its run.
+
+    A manifest is a request, not an authority: its checksum only shows it was not edited by
+    accident. So the store decides: the run must be complete (with only overridable checks
+    forced), its inputs unchanged, every key one of its orphans, no key matched by a reference
+    the store holds now (split lookups made since included), and the store's references complete.
+    """
     header = manifest.header
     if header.get("store_id") != store.store_id:
         raise RefusedError(f"{manifest.path}: written for another store ({header.get('store_id')}), not {store.location}")
@@ -157,3 +177,38 @@ def verify_against_store(manifest: Manifest, store: Store) -> None:
         raise RefusedError(f"{manifest.path}: its analysis run {header.get('run_id')} is not in {store.location}") from None
     if summary.get("inputs_fingerprint") != header.get("inputs_fingerprint"):
         raise RefusedError(f"{manifest.path}: the inputs of run {header.get('run_id')} no longer match the manifest")
+    _refuse_incomplete(summary, f"{manifest.path}")
+    forced = set(header.get("forced") or {}) - set(CHECKS)
+    if forced:
+        raise RefusedError(f"{manifest.path}: it overrides {', '.join(sorted(forced))}, which no manifest may override")
+    _verify_keys(manifest, store, summary)
+
+
+def _verify_keys(manifest: Manifest, store: Store, summary: dict[str, Any]) -> None:
+    from ringfsck.analysis import AnalysisOptions, check_completeness
+    from ringfsck.store import step_sql
+
+    con = store.connect(run_id=summary["run_id"])
+    try:
+        con.register("manifest_keys", pa.table({"ring_key": pa.array(manifest.keys, pa.string())}))
+        stranger = con.execute(
+            "SELECT m.ring_key FROM manifest_keys AS m ANTI JOIN (SELECT ring_key FROM orphans WHERE reclaimable) AS o USING (ring_key) "
+            "ORDER BY 1 LIMIT 1"
+        ).fetchone()
+        if stranger:
+            raise RefusedError(f"{manifest.path}: {stranger[0]} is not a reclaimable orphan of run {summary['run_id']}; nothing else is ever deleted")
+        # The references as the store holds them now: a split index resolved after the analysis counts.
+        con.execute(f"CREATE TEMP TABLE s3_references AS {step_sql('s3_references')}")
+        referenced = con.execute(
+            "SELECT m.ring_key, r.sproxyd_key, r.bucket, r.object_key FROM manifest_keys AS m "
+            "JOIN s3_references AS r ON r.digkey = left(m.ring_key, 26) ORDER BY 1 LIMIT 1"
+        ).fetchone()
+        if referenced:
+            key, sproxyd_key, bucket, name = referenced
+            whose = f" (object {bucket}/{name!r})" if bucket is not None else ""
+            raise RefusedError(f"{manifest.path}: {key} is the main chunk of S3 reference {sproxyd_key}{whose}: refusing to delete it")
+        state = check_completeness(con, store, store.settings, AnalysisOptions(assume_no_splits=bool(summary["settings"].get("assume_no_splits"))))
+        if state.incomplete:
+            raise RefusedError(f"{manifest.path}: the store's references are incomplete now: " + "; ".join(state.incomplete))
+    finally:
+        con.close()

@@ -112,7 +112,8 @@ RUN_OUTPUTS: dict[str, dict[str, str]] = {
         "protection": "VARCHAR", "schema": "VARCHAR", "chunks": "BIGINT", "candidate": "BOOLEAN", "healthy": "BOOLEAN",
     },
     "candidates": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
-    "orphans": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
+    "orphans": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR",
+                "reclaimable": "BOOLEAN"},
     "gaps": {
         "bucket": "VARCHAR",
         "object_key": "VARCHAR",

@@ -1,20 +1,31 @@
 -- Every RING input key that S3 references, with the digkey RING main chunks match on.
--- A split object references its split index (stored under the input key itself:
--- the reference forgot it) and every subkey listed in the index.
+-- The set over-approximates (DOMAIN.md sections 5 and 8): whatever might be a reference is one.
+-- * key: every 40-hex key of every export row, whatever its backend (on_ring = false: another
+--   backend's key, a reference for the orphan check only; NULL: a file export, backend unknown).
+-- * index: a split object's index is stored under the input key itself (the reference forgot it):
+--   it is the 'key' row; 'subkey': every subkey its index lists.
+-- * rejected: every 40-hex token of an S3 export row ringfsck could not parse (the analysis is
+--   incomplete anyway, but nothing it shows may call that key's data unreferenced).
 WITH input_keys AS (
-    SELECT bucket, object_key, version_id, sproxyd_key, NULL::VARCHAR AS parent_key, 'key' AS role, last_modified
+    SELECT bucket, object_key, version_id, sproxyd_key, NULL::VARCHAR AS parent_key, 'key' AS role, last_modified, on_ring
     FROM s3keys
 ),
 subkeys AS (
     SELECT k.bucket, k.object_key, k.version_id, unnest(s.subkeys) AS sproxyd_key, k.sproxyd_key AS parent_key,
-           'subkey' AS role, k.last_modified
+           'subkey' AS role, k.last_modified, k.on_ring
     FROM s3keys AS k
     JOIN splits AS s ON s.input_key = k.sproxyd_key
     WHERE s.status = 'ok' AND s.is_split
 ),
+rejected AS (
+    SELECT NULL::VARCHAR AS bucket, NULL::VARCHAR AS object_key, NULL::VARCHAR AS version_id, unnest(r.keys) AS sproxyd_key,
+           NULL::VARCHAR AS parent_key, 'rejected' AS role, NULL::TIMESTAMPTZ AS last_modified, NULL::BOOLEAN AS on_ring
+    FROM rejects AS r
+    ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'  -- a listing's rejects hold chunk keys
+),
 referenced AS (
     SELECT *, input_key_digkey(sproxyd_key) AS digkey
-    FROM (SELECT * FROM input_keys UNION ALL SELECT * FROM subkeys)
+    FROM (SELECT * FROM input_keys UNION ALL SELECT * FROM subkeys UNION ALL SELECT * FROM rejected)
 )
 -- dig_hi, dig_lo: the digkey as integers, what the joins with RING main chunks use.
 SELECT *, digkey_hi(digkey) AS dig_hi, digkey_lo(digkey) AS dig_lo

@@ -2,16 +2,18 @@
 -- (ARC: fewer than k chunks) or degraded (fewer than k+m chunks; COS: fewer than cos+1).
 -- The schema comes from the RING key itself; a missing key is predicted with the
 -- configured ARC schema. Objects modified after the listing was taken cannot be in
--- it and are left out (counted in the run summary).
+-- it and are left out (counted in the run summary). Only RING locations are judged: keys of
+-- other backends (on_ring = false) and tokens of rejected rows are references for orphans only.
 WITH suspects AS (
     -- A reference whose digkey has a healthy main chunk is no gap: only the others are judged.
     SELECT r.*
     FROM s3_references AS r
     ANTI JOIN (SELECT dig_hi, dig_lo FROM ring_main_chunks WHERE healthy) AS h
            ON h.dig_hi = r.dig_hi AND h.dig_lo = r.dig_lo
-    WHERE getvariable('listing_time') IS NULL
+    WHERE r.role <> 'rejected' AND r.on_ring IS DISTINCT FROM false
+      AND (getvariable('listing_time') IS NULL
        OR r.last_modified IS NULL
-       OR r.last_modified < getvariable('listing_time')
+       OR r.last_modified < getvariable('listing_time'))
 ),
 best AS (
     -- Several main chunks can share a digkey (service 50 and 51 copies): judge the best one

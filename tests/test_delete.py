@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from ringfsck import Settings, Store, analyze, ingest_listkeys
+import _planted
+
+from ringfsck import Settings, Store, analyze, ingest_listkeys, ingest_s3keys, keys
+from ringfsck.analysis import AnalysisOptions
 from ringfsck.deleter import delete_from_manifest, read_journal
-from ringfsck.errors import RefusedError
+from ringfsck.errors import ConfigError, RefusedError
 from ringfsck.ingest.bucketd import ingest_bucketd
-from ringfsck.manifest import write_manifest
+from ringfsck.manifest import CHECKS, HEADER_PREFIX, keys_checksum, write_manifest
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.resolve import resolve_splits
 from ringfsck.sizing import size_orphans
+from ringfsck.store import arrow_schema
 
 POLICY = HttpPolicy(concurrency=8, timeout=5, retries=10, backoff_base=0.005, backoff_max=0.05)
 
@@ -38,15 +46,82 @@ def deletes(lab) -> dict[str, int]:
     return {path.rsplit("/", 1)[1]: n for path, n in lab.request_counts("srebuildd").items() if path.startswith("DELETE")}
 
 
-def test_manifest_refuses_an_incomplete_analysis(lab_world, lab_servers, tmp_path):
+def test_manifest_refuses_an_incomplete_analysis_whatever_is_forced(lab_world, lab_servers, tmp_path):
     store = prepared(lab_world, lab_servers, tmp_path / "store", resolve=False)
-    with pytest.raises(RefusedError, match="incomplete.*--force incomplete"):
+    with pytest.raises(RefusedError, match="incomplete, and no option overrides that"):
         write_manifest(store, tmp_path / "m.csv")
-    # Unresolved subkeys also look orphaned, so the share check fires too: each override is named.
-    with pytest.raises(RefusedError, match="--force orphan-share"):
-        write_manifest(store, tmp_path / "m.csv", force=["incomplete"])
-    manifest = write_manifest(store, tmp_path / "m.csv", force=["incomplete", "orphan-share"])
-    assert set(manifest.header["forced"]) == {"incomplete", "orphan-share"}
+    with pytest.raises(RefusedError, match="incomplete, and no option overrides that"):
+        write_manifest(store, tmp_path / "m.csv", force=list(CHECKS))
+    with pytest.raises(ConfigError, match="--force incomplete no longer exists"):
+        write_manifest(store, tmp_path / "m.csv", force=["incomplete", "orphan-share"])
+    assert not (tmp_path / "m.csv").exists()
+    orphans = store.connect().execute("SELECT count(*), bool_or(reclaimable) FROM orphans").fetchone()
+    assert orphans[0] > 0 and orphans[1] is False  # shown, never as reclaimable
+
+
+def test_failed_split_lookups_keep_every_subkey_alive(lab_world, lab_servers, tmp_path):
+    """Issue 13 point 5: a failed split lookup's subkeys are unknown, so no candidate is deletable."""
+    splits = sorted(lab_world.truth["splits"])
+    lab_servers.set_faults("srebuildd", fail_keys=splits)
+    try:
+        store = prepared(lab_world, lab_servers, tmp_path / "store", resolve=False)
+        resolve_splits(store, base_url=lab_servers.srebuildd_url, policy=HttpPolicy(retries=1, backoff_base=0.001))
+    finally:
+        lab_servers.set_faults("srebuildd", fail_keys=[])
+    summary = analyze(store).summary
+    assert not summary["complete"] and not summary["reclaimable"]
+    assert any("split lookups failed" in reason for reason in summary["incomplete_reasons"])
+    for force in ([], list(CHECKS)):
+        with pytest.raises(RefusedError, match="no option overrides"):
+            write_manifest(store, tmp_path / "m.csv", force=force)
+    live_subkeys = {k for subkeys in lab_world.truth["splits"].values() for k in subkeys}
+    assert live_subkeys  # the lab plants splits
+    assert store.connect().execute("SELECT count(*) FROM orphans WHERE reclaimable").fetchone()[0] == 0
+
+
+def _rewritten(manifest_path: Path, out: Path, extra_rows: list[str]) -> Path:
+    """The manifest with rows appended and its header's key count and checksum recomputed (as an attacker would)."""
+    lines = manifest_path.read_text().splitlines()
+    header = json.loads(lines[0][len(HEADER_PREFIX):])
+    rows = [*lines[2:], *extra_rows]
+    keys = [row.split(",")[0] for row in rows]
+    header.update(key_count=len(keys), keys_sha256=keys_checksum(keys))
+    out.write_text("\n".join([HEADER_PREFIX + json.dumps(header, sort_keys=True), lines[1], *rows]) + "\n")
+    return out
+
+
+def test_a_manifest_with_a_recomputed_checksum_cannot_delete_live_data(lab_world, lab_servers, tmp_path):
+    """Issue 13 point 4: the store decides, not the manifest's own checksum."""
+    store = prepared(lab_world, lab_servers, tmp_path / "store")
+    write_manifest(store, tmp_path / "m.csv")
+    live = store.connect().execute(
+        "SELECT c.ring_key FROM candidates AS c ANTI JOIN orphans AS o USING (ring_key) ORDER BY 1 LIMIT 1"
+    ).fetchone()[0]
+    forged = _rewritten(tmp_path / "m.csv", tmp_path / "forged.csv", [f"{live},arc,8+4,12,"])
+    lab_servers.reset_stats()
+    with pytest.raises(RefusedError, match=f"{live} is not a reclaimable orphan"):
+        delete_from_manifest(store, forged, execute=True, base_url=lab_servers.srebuildd_url, policy=POLICY)
+    assert deletes(lab_servers) == {}
+
+
+def test_a_reference_found_after_the_analysis_stops_the_deletion(tmp_path):
+    """A split index resolved after the run lists a subkey: its main chunk is referenced now, whatever the run said."""
+    world = _planted.build()
+    subkey = world.new_input_key()
+    victim = world.store_arc(keys.input_key_md5_prefix(subkey), _planted.ARC.stripes)  # unreferenced: an orphan, for now
+    listkeys, exports = world.write(tmp_path)
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    ingest_listkeys(store, [str(listkeys)])
+    ingest_s3keys(store, [str(exports)])
+    analyze(store, AnalysisOptions(assume_no_splits=True))
+    assert victim in write_manifest(store, tmp_path / "m.csv", force=["orphan-share"]).keys
+    [(index_key,)] = store.connect().execute("SELECT sproxyd_key FROM s3keys ORDER BY 1 LIMIT 1").fetchall()
+    table = pa.table({"input_key": [index_key], "status": ["ok"], "is_split": [True], "subkeys": [[subkey]], "error": [None],
+                      "resolved_at": [datetime.now(timezone.utc)]}, schema=arrow_schema("splits"))
+    with store.writing_part("splits", store.new_batch_id()) as tmp:
+        pq.write_table(table, tmp)
+    with pytest.raises(RefusedError, match=f"{victim} is the main chunk of S3 reference {subkey}"):
+        delete_from_manifest(store, tmp_path / "m.csv", execute=True, base_url="http://127.0.0.1:9", policy=POLICY)
 
 
 def test_manifest_refuses_a_large_orphan_share(lab_world, lab_servers, tmp_path):

@@ -31,10 +31,12 @@ def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
     """Write the deletion manifest of the latest analysis: its orphans, tied to its inputs.
 
     Refuses (exit 4) when the analysis is incomplete (failed or missing split
-    lookups, export errors), when orphans are more than max_orphan_share of the
+    lookups, rejected export rows, export errors, unreadable or unfinished
+    exports): nothing overrides that, since an unknown reference could be any
+    orphan. Also refuses when orphans are more than max_orphan_share of the
     candidates (default 10 %), or when the RING listing is newer than the S3
-    export. --force CHECK overrides exactly one of them: incomplete,
-    orphan-share, listing-order.
+    export; --force CHECK overrides one of these two: orphan-share,
+    listing-order.
 
     \b
     Examples:
@@ -65,7 +67,9 @@ def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
 def delete_command(manifest_path: str, execute: bool, only_keys: str | None, settings, **_: Any) -> None:
     """Delete the orphans of a manifest on the chord path (dry run unless --execute).
 
-    The manifest's checksum and its store and inputs are verified first. Every
+    The manifest's checksum and its store and inputs are verified first, then
+    the store itself: every key must be a reclaimable orphan of the manifest's
+    run and match none of the S3 references the store holds now. Every
     outcome (200/204 deleted, 404 already gone, anything else failed) is
     journaled and fsync'ed before it counts; after a crash, rerun the same
     command: confirmed keys are skipped, failed ones retried. Exit code 1 if
