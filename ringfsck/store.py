@@ -14,6 +14,7 @@ Layout (one store per RING)::
       bucketd/<source>.json       bucketd export progress (resume marker)
       journal/<manifest>/<segment>.jsonl  deletion outcomes
       runs/<run-id>/{ring_main_chunks,orphans,gaps,debris,duplicates}.parquet, summary.json
+      runs/<run-id>/size_reading.json, capacity.json   what X-Scal-Size measures, orphan capacity (``size``)
       runs/LATEST                 id of the newest analysis
       .lock                       the writer lock (Store.lock): one changing command at a time
       tmp/                        DuckDB spill space
