@@ -31,6 +31,7 @@ TODO = (
     "WHERE s.status IS NULL OR s.status NOT IN ('ok', 'not_found') ORDER BY o.ring_key"
 )
 
+
 def sample_query(settings: Settings, sample: int) -> str:
     """Referenced, healthy, not split ARC main chunks with one known S3 size: (sproxyd_key, ring_key, k, size).
 
