@@ -130,6 +130,8 @@ class Settings:
     srebuildd_chord_path: str | None = None
     bucketd_url: str | None = None
     split_threshold: int | None = None
+    # Referenced ARC main chunks 'size' HEADs to measure what X-Scal-Size means (ringfsck.sizing).
+    size_sample: int = 200
     concurrency: int = 64
     max_rps: float | None = None
     timeout: float = 30.0
@@ -208,6 +210,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "srebuildd_chord_path": _optional(_to_str),
     "bucketd_url": _optional(_to_str),
     "split_threshold": _optional(_to_positive_int),
+    "size_sample": _to_positive_int,
     "concurrency": _to_positive_int,
     "max_rps": _optional(_to_float),
     "timeout": _to_float,

@@ -14,6 +14,7 @@ Layout (one store per RING)::
       bucketd/<source>.json       bucketd export progress (resume marker)
       journal/<manifest>/<segment>.jsonl  deletion outcomes
       runs/<run-id>/{ring_main_chunks,orphans,gaps,debris,duplicates}.parquet, summary.json
+      runs/<run-id>/size_reading.json, capacity.json   what X-Scal-Size measures, orphan capacity (``size``)
       runs/LATEST                 id of the newest analysis
       .lock                       the writer lock (Store.lock): one changing command at a time
       tmp/                        DuckDB spill space
@@ -128,6 +129,20 @@ RUN_OUTPUTS: dict[str, dict[str, str]] = {
     "debris": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "chunks": "BIGINT", "referenced": "BOOLEAN", "service_id": "VARCHAR", "schema": "VARCHAR"},
     "duplicates": {"sproxyd_key": "VARCHAR", "reference_count": "BIGINT", "objects": "VARCHAR[]"},
 }
+# What srebuildd's X-Scal-Size measures (DOMAIN.md section 7), as ``size`` measured it for a run
+# (ringfsck.sizing): an ARC main chunk's header is the object's size ("object") or one chunk's, about
+# size / k ("chunk"). Without a decided measurement the capacity is computed with the assumed reading.
+SIZE_READING_FILE = "size_reading.json"
+ASSUMED_SIZE_READING = "object"
+SIZE_READINGS = ("object", "chunk")
+
+
+def applied_size_reading(measurement: dict[str, Any] | None) -> str:
+    """The reading capacity is computed with: the measured decision, else the assumption."""
+    decision = (measurement or {}).get("decision")
+    return decision if decision in SIZE_READINGS else ASSUMED_SIZE_READING
+
+
 # Run outputs kept as views over the others (their SQL step), not written: candidates are most of
 # ring_main_chunks, and writing tens of millions of hex keys would cost more than the analysis.
 RUN_VIEWS = ("candidates",)
@@ -375,6 +390,14 @@ class Store:
             self._mirror.pull_run(run_id)
         return path
 
+    def size_reading(self, run_id: str) -> dict[str, Any] | None:
+        """The X-Scal-Size measurement ``size`` saved for a run (ringfsck.sizing), None if never measured."""
+        path = self.run_dir(run_id) / SIZE_READING_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def save_size_reading(self, run_id: str, measurement: dict[str, Any]) -> None:
+        self.write_json(self.run_dir(run_id) / SIZE_READING_FILE, measurement)
+
     def run_summary(self, run_id: str | None = None) -> dict[str, Any]:
         run_id = run_id or self.latest_run_id()
         if run_id is None:
@@ -457,12 +480,18 @@ class Store:
             else:
                 select = empty_select(columns)
             con.execute(f"CREATE OR REPLACE VIEW {output} AS {select}")
+        # Logical bytes = X-Scal-Size x logical_multiplier: k for ARC under the chunk reading, else 1.
+        # Raw bytes = logical x (k+m)/k for ARC, x (cos+1) for COS.
+        reading = applied_size_reading(self.size_reading(run_id) if run_id else None)
+        arc_logical = "CAST(split_part(o.schema, '+', 1) AS BIGINT)" if reading == "chunk" else "1"
         con.execute(
-            "CREATE OR REPLACE VIEW orphan_sizes AS SELECT o.ring_key, o.protection, o.schema, s.size, "
-            "s.size * CASE WHEN o.protection = 'arc' THEN "
-            "  (CAST(split_part(o.schema, '+', 1) AS DOUBLE) + CAST(split_part(o.schema, '+', 2) AS DOUBLE)) / CAST(split_part(o.schema, '+', 1) AS DOUBLE) "
-            "ELSE CAST(o.schema AS DOUBLE) + 1 END AS raw_size, "
-            "coalesce(s.status, 'unsized') AS status FROM orphans o LEFT JOIN sizes s USING (ring_key)"
+            "CREATE OR REPLACE VIEW orphan_sizes AS SELECT ring_key, protection, schema, x_scal_size * logical_multiplier AS size, "
+            "x_scal_size * logical_multiplier * CASE WHEN protection = 'arc' THEN "
+            "  (CAST(split_part(schema, '+', 1) AS DOUBLE) + CAST(split_part(schema, '+', 2) AS DOUBLE)) / CAST(split_part(schema, '+', 1) AS DOUBLE) "
+            "ELSE CAST(schema AS DOUBLE) + 1 END AS raw_size, status, x_scal_size, logical_multiplier FROM ("
+            "  SELECT o.ring_key, o.protection, o.schema, s.size AS x_scal_size, coalesce(s.status, 'unsized') AS status, "
+            f"  CASE WHEN o.protection = 'arc' THEN {arc_logical} ELSE 1 END AS logical_multiplier "
+            "  FROM orphans o LEFT JOIN sizes s USING (ring_key))"
         )
 
 

@@ -31,6 +31,15 @@ def test_report_is_self_contained(demo):
     assert "<svg" in html
 
 
+def test_report_states_the_measured_size_reading_and_multipliers(demo):
+    # The demo exports from bucketd (S3 sizes known) and its srebuildd answers the object's size.
+    reading = demo.capacity["size_reading"]
+    assert reading["decision"] == "object" and reading["answered"] >= 20
+    html = demo.report.read_text()
+    assert f"X-Scal-Size measured on {reading['answered']:,} referenced keys: {reading['object_matches']:,} agree with the object reading" in html.replace("&#39;", "'")
+    assert "from X-Scal-Size: logical, raw" in html and "&times;1, &times;1.5" in html  # ARC 8+4 under the object reading
+
+
 def test_object_keys_cannot_inject_html(tmp_path):
     (tmp_path / "node.csv").write_text("A" * 40 + "," + "B" * 40 + ",d,0\n")
     (tmp_path / "b_keys.txt").write_text('"bucket","<script>alert(1)</script><b>x","' + "C" * 40 + '"\n')

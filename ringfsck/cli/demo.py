@@ -39,6 +39,7 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
     click.echo(f"RING main chunks {counts['ring_main_chunks']:,}, S3 references {counts['s3_references']:,} ({counts['split_subkeys']:,} split subkeys)")
     click.echo(f"orphans          {counts['orphans']:,} of {counts['candidates']:,} candidates: "
                f"{human_bytes(totals['logical_bytes'])} logical, {human_bytes(totals['raw_bytes'])} raw")
+    click.echo(f"  X-Scal-Size {result.capacity['size_reading']['statement']}")
     for row in result.capacity["by_protection"]:
         name = f"ARC {row['schema']}" if row["protection"] == "arc" else f"COS {row['schema']}"
         click.echo(f"  {name:9s} {row['orphans']:>6,} orphans  {human_bytes(row['raw_bytes']):>10} raw (x{row['raw_multiplier']:g})")

@@ -103,7 +103,11 @@ def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orph
               help="Faults of srebuildd. Example: --srebuildd-faults 'error_rate=0.1,drop_rate=0.05,latency_ms=2,hang_rate=0.01,fail_keys=K1;K2'")
 @click.option("--bucketd-faults", default=None, metavar="SPEC",
               help="Faults of bucketd, same syntax (fail_keys may name buckets). Example: --bucketd-faults error_rate=0.05")
-def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int, srebuildd_faults: str | None, bucketd_faults: str | None) -> None:
+@click.option("--size-reading", type=click.Choice(["object", "chunk"]), default="object", show_default=True,
+              help="What srebuildd's X-Scal-Size measures on the arcdata path: the object's size, or one ARC chunk's "
+                   "(ceil(size / k); COS keys answer the object's size either way). Example: --size-reading chunk")
+def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int, srebuildd_faults: str | None, bucketd_faults: str | None,
+                  size_reading: str) -> None:
     """Serve a world's srebuildd and bucketd on 127.0.0.1 until interrupted.
 
     Faults apply to every request but the admin ones: latency_ms (added delay),
@@ -118,6 +122,7 @@ def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int,
     Examples:
       ringfsck lab serve --world /tmp/world
       ringfsck lab serve --world /tmp/world --srebuildd-port 8181 --srebuildd-faults error_rate=0.1
+      ringfsck lab serve --world /tmp/world --size-reading chunk
       curl -s -X POST localhost:8181/_lab/faults -d '{"drop_rate": 0.05, "fail_keys": []}'
       curl -s localhost:8181/_lab/deleted
     """
@@ -130,7 +135,7 @@ def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int,
 
     faults = {"srebuildd_faults": Faults.parse(srebuildd_faults), "bucketd_faults": Faults.parse(bucketd_faults)}
     try:
-        run(Path(world), ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, ready=ready, **faults)
+        run(Path(world), ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, size_reading=size_reading, ready=ready, **faults)
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     except OSError as exc:

@@ -41,17 +41,19 @@ class LabServers:
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`). Faults are a
     spec string (``"error_rate=0.1,drop_rate=0.05"``) or a mapping, see
-    :class:`ringfsck.lab.servers.Faults`. The child exits with this process even
+    :class:`ringfsck.lab.servers.Faults`. ``size_reading`` is what srebuildd's
+    X-Scal-Size measures: ``object`` (the object's size) or ``chunk`` (one ARC
+    chunk's, ceil(size / k)). The child exits with this process even
     when :meth:`stop` is never reached.
     """
 
     def __init__(self, world: str | Path | World, *, ring: str = "DATA",
                  srebuildd_faults: str | Mapping[str, Any] | None = None,
-                 bucketd_faults: str | Mapping[str, Any] | None = None) -> None:
+                 bucketd_faults: str | Mapping[str, Any] | None = None, size_reading: str = "object") -> None:
         self.world = world.path if isinstance(world, World) else Path(world)
         self.ring = ring
         self._args = [sys.executable, "-m", "ringfsck.lab.serve", "--world", str(self.world), "--ring", ring,
-                      "--parent-pid", str(os.getpid())]
+                      "--size-reading", size_reading, "--parent-pid", str(os.getpid())]
         for flag, faults in (("--srebuildd-faults", srebuildd_faults), ("--bucketd-faults", bucketd_faults)):
             if faults:
                 self._args += [flag, faults if isinstance(faults, str) else _spec(faults)]

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ringfsck.errors import ConfigError
-from ringfsck.lab.servers import Faults, run
+from ringfsck.lab.servers import SIZE_READINGS, Faults, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,12 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucketd-port", type=int, default=0, help="0: any free port")
     parser.add_argument("--srebuildd-faults", default=None, help="e.g. error_rate=0.1,drop_rate=0.05")
     parser.add_argument("--bucketd-faults", default=None)
+    parser.add_argument("--size-reading", choices=SIZE_READINGS, default="object",
+                        help="what srebuildd's X-Scal-Size measures: the object's size, or one ARC chunk's (ceil(size / k))")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer our parent")
     args = parser.parse_args(argv)
     try:
         faults = {"srebuildd_faults": Faults.parse(args.srebuildd_faults), "bucketd_faults": Faults.parse(args.bucketd_faults)}
         run(args.world, ring=args.ring, srebuildd_port=args.srebuildd_port, bucketd_port=args.bucketd_port, parent_pid=args.parent_pid,
-            ready=lambda urls: print(json.dumps(urls), flush=True), **faults)
+            size_reading=args.size_reading, ready=lambda urls: print(json.dumps(urls), flush=True), **faults)
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lab servers: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -30,6 +30,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import Bucket, WorldState
+# What X-Scal-Size measures on the arcdata path (DOMAIN.md section 7) is not settled: the lab
+# answers either way, so that ringfsck's measurement of it is tested both ways.
+from ringfsck.store import SIZE_READINGS
 
 HOST = "127.0.0.1"
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -227,9 +230,12 @@ class SrebuilddServer(_Server):
 
     name = "srebuildd"
 
-    def __init__(self, state: WorldState, ring: str, faults: Faults, seed: int = 1) -> None:
+    def __init__(self, state: WorldState, ring: str, faults: Faults, seed: int = 1, *, size_reading: str = "object") -> None:
         super().__init__(faults, seed)
+        if size_reading not in SIZE_READINGS:
+            raise ConfigError(f"size reading {size_reading!r}: expected one of {', '.join(SIZE_READINGS)}")
         self.state = state
+        self.size_reading = size_reading
         self.deleted: list[str] = []
         self._deleted_set: set[str] = set()
         self.paths = {f"/rebuild/arc-{ring}": "arc", f"/rebuild/arcdata-{ring}": "arcdata", f"/rebuild/chord-{ring}": "chord"}
@@ -255,7 +261,7 @@ class SrebuilddServer(_Server):
         if kind == "arcdata":
             if method != "HEAD":
                 return 405, {}, b""
-            return (200, {"X-Scal-Size": str(self.state.size_of(key))}, b"") if on_ring else (404, {}, b"")
+            return (200, {"X-Scal-Size": str(self.x_scal_size(key))}, b"") if on_ring else (404, {}, b"")
         if method != "DELETE":
             return 405, {}, b""
         if not on_ring:
@@ -263,6 +269,14 @@ class SrebuilddServer(_Server):
         self._deleted_set.add(key)
         self.deleted.append(key)
         return 200, {}, b""
+
+    def x_scal_size(self, main_chunk: str) -> int:
+        """What the arcdata HEAD answers: the object's size, or (``chunk`` reading) one ARC stripe's, ceil(size / k)."""
+        size = self.state.size_of(main_chunk)
+        if self.size_reading == "chunk" and main_chunk[38] == "7":
+            k = int(main_chunk[32:35], 16) >> 6  # chars 32-34 hold k<<6|m
+            return -(-size // k)
+        return size
 
     def _arc(self, method: str, key: str, headers: dict[str, str]) -> Response:
         if method not in ("HEAD", "GET"):
@@ -317,11 +331,14 @@ class BucketdServer(_Server):
 
 
 async def serve(world: Path, *, ring: str = "DATA", srebuildd_port: int = 0, bucketd_port: int = 0,
-                srebuildd_faults: Faults | None = None, bucketd_faults: Faults | None = None,
+                srebuildd_faults: Faults | None = None, bucketd_faults: Faults | None = None, size_reading: str = "object",
                 ready: Callable[[dict[str, str]], None] | None = None) -> None:
-    """Serve both servers on 127.0.0.1 until cancelled; ``ready(urls)`` is called once they listen."""
+    """Serve both servers on 127.0.0.1 until cancelled; ``ready(urls)`` is called once they listen.
+
+    ``size_reading``: what srebuildd's X-Scal-Size measures, ``object`` or ``chunk`` (see SIZE_READINGS).
+    """
     state = WorldState(world)
-    servers = {"srebuildd": (SrebuilddServer(state, ring, srebuildd_faults or Faults()), srebuildd_port),
+    servers = {"srebuildd": (SrebuilddServer(state, ring, srebuildd_faults or Faults(), size_reading=size_reading), srebuildd_port),
                "bucketd": (BucketdServer(state, bucketd_faults or Faults()), bucketd_port)}
     listeners, urls = [], {}
     try:

@@ -1,5 +1,6 @@
--- Orphan capacity per protection schema, with the raw multiplier stated:
--- ARC k+m stores size x (k+m)/k, COS n stores size x (n+1).
+-- Orphan capacity per protection schema, with the multipliers stated. Logical bytes are
+-- X-Scal-Size x x_scal_size_to_logical (k for ARC when the header is one chunk's size, else 1,
+-- see orphan_sizes); raw bytes are logical x raw_multiplier: ARC k+m (k+m)/k, COS n (n+1).
 SELECT
     protection,
     schema,
@@ -9,7 +10,11 @@ SELECT
     coalesce(sum(raw_size), 0)::BIGINT AS raw_bytes,
     CASE WHEN protection = 'arc'
          THEN round((CAST(split_part(schema, '+', 1) AS DOUBLE) + CAST(split_part(schema, '+', 2) AS DOUBLE)) / CAST(split_part(schema, '+', 1) AS DOUBLE), 4)
-         ELSE CAST(schema AS DOUBLE) + 1 END AS raw_multiplier
+         ELSE CAST(schema AS DOUBLE) + 1 END AS raw_multiplier,
+    any_value(logical_multiplier) AS x_scal_size_to_logical,
+    round(any_value(logical_multiplier) * CASE WHEN protection = 'arc'
+         THEN (CAST(split_part(schema, '+', 1) AS DOUBLE) + CAST(split_part(schema, '+', 2) AS DOUBLE)) / CAST(split_part(schema, '+', 1) AS DOUBLE)
+         ELSE CAST(schema AS DOUBLE) + 1 END, 4) AS x_scal_size_to_raw
 FROM orphan_sizes
-GROUP BY ALL
+GROUP BY protection, schema
 ORDER BY raw_bytes DESC

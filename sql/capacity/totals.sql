@@ -1,4 +1,4 @@
--- Orphan capacity in total: logical bytes (X-Scal-Size) and raw bytes on disk.
+-- Orphan capacity in total: logical bytes (from X-Scal-Size, as orphan_sizes reads it) and raw bytes on disk.
 -- Unsized orphans (lookup failed or never made) are counted, never guessed.
 SELECT
     count(*) AS orphans,
