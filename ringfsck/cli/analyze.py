@@ -20,7 +20,8 @@ def _format_summary(summary: dict) -> list[str]:
         f"  RING listkeys rows     {counts['listkeys_rows']:>14,}",
         f"  S3 references          {counts['s3_references']:>14,}",
         f"  candidates             {counts['candidates']:>14,}",
-        f"  orphans                {counts['orphans']:>14,}  ({summary['orphan_share']:.2%} of candidates)",
+        f"  orphans                {counts['orphans']:>14,}  ({summary['orphan_share']:.2%} of candidates"
+        + ("" if summary["reclaimable"] else "; unconfirmed: some references are unknown") + ")",
         f"  gaps                   {sum(gaps.values()):>14,}  (missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,})",
         f"  debris                 {counts['debris']:>14,}",
         f"  duplicate keys         {counts['duplicates']:>14,}",
@@ -29,7 +30,7 @@ def _format_summary(summary: dict) -> list[str]:
     if summary["complete"]:
         lines.append("Analysis complete.")
     else:
-        lines.append("Analysis INCOMPLETE (deletion will be refused):")
+        lines.append("Analysis INCOMPLETE (deletion is refused, and no option overrides it):")
         lines.extend(f"  - {reason}" for reason in summary["incomplete_reasons"])
     return lines
 
