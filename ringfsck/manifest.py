@@ -94,7 +94,8 @@ def write_manifest(store: Store, path: str | Path, *, force: tuple[str, ...] | l
         raise RefusedError(f"no manifest: {reason} (override with --force {name} only if you are sure)")
     con = store.connect(run_id=summary["run_id"])
     result = con.execute(
-        "SELECT o.ring_key, o.protection, o.schema, o.chunks, s.size FROM orphans AS o LEFT JOIN sizes AS s "
+        # Logical bytes as the run's X-Scal-Size reading gives them (orphan_sizes), not the raw header.
+        "SELECT o.ring_key, o.protection, o.schema, o.chunks, CAST(s.size AS BIGINT) FROM orphans AS o LEFT JOIN orphan_sizes AS s "
         "ON s.ring_key = o.ring_key AND s.status = 'ok' ORDER BY o.ring_key"
     )
     rows = [dict(zip(COLUMNS, row)) for row in result.fetchall()]
