@@ -182,3 +182,46 @@ def test_a_version_under_a_placeholder_master_is_kept(tmp_path):
     asyncio.run(_export_bucket(api, _BucketExport(store, "http://bucketd", "bkt", skip_complete=False), 2, _Bar(), _Bar()))
     rows = store.connect().execute("SELECT sproxyd_key, object_key, version_id FROM s3keys ORDER BY ALL").fetchall()
     assert rows == [(a, "obj", "v2"), (b, "two", "v9")]
+
+
+# --- every metadata shape bucketd holds (DOMAIN.md section 5) ---------------------
+
+KEY_A, KEY_B = "A" * 38 + "01", "B" * 38 + "02"
+
+
+def test_every_location_shape_is_read():
+    legacy = parse_entry("b", "k", json.dumps({"location": [{"key": KEY_A.lower(), "dataStoreName": "sproxyd"}]}))
+    assert [(loc.key, loc.on_ring) for loc in legacy.locations] == [(KEY_A, True)], "no dataStoreType: RING data"
+    plain = parse_entry("b", "k", json.dumps({"location": KEY_B}))
+    assert [(loc.key, loc.on_ring) for loc in plain.locations] == [(KEY_B, True)], "the oldest model: the key itself"
+    foreign = parse_entry("b", "k", json.dumps({"location": [{"key": KEY_A, "dataStoreName": "aws", "dataStoreType": "aws_s3"}]}))
+    assert [(loc.key, loc.on_ring) for loc in foreign.locations] == [(KEY_A, False)]
+    assert not (legacy.rejected or plain.rejected or foreign.rejected)
+
+
+@pytest.mark.parametrize("value", [
+    "not json {", "[1, 2]", json.dumps({"location": 42}), json.dumps({"location": [7]}), json.dumps({"location": [{"size": 1}]}),
+    json.dumps({"location": [[{"key": KEY_A}]]}), json.dumps({"location": [{"key": "short", "dataStoreType": "scality"}]}),
+    json.dumps({"location": "not-a-key"}), json.dumps({"location": [{"key": KEY_B, "dataStoreType": "scality"}, {"key": 12}]}),
+])
+def test_metadata_not_understood_is_rejected(value):
+    entry = parse_entry("b", "k", value)
+    assert entry.rejected and not entry.skipped
+    assert entry.raw == value
+
+
+def test_listing_without_location_is_always_fetched_with_the_full_key():
+    for meta in ({"content-length": 0}, {"content-length": 5, "versionId": "v"}, {}):
+        entry = parse_entry("b", "k\x0098296833183455999999RG001  ", json.dumps(meta))
+        assert entry.needs_full_metadata and entry.listed_key == "k\x0098296833183455999999RG001  "
+        assert entry.version_id == "98296833183455999999RG001  "
+    assert not parse_entry("b", "k", json.dumps({"isPHD": True})).needs_full_metadata
+
+
+def test_null_version_and_old_shadow_buckets():
+    null = parse_entry("b", "k\x00", json.dumps({"versionId": "X", "isNull": True, "location": KEY_A}))
+    assert (null.object_key, null.version_id) == ("k", "")
+    assert parse_entry("mpuShadowBucketb", "overviewsplitterfornowkeysplitterfornowup", "{}").skipped == "upload overviews"
+    part = parse_entry("mpuShadowBucketb", "upsplitterfornow00002", json.dumps({"partLocations": [
+        {"key": KEY_A, "dataStoreType": "scality"}, {"key": KEY_B, "dataStoreType": "scality"}]}))
+    assert part.mpu_part and [loc.key for loc in part.locations] == [KEY_A, KEY_B]
