@@ -156,13 +156,25 @@ def test_bucketd_features(lab_world):
     assert any(meta.get("isPHD") for _, _, meta in literal)
     assert any(meta.get("isDeleteMarker") for _, _, meta in literal)
     assert any(meta.get("location") is None and not meta.get("isDeleteMarker") and "content-length" in meta for _, _, meta in literal), "empty object"
-    foreign = [loc for _, _, meta in literal for loc in meta.get("location") or [] if loc["dataStoreType"] != "scality"]
+    located = [loc for _, _, meta in literal if isinstance(meta.get("location"), list) for loc in meta["location"]]
+    foreign = [loc for loc in located if loc.get("dataStoreType", "scality") != "scality"]
     assert foreign and any(keys.is_valid_key(loc["key"]) for loc in foreign), "other backends, some with hex-looking keys"
     assert any("location" not in meta and meta.get("content-md5", "").endswith(("-2", "-3", "-4")) for _, _, meta in literal), "big MPU listed without location"
     assert any(key.startswith("\x7fR") for _, key, _ in literal), "replay entries"
     parts = [meta["partLocations"] for bucket, key, meta in literal if bucket.startswith("mpuShadowBucket") and "partLocations" in meta]
     assert any(isinstance(p, dict) for p in parts) and any(isinstance(p, list) for p in parts), "old and new partLocations"
     assert any(key.startswith("overview..|..") for bucket, key, _ in literal if bucket.startswith("mpuShadowBucket"))
+    assert any(key.startswith("overviewsplitterfornow") for bucket, key, _ in literal if bucket.startswith("mpuShadowBucket")), "old separator"
+    assert any(isinstance(p, list) and len(p) > 1 for p in parts), "a copied part with several locations"
+    assert any("dataStoreType" not in loc and loc["dataStoreName"] == "sproxyd" for loc in located), "pre-multiple-backend locations"
+    assert any(isinstance(meta.get("location"), str) and keys.is_valid_key(meta["location"]) for _, _, meta in literal), "plain-string location"
+    assert any(key.endswith("\0") and meta.get("location") for _, key, meta in literal), "a null version with data"
+    version_ids = [key.split("\0")[1] for _, key, _ in literal if "\0" in key and not key.endswith("\0")]
+    assert version_ids and all(len(v) == 27 and v[:20].isdigit() and v.endswith("RG001  ") for v in version_ids), "real version ids"
+    placeholders = [(bucket, key, meta) for bucket, key, meta in literal if meta.get("isPHD")]
+    assert any(f"{key}\0{meta['versionId']}" not in buckets[bucket].keys for bucket, key, meta in placeholders), "a fresh placeholder version id"
+    assert any(len(json.dumps(meta)) >= 10_000 and "\0" in key and ("x-amz-meta-notes" in meta or "acl" in meta) for _, key, meta in literal)
+    assert set(lab_world.truth["other_backend_keys"]) == {loc["key"] for loc in foreign if keys.is_valid_key(loc["key"])}
 
 
 @pytest.mark.parametrize("settings", [{"arc": "4+2", "cos": 1}, {"arc": "2+1", "cos": 0, "nodes": 1}, {"arc": "10+4", "cos": 3, "splits": 0, "gaps": 0}])

@@ -89,15 +89,18 @@ class _BucketExport:
         if self.marker_file.exists():
             state = json.loads(self.marker_file.read_text())
             if not state.get("complete"):
-                return state | {"resumed": True}
+                return state | {"resumed": state["pages"] > 0}
             if skip_complete:
                 return state | {"resumed": True}
         # A fresh export replaces whatever an earlier one of this bucket left.
         for table in ("s3keys", "s3_other_locations", "rejects"):
             for part in self.store.part_names(table, f"{self.sid}-*"):
                 self.store.remove_part(table, part)
-        return {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
-                "skipped": {}, "other_locations": 0, "entries": 0, "rejected": 0, "last_master": None, "resumed": False}
+        state = {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
+                 "skipped": {}, "other_locations": 0, "entries": 0, "rejected": 0, "last_master": None, "resumed": False}
+        # On disk before the first page: a bucket whose first listing fails is unfinished, not unknown.
+        self.store.write_json(self.marker_file, state)
+        return state
 
     def save_page(self, entries: list[Entry], listed: int, last_key: str, master: list[Any] | None) -> None:
         rows, others = [], []

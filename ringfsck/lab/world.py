@@ -19,6 +19,7 @@ whatever ``objects`` is. Layout of a world directory::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import re
@@ -47,6 +48,8 @@ ENCODE_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alo
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
 USERS_BUCKET = "users..bucket"
 SPLITTER = "..|.."
+OLD_SPLITTER = "splitterfornow"  # what old shadow buckets join an upload's key parts with
+BIG_METADATA_CHARS = 10_000  # Arsenal's listing drops `location` from metadata this long or longer
 REPLAY_PREFIX = "\x7fR"
 GAP_STATUSES = ("missing", "unrecoverable", "degraded")
 
@@ -68,7 +71,9 @@ _URI_PLAIN = re.compile(r"[A-Za-z0-9\-_.!~*'()/]*")
 # Gaps and splits come from generate_world's arguments.
 _FIXED_SHARES = {
     "cos": 0.12, "service50": 0.03, "versioned": 0.03, "mpu": 0.03, "duplicate": 0.01, "empty": 0.01,
-    "placeholder": 0.005, "delete_marker": 0.005, "foreign": 0.005,
+    "placeholder": 0.005, "delete_marker": 0.005, "foreign": 0.005, "legacy": 0.005, "plain_location": 0.003, "null_version": 0.003,
+    # Each of these entries holds >= 10,000 chars of metadata: few, so that the served state stays small.
+    "big_versions": 0.0005,
 }
 _SIMPLE = ("arc", "cos", "service50")  # one key, every chunk, one plain object: planted vectorised
 
@@ -362,11 +367,12 @@ class _Generator:
 
     def _version_id(self, mtime_ms: int) -> str:
         # Like bucketd's: newer versions sort first.
-        return f"{99_999_999_999_999 - mtime_ms:015d}{self.rng.randrange(10**5):05d}RG001"
+        # Like bucketd's: newer versions sort first; 20 digits, then the replication group padded to 7 with spaces.
+        return f"{99_999_999_999_999 - mtime_ms:015d}{self.rng.randrange(10**5):05d}RG001  "
 
-    def _referenced(self, bucket: str, name: str, key: str) -> None:
-        """One RING location of an object version: exported and counted as an S3 reference."""
-        self.exports.add(bucket, name, key)
+    def _referenced(self, bucket: str, listed_key: str, key: str) -> None:
+        """One RING location of an object version: exported (under the key it is listed by) and counted as an S3 reference."""
+        self.exports.add(bucket, listed_key, key)
         self.truth.add("sproxyd", key)
 
     def _put(self, bucket: str, key: str, meta: dict[str, Any], full: dict[str, Any] | None = None) -> None:
@@ -492,16 +498,50 @@ class _Generator:
             self._known(key)
         return located
 
-    def _fate_versioned(self, bucket: str, name: str, first: bool) -> None:
-        """Several versions, each with its own data; the master entry repeats the latest."""
-        times = sorted(self._mtime() for _ in range(self.rng.randint(2, 3)))
-        for mtime in times:
+    def _plant_versions(self, bucket: str, name: str, count: int, big: bool = False) -> None:
+        """Versions each with its own data; the master entry repeats the latest (which the export tool logs as the master)."""
+        times = sorted(self._mtime() for _ in range(count))
+        for i, mtime in enumerate(times):
             [(key, size)] = self._stored_keys(1)
             version_id = self._version_id(mtime)
-            meta = object_metadata(name, [(key, size)], mtime, version_id=version_id)
+            meta = object_metadata(name, [(key, size)], mtime, version_id=version_id, **(_big_metadata(i) if big else {}))
             self._put(bucket, f"{name}\0{version_id}", meta)
-            self._referenced(bucket, name, key)
+            self._referenced(bucket, name if i == len(times) - 1 else f"{name}\0{version_id}", key)
         self._put(bucket, name, meta)
+
+    def _fate_versioned(self, bucket: str, name: str, first: bool) -> None:
+        """Several versions, each with its own data; the master entry repeats the latest."""
+        self._plant_versions(bucket, name, self.rng.randint(2, 3))
+
+    def _fate_big_versions(self, bucket: str, name: str, first: bool) -> None:
+        """Versions (and so their master) whose big user metadata or ACL makes the listing drop their location."""
+        self._plant_versions(bucket, name, self.rng.randint(2, 3), big=True)
+
+    def _fate_null_version(self, bucket: str, name: str, first: bool) -> None:
+        """A null version (``name\\0``, written before versioning was enabled) under a newer version."""
+        [(old_key, old_size)] = self._stored_keys(1)
+        old = self._mtime()
+        self._put(bucket, f"{name}\0", object_metadata(name, [(old_key, old_size)], old, version_id=self._version_id(old), isNull=True))
+        self._referenced(bucket, f"{name}\0", old_key)
+        self._plant_versions(bucket, name, 1)
+
+    def _fate_legacy(self, bucket: str, name: str, first: bool) -> None:
+        """Metadata written before multiple backends: locations without dataStoreType, on the RING."""
+        located = self._stored_keys(self.rng.randint(1, 2))
+        meta = object_metadata(name, located, self._mtime(), **{"md-model-version": 2})
+        meta["location"] = [{"key": loc["key"], "size": loc["size"], "start": loc["start"], "dataStoreName": "sproxyd"} for loc in meta["location"]]
+        meta["dataStoreName"] = "sproxyd"
+        self._put(bucket, name, meta)
+        for key, _ in located:
+            self._referenced(bucket, name, key)
+
+    def _fate_plain_location(self, bucket: str, name: str, first: bool) -> None:
+        """The oldest metadata model: ``location`` is the sproxyd key itself."""
+        [(key, size)] = self._stored_keys(1)
+        meta = object_metadata(name, [(key, size)], self._mtime(), **{"md-model-version": 1})
+        meta["location"] = key
+        self._put(bucket, name, meta)
+        self._referenced(bucket, name, key)
 
     def _fate_mpu(self, bucket: str, name: str, first: bool) -> None:
         """A big multipart object: listed without location, the full metadata has every part."""
@@ -525,17 +565,18 @@ class _Generator:
         self._put(bucket, name, object_metadata(name, [], self._mtime()))
 
     def _fate_placeholder(self, bucket: str, name: str, first: bool) -> None:
-        """A placeholder master (isPHD) over an older version that holds the data.
+        """A placeholder master (isPHD) over older versions that hold the data.
 
-        As in bucketd, the placeholder names the latest version, which was deleted
-        (so it is listed nowhere) and awaits repair from the older one.
+        As in bucketd, the placeholder names a fresh version id listed nowhere (the latest
+        version, deleted, awaiting repair from the older ones): every listed version counts.
         """
-        [(key, size)] = self._stored_keys(1)
-        older, deleted = sorted((self._mtime(), self._mtime()))
-        version_id = self._version_id(older)
-        self._put(bucket, f"{name}\0{version_id}", object_metadata(name, [(key, size)], older, version_id=version_id))
-        self._put(bucket, name, {"isPHD": True, "versionId": self._version_id(deleted)})
-        self._referenced(bucket, name, key)
+        times = sorted(self._mtime() for _ in range(2 if first else self.rng.randint(1, 2)))
+        for mtime in times:
+            [(key, size)] = self._stored_keys(1)
+            version_id = self._version_id(mtime)
+            self._put(bucket, f"{name}\0{version_id}", object_metadata(name, [(key, size)], mtime, version_id=version_id))
+            self._referenced(bucket, f"{name}\0{version_id}", key)
+        self._put(bucket, name, {"isPHD": True, "versionId": self._version_id(max(times) + 1)})
 
     def _fate_delete_marker(self, bucket: str, name: str, first: bool) -> None:
         """An older version with data under a newer delete marker (the master is the marker)."""
@@ -546,7 +587,7 @@ class _Generator:
         marker = object_metadata(name, [], new, version_id=marker_id, isDeleteMarker=True)
         self._put(bucket, f"{name}\0{marker_id}", marker)
         self._put(bucket, name, marker)
-        self._referenced(bucket, name, key)
+        self._referenced(bucket, f"{name}\0{old_id}", key)
 
     def _fate_foreign(self, bucket: str, name: str, first: bool) -> None:
         """Data on another backend; half of the keys (and the first) even look like sproxyd keys."""
@@ -557,24 +598,34 @@ class _Generator:
         meta["content-length"] = 4096
         meta["dataStoreName"] = "aws-location"
         self._put(bucket, name, meta)
+        self.exports.add(bucket, name, location_key)  # the export tool logs every location, whatever its backend
+        if keys.is_valid_key(location_key):
+            self.truth.add("other_backend", location_key)
 
-    def _plant_unfinished_upload(self) -> None:
-        """An upload in progress: its two parts live in the shadow bucket and are live data."""
-        bucket, name = self.buckets[0], self._name()
+    def _plant_unfinished_upload(self, bucket: str, splitter: str) -> None:
+        """An upload in progress: its parts live in the shadow bucket and are live data.
+
+        The first part carries one location object (old metadata), the second was copied from
+        another object and carries several. ``splitter``: "..|..", or what old shadow buckets used.
+        """
+        name = self._name()
         shadow = MPU_SHADOW_PREFIX + bucket
         self.sessions[shadow] = self.sessions[bucket]
         upload_id = self._key()[:32].lower()
         started = iso_time(self._mtime())
-        self._put(shadow, f"overview{SPLITTER}{name}{SPLITTER}{upload_id}",
-                  {"key": name, "uploadId": upload_id, "initiated": started, "owner-display-name": "lab", "splitter": SPLITTER})
-        for number, (key, size) in enumerate(self._stored_keys(2), start=1):
-            location = scality_location(key, size, 0, number)
-            entry = f"{upload_id}{SPLITTER}{number:05d}"
+        self._put(shadow, f"overview{splitter}{name}{splitter}{upload_id}",
+                  {"key": name, "uploadId": upload_id, "initiated": started, "owner-display-name": "lab", "splitter": splitter})
+        for number in (1, 2):
+            locations, start = [], 0
+            for key, size in self._stored_keys(number):
+                locations.append(scality_location(key, size, start, number))
+                start += size
+            entry = f"{upload_id}{splitter}{number:05d}"
             self._put(shadow, entry, {"key": entry, "uploadId": upload_id, "partNumber": number, "last-modified": started,
-                                      "content-length": size, "content-md5": location["dataStoreETag"].split(":")[1],
-                                      # Old metadata carried one location object instead of an array.
-                                      "partLocations": location if number == 1 else [location]})
-            self._referenced(shadow, entry, key)
+                                      "content-length": start, "content-md5": locations[0]["dataStoreETag"].split(":")[1],
+                                      "partLocations": locations[0] if number == 1 else locations})
+            for location in locations:
+                self._referenced(shadow, entry, location["key"])
 
     def _plant_orphans(self) -> None:
         """Main chunks no S3 key references: ARC (all or at least MIN_CHUNKS stripes) and COS, services 51 and 50."""
@@ -655,7 +706,8 @@ class _Generator:
                     self._plant_special(fate, fate not in seen)
                     seen.add(fate)
             self._flush()
-        self._plant_unfinished_upload()
+        self._plant_unfinished_upload(self.buckets[0], SPLITTER)
+        self._plant_unfinished_upload(self.buckets[-1], OLD_SPLITTER)
         self._plant_orphans()
         self._plant_noise()
         self._plant_bucketd_noise()
@@ -708,8 +760,19 @@ class _Generator:
             counts["splits"], counts["subkeys"] = splits, subkeys
             counts["sproxyd_keys"] = _write_list(out, "sproxyd_keys", keys_of("sproxyd"))
             out.write(",\n")
+            # 40-hex keys of other backends: references for orphans, never gaps.
+            counts["other_backend_keys"] = _write_list(out, "other_backend_keys", keys_of("other_backend"))
+            out.write(",\n")
             counts["subkey_main_chunks"] = _write_list(out, "subkey_main_chunks", keys_of("subkey_main"))
             out.write(',\n"counts": ' + json.dumps(counts) + "\n}\n")
+
+
+def _big_metadata(variant: int) -> dict[str, Any]:
+    """Fields that take an entry's metadata past BIG_METADATA_CHARS: large user metadata, or a long ACL."""
+    if variant % 2 == 0:
+        return {"x-amz-meta-notes": "lab notes " * (BIG_METADATA_CHARS // 10)}
+    grantees = [hashlib.sha256(f"grantee {n}".encode()).hexdigest() for n in range(BIG_METADATA_CHARS // 60)]
+    return {"acl": {"Canned": "", "FULL_CONTROL": [], "WRITE_ACP": [], "READ": grantees, "READ_ACP": grantees[:4]}}
 
 
 def _write_list(out: TextIO, name: str, values: Iterable[str]) -> int:
