@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from urllib.parse import unquote
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_ring_listing_features(lab_world):
 def test_s3_features(lab_world):
     truth = lab_world.truth
     exports = read_csv_exports(lab_world.s3keys_dir)
-    names = {name for _, name, _ in exports}
+    names = {unquote(name) for _, name, _ in exports}
     for weird in (",", '"', "\n", "é", "日本語", "😀", "%", "/"):
         assert any(weird in n for n in names), repr(weird)
     assert any(n != n.strip() and n.startswith(" ") and n.endswith(" ") for n in names), "leading and trailing spaces"
@@ -189,3 +190,34 @@ def test_other_schemas(make_world, settings):
         assert all(not m.endswith("70") for m in truth["orphans"])
     if settings.get("splits") == 0:
         assert not truth["splits"] and not any(truth["gaps"].values())
+
+
+def _log_records(world) -> dict[str, list[dict]]:
+    return {p.stem: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()] for p in sorted(world.jsonl_dir.glob("*.log"))}
+
+
+def test_json_lines_exports_are_shaped_like_s3utils(lab_world):
+    truth = lab_world.truth
+    logs = _log_records(lab_world)
+    for bucket, records in logs.items():
+        assert all(r["name"] == "s3utils:verifyBucketSproxydKeys" and r["hostname"] == "lab" and r["pid"] == 4242 for r in records)
+        assert records[0]["message"] == "start scanning bucket" and records[-1]["message"] == "completed scan", bucket
+        assert records[-1]["scanned"] == sum(r["message"] == "sproxyd key" for r in records)
+        assert all(r["objectUrl"].startswith(f"s3://{bucket}/") for r in records if r["message"] == "sproxyd key")
+    records = [r for rs in logs.values() for r in rs]
+    urls = [r["objectUrl"] for r in records if r["message"] == "sproxyd key"]
+    assert any(u.endswith("%00") for u in urls), "a null version"
+    assert any(u.endswith("RG001%20%20") and "%00" in u for u in urls), "versions by their real ids"
+    assert not {r["level"] for r in records} - {"info", "error"}
+    duplicates = [r for r in records if r["message"] == "duplicate sproxyd key found"]
+    assert all(r["level"] == "error" and r["objectUrl2"] != r["objectUrl"] and r["sproxydKey"] in truth["duplicates"] for r in duplicates)
+    assert not any(r["message"] == "error fetching object locations array" for r in records)
+    # The version the master repeats is logged once, as the master; isPHD masters log nothing.
+    assert len(urls) == len(set(zip(urls, (r["sproxydKey"] for r in records if r["message"] == "sproxyd key"))))
+
+
+def test_export_error_knob(tmp_path):
+    world = generate_world(tmp_path, objects=60, seed=4, export_error=True)
+    errors = [(bucket, r) for bucket, rs in _log_records(world).items() for r in rs if r["message"] == "error fetching object locations array"]
+    assert [(bucket, r["level"]) for bucket, r in errors] == [("bucket-00", "error")]
+    assert world.truth["settings"]["export_error"] is True

@@ -10,8 +10,8 @@ goes through Parquet parts sorted out of core by DuckDB. Memory stays flat
 whatever ``objects`` is. Layout of a world directory::
 
     listkeys/node-NN.csv           ringsh listKeys: chunk,main chunk,disk,flag (a few "Use …" lines)
-    s3-bucketd/<bucket>_keys.txt   "bucket","object key","sproxyd key" (QUOTE_ALL), one row per location
-    s3-bucketd-jsonl/<bucket>.log  the same keys as the export tool's JSON-lines log
+    s3-bucketd/<bucket>_keys.txt   "bucket","encoded object key","sproxyd key" (QUOTE_ALL): jq over the log
+    s3-bucketd-jsonl/<bucket>.log  s3utils verifyBucketSproxydKeys.js's JSON-lines log (see _Exports)
     lab/                           what the servers serve (see ringfsck.lab._state)
     truth.json                     what was planted
 """
@@ -210,52 +210,83 @@ class _Ring:
 
 
 class _Exports:
-    """Per-bucket S3 key exports: CSV (QUOTE_ALL) and the export tool's JSON-lines log."""
+    """Per-bucket S3 key exports as the reference makes them.
 
-    def __init__(self, out: Path, buckets: list[str]) -> None:
+    The JSON-lines log is what s3utils' verifyBucketSproxydKeys.js writes when run per bucket
+    (``BUCKETS=<bucket> NO_MISSING_KEY_CHECK=1 VERBOSE=1``): a "sproxyd key" record per location of
+    every logged entry, whatever its backend, under ``s3://bucket/<encodeURIComponent(listed key)>``
+    (a version's listed key is ``name\\0versionId``), a "duplicate sproxyd key found" error when a key
+    comes back, progress records and a final "completed scan". The CSV is the reference's jq output
+    over that log: ``"bucket","<objectUrl's last segment, still encoded>","<sproxydKey>"``, QUOTE_ALL.
+    Records are in planting order, not listing order.
+    """
+
+    NAME = "s3utils:verifyBucketSproxydKeys"
+
+    def __init__(self, out: Path, buckets: list[str], *, lost_object: bool = False) -> None:
         self.csv_dir, self.jsonl_dir = out / "s3-bucketd", out / "s3-bucketd-jsonl"
         self.csv_dir.mkdir(parents=True)
         self.jsonl_dir.mkdir(parents=True)
         self._files: dict[str, tuple[TextIO, Any, TextIO]] = {}
-        self._pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-        self._listed: dict[str, int] = defaultdict(int)
+        self._pending: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self._records: dict[str, int] = defaultdict(int)
+        self._scanned: dict[str, int] = defaultdict(int)
+        self._seen: dict[str, dict[str, str]] = defaultdict(dict)  # per bucket: sproxyd key -> first objectUrl
+        self._duplicates: dict[str, int] = defaultdict(int)
+        self._lost_object = lost_object
         self.rows = 0
         for bucket in buckets:  # an empty bucket still has its (empty) export
             self._open(bucket)
 
-    def add(self, bucket: str, name: str, key: str) -> None:
-        self._pending[bucket].append((bucket, name, key))
+    def add(self, bucket: str, listed_key: str, key: str) -> None:
+        """One location of an entry, under the key bucketd lists it by (``name\\0versionId`` for a version)."""
+        self._pending[bucket].append((listed_key, key))
 
     def _open(self, bucket: str) -> tuple[TextIO, Any, TextIO]:
         if bucket not in self._files:
             handle = open(self.csv_dir / f"{bucket}_keys.txt", "w", encoding="utf-8", newline="")
             log = open(self.jsonl_dir / f"{bucket}.log", "w", encoding="utf-8")
-            log.write(self._record(bucket, f'"message":"listing bucket","bucket":"{bucket}"'))
+            log.write(self._record(bucket, "info", "start scanning bucket", {"bucket": bucket}))
+            if self._lost_object and not self._files:  # the first bucket: one object whose locations could not be read
+                log.write(self._record(bucket, "error", "error fetching object locations array",
+                                       {"objectUrl": f"s3://{bucket}/lost-object", "error": {"code": 500, "message": "InternalError"}}))
             self._files[bucket] = (handle, csv.writer(handle, quoting=csv.QUOTE_ALL), log)
         return self._files[bucket]
 
-    def _record(self, bucket: str, fields: str) -> str:
-        self._listed[bucket] += 1
-        return f'{{"name":"s3utils","time":{_BASE_MS + _SPAN_MS + self._listed[bucket]},"level":"info","hostname":"lab","pid":4242,{fields}}}\n'
+    def _record(self, bucket: str, level: str, message: str, fields: dict[str, Any]) -> str:
+        self._records[bucket] += 1
+        head = {"name": self.NAME, "time": _BASE_MS + _SPAN_MS + self._records[bucket], "level": level, "message": message}
+        return json.dumps(head | fields | {"hostname": "lab", "pid": 4242}, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     def flush(self) -> None:
         for bucket, rows in self._pending.items():
             _, writer, log = self._open(bucket)
-            writer.writerows(rows)
-            lines = []
-            for i, (_, name, key) in enumerate(rows):
+            lines, csv_rows, seen = [], [], self._seen[bucket]
+            for listed_key, key in rows:
                 # encodeURIComponent output is plain ASCII with no quote or backslash: JSON-safe as is.
-                url = f"s3://{bucket}/{_encode_uri_component(name)}"
-                lines.append(self._record(bucket, f'"message":"sproxyd key","objectUrl":"{url}","sproxydKey":"{key}"'))
-                if (self.rows + i) % 997 == 996:  # progress records between the keys
-                    lines.append(self._record(bucket, f'"message":"listing progress","bucket":"{bucket}","keys":{self.rows + i + 1}'))
+                encoded = _encode_uri_component(listed_key)
+                url = f"s3://{bucket}/{encoded}"
+                self._scanned[bucket] += 1
+                lines.append(self._record(bucket, "info", "sproxyd key", {"objectUrl": url, "sproxydKey": key}))
+                csv_rows.append((bucket, encoded, key))
+                if key in seen:
+                    self._duplicates[bucket] += 1
+                    lines.append(self._record(bucket, "error", "duplicate sproxyd key found",
+                                              {"objectUrl": url, "objectUrl2": seen[key], "sproxydKey": key}))
+                else:
+                    seen[key] = url
+                if self._scanned[bucket] % 997 == 0:  # progress records between the keys
+                    lines.append(self._record(bucket, "info", "progress update", {"bucket": bucket, "scanned": self._scanned[bucket]}))
+            writer.writerows(csv_rows)
             log.write("".join(lines))
             self.rows += len(rows)
         self._pending.clear()
 
     def close(self) -> None:
         self.flush()
-        for handle, _, log in self._files.values():
+        for bucket, (handle, _, log) in self._files.items():
+            log.write(self._record(bucket, "info", "completed scan", {"bucket": bucket, "scanned": self._scanned[bucket],
+                                                                      "haveMissingKeys": False, "duplicates": self._duplicates[bucket]}))
             handle.close()
             log.close()
 
@@ -291,7 +322,7 @@ class _Truth:
 
 class _Generator:
     def __init__(self, out: Path, *, objects: int, seed: int, arc: keys.ArcSchema, cos: int, orphans: float, gaps: float,
-                 splits: float, nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool) -> None:
+                 splits: float, nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool, export_error: bool) -> None:
         self.out = out
         self.sizes = sizes
         self.objects = objects
@@ -301,7 +332,8 @@ class _Generator:
         self.rng = random.Random(seed)
         self.np = np.random.default_rng(seed)
         self.settings = {"arc": str(arc), "cos": cos, "min_chunks": MIN_CHUNKS, "seed": seed, "objects": objects,
-                         "nodes": nodes, "buckets": buckets, "sizes": list(sizes), "orphans": orphans, "gaps": gaps, "splits": splits, "server_state": server_state}
+                         "nodes": nodes, "buckets": buckets, "sizes": list(sizes), "orphans": orphans, "gaps": gaps, "splits": splits, "server_state": server_state,
+                         "export_error": export_error}
         self.buckets = [f"bucket-{i:02d}" for i in range(buckets)]
         self.sessions = {bucket: 1 + i % 2 for i, bucket in enumerate(self.buckets)} | {USERS_BUCKET: 1}
         self.tmp = out / ".generating"
@@ -310,7 +342,7 @@ class _Generator:
         self.truth = _Truth(self.tmp)
         self.layouts = _layouts(arc, cos)
         self.ring = _Ring(out / "listkeys", nodes, self.np, self.layouts, self._main_chunks)
-        self.exports = _Exports(out, self.buckets)
+        self.exports = _Exports(out, self.buckets, lost_object=export_error)
         self.shares = self._shares(gaps, splits)
         self._names = 0
         self._arc_rows: dict[str, list[Any]] = {"input_key": [], "body": []}
@@ -830,6 +862,7 @@ def generate_world(
     buckets: int = 4,
     sizes: tuple[int, int] = DEFAULT_SIZES,
     server_state: bool = True,
+    export_error: bool = False,
 ) -> World:
     """Write a world under ``out`` (deterministic for a seed) and return it.
 
@@ -838,7 +871,9 @@ def generate_world(
     the shares of objects with missing or under-protected data and of split objects.
     Main chunk sizes are log-uniform between ``sizes`` (bytes, default 1 KiB to 256 MiB).
     ``server_state=False`` skips what the lab servers need (``lab/``), for
-    benchmark worlds that are only ingested. A previous world in ``out`` is replaced.
+    benchmark worlds that are only ingested. ``export_error`` plants, in the first bucket's JSON-lines
+    export, one "error fetching object locations array" record (that export is then incomplete).
+    A previous world in ``out`` is replaced.
     """
     if objects < 1:
         raise ValueError("objects must be at least 1")
@@ -858,5 +893,6 @@ def generate_world(
             target.unlink()
     path.mkdir(parents=True, exist_ok=True)
     _Generator(path, objects=objects, seed=seed, arc=keys.parse_arc(arc), cos=keys.parse_cos(cos), orphans=orphans, gaps=gaps,
-               splits=splits, nodes=nodes, buckets=buckets, sizes=(int(sizes[0]), int(sizes[1])), server_state=server_state).run()
+               splits=splits, nodes=nodes, buckets=buckets, sizes=(int(sizes[0]), int(sizes[1])), server_state=server_state,
+               export_error=export_error).run()
     return World(path)
