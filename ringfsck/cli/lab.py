@@ -62,7 +62,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
 @click.option("--server-state/--no-server-state", default=True, show_default=True,
               help="Write what 'lab serve' needs (lab/); skip it for worlds that are only ingested. Example: --no-server-state")
 @click.option("--export-error", is_flag=True,
-              help="Log one 'error fetching object locations array' in the first bucket's JSON-lines export (it is then incomplete).")
+              help="Log one 'error fetching object locations array' in the first bucket's JSON-lines export (it is then incomplete). Example: --export-error")
 def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orphans: float, gaps: float, splits: float,
                      nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool, export_error: bool) -> None:
     """Write a world: listkeys per node, S3 exports (CSV and JSON lines), server state and truth.json.
