@@ -30,15 +30,23 @@ def test_export_yields_every_ring_key_under_faults(lab_world, tmp_path):
     store = store_at(tmp_path / "store")
     with LabServers(lab_world.path, bucketd_faults="error_rate=0.05") as lab:
         report = ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=9)
-    assert column(store, "SELECT sproxyd_key FROM s3keys") == set(lab_world.truth["sproxyd_keys"])
+    truth = lab_world.truth
+    # Every 40-hex key of every location counts; on_ring says which the gap check judges.
+    assert column(store, "SELECT sproxyd_key FROM s3keys WHERE on_ring") == set(truth["sproxyd_keys"])
+    assert column(store, "SELECT sproxyd_key FROM s3keys WHERE NOT on_ring") == set(truth["other_backend_keys"])
+    assert column(store, "SELECT count(*) FROM s3keys WHERE on_ring IS NULL") == {0}
     assert "users..bucket" not in {b.bucket for b in report.buckets}
     con = store.connect()
     # No version is counted twice (a master entry repeats its latest version).
     assert con.execute("SELECT count(*) = count(DISTINCT (bucket, object_key, version_id, sproxyd_key)) FROM s3keys").fetchone()[0]
-    assert con.execute("SELECT count(*) FROM s3keys WHERE mpu_part").fetchone()[0] == 2
+    # Two unfinished uploads (separators "..|.." and "splitterfornow"), each a one-location part and a copied two-location part.
+    assert con.execute("SELECT count(*) FROM s3keys WHERE mpu_part").fetchone()[0] == 6
     assert con.execute("SELECT count(*) FROM s3keys WHERE version_id IS NOT NULL").fetchone()[0] > 0
     assert con.execute("SELECT count(*) FROM s3_other_locations WHERE data_store_type <> 'scality'").fetchone()[0] > 0
-    assert con.execute("SELECT count(*) FROM s3keys WHERE size IS NULL OR last_modified IS NULL").fetchone()[0] == 0
+    # Only the oldest metadata model (a plain-string location) gives no size.
+    assert con.execute("SELECT count(*) FROM s3keys WHERE last_modified IS NULL").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM s3keys WHERE size IS NULL").fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM rejects").fetchone()[0] == 0
 
 
 def test_analysis_from_bucketd_equals_analysis_from_exports(lab_world, tmp_path):
@@ -57,7 +65,10 @@ def test_analysis_from_bucketd_equals_analysis_from_exports(lab_world, tmp_path)
             assert summary["complete"], summary["incomplete_reasons"]
             results[origin] = (column(store, "SELECT ring_key FROM orphans"), column(store, "SELECT sproxyd_key || status FROM gaps"),
                                column(store, "SELECT sproxyd_key FROM duplicates"))
-    assert results["bucketd"] == results["files"]
+    assert results["bucketd"][0::2] == results["files"][0::2]
+    # A file export cannot say which keys are on other backends: those can only show up as gaps there.
+    assert results["bucketd"][1] <= results["files"][1]
+    assert results["files"][1] - results["bucketd"][1] <= {key + "missing" for key in truth["other_backend_keys"]}
     assert results["bucketd"][0] == set(truth["orphans"])
     assert results["bucketd"][2] == set(truth["duplicates"])
 
@@ -112,11 +123,13 @@ def test_objects_below_the_split_threshold_need_no_lookup(lab_world, tmp_path):
     with LabServers(lab_world.path) as lab:
         ingest_listkeys(store, [str(lab_world.listkeys_dir)])
         ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY)
+        unsized = column(store, "SELECT sproxyd_key FROM s3keys GROUP BY ALL HAVING bool_and(size IS NULL)")
+        assert unsized  # plain-string locations say no size: those keys must be asked
         lab.reset_stats()
         report = resolve_splits(store, base_url=lab.srebuildd_url, policy=POLICY)
-        assert report.requested == 0 and lab.request_counts("srebuildd") == {}
+        assert report.requested == len(unsized)
     summary = analyze(store).summary
-    assert summary["splits"]["below_split_threshold"] == len(lab_world.truth["sproxyd_keys"])
+    assert summary["splits"]["below_split_threshold"] == len(column(store, "SELECT DISTINCT sproxyd_key FROM s3keys")) - len(unsized)
     assert summary["splits"]["unresolved"] == 0
 
 
@@ -182,3 +195,159 @@ def test_a_version_under_a_placeholder_master_is_kept(tmp_path):
     asyncio.run(_export_bucket(api, _BucketExport(store, "http://bucketd", "bkt", skip_complete=False), 2, _Bar(), _Bar()))
     rows = store.connect().execute("SELECT sproxyd_key, object_key, version_id FROM s3keys ORDER BY ALL").fetchall()
     assert rows == [(a, "obj", "v2"), (b, "two", "v9")]
+
+
+# --- every metadata shape bucketd holds (DOMAIN.md section 5) ---------------------
+
+KEY_A, KEY_B = "A" * 38 + "01", "B" * 38 + "02"
+
+
+def test_every_location_shape_is_read():
+    legacy = parse_entry("b", "k", json.dumps({"location": [{"key": KEY_A.lower(), "dataStoreName": "sproxyd"}]}))
+    assert [(loc.key, loc.on_ring) for loc in legacy.locations] == [(KEY_A, True)], "no dataStoreType: RING data"
+    plain = parse_entry("b", "k", json.dumps({"location": KEY_B}))
+    assert [(loc.key, loc.on_ring) for loc in plain.locations] == [(KEY_B, True)], "the oldest model: the key itself"
+    foreign = parse_entry("b", "k", json.dumps({"location": [{"key": KEY_A, "dataStoreName": "aws", "dataStoreType": "aws_s3"}]}))
+    assert [(loc.key, loc.on_ring) for loc in foreign.locations] == [(KEY_A, False)]
+    assert not (legacy.rejected or plain.rejected or foreign.rejected)
+
+
+@pytest.mark.parametrize("value", [
+    "not json {", "[1, 2]", json.dumps({"location": 42}), json.dumps({"location": [7]}), json.dumps({"location": [{"size": 1}]}),
+    json.dumps({"location": [[{"key": KEY_A}]]}), json.dumps({"location": [{"key": "short", "dataStoreType": "scality"}]}),
+    json.dumps({"location": "not-a-key"}), json.dumps({"location": [{"key": KEY_B, "dataStoreType": "scality"}, {"key": 12}]}),
+])
+def test_metadata_not_understood_is_rejected(value):
+    entry = parse_entry("b", "k", value)
+    assert entry.rejected and not entry.skipped
+    assert entry.raw == value
+
+
+def test_listing_without_location_is_always_fetched_with_the_full_key():
+    for meta in ({"content-length": 0}, {"content-length": 5, "versionId": "v"}, {}):
+        entry = parse_entry("b", "k\x0098296833183455999999RG001  ", json.dumps(meta))
+        assert entry.needs_full_metadata and entry.listed_key == "k\x0098296833183455999999RG001  "
+        assert entry.version_id == "98296833183455999999RG001  "
+    assert not parse_entry("b", "k", json.dumps({"isPHD": True})).needs_full_metadata
+
+
+def test_null_version_and_old_shadow_buckets():
+    null = parse_entry("b", "k\x00", json.dumps({"versionId": "X", "isNull": True, "location": KEY_A}))
+    assert (null.object_key, null.version_id) == ("k", "")
+    assert parse_entry("mpuShadowBucketb", "overviewsplitterfornowkeysplitterfornowup", "{}").skipped == "upload overviews"
+    part = parse_entry("mpuShadowBucketb", "upsplitterfornow00002", json.dumps({"partLocations": [
+        {"key": KEY_A, "dataStoreType": "scality"}, {"key": KEY_B, "dataStoreType": "scality"}]}))
+    assert part.mpu_part and [loc.key for loc in part.locations] == [KEY_A, KEY_B]
+
+
+# --- the real shapes, through the lab's bucketd -------------------------------------
+
+def _entries(world):
+    """The lab's literal bucketd entries: (bucket, key, metadata)."""
+    from ringfsck.lab._state import WorldState
+
+    return [(bucket, row["key"], json.loads(row["full_value"] or row["value"]))
+            for bucket, b in WorldState(world.path).buckets.items() if b.table is not None
+            for row in b.table.to_pylist() if row["value"] is not None]
+
+
+@pytest.fixture(scope="module")
+def exported(lab_world, tmp_path_factory):
+    """The lab world exported once from its bucketd: (store, rows as (bucket, object_key, version_id, sproxyd_key, on_ring, mpu_part))."""
+    store = store_at(tmp_path_factory.mktemp("bucketd-shapes"))
+    with LabServers(lab_world.path) as lab:
+        ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=50)
+    rows = store.connect().execute("SELECT bucket, object_key, version_id, sproxyd_key, on_ring, mpu_part FROM s3keys").fetchall()
+    return store, rows
+
+
+def test_bucketd_keys_equal_the_truth(lab_world, exported):
+    _, rows = exported
+    truth = lab_world.truth
+    assert {key for *_, key, _, _ in rows} == set(truth["sproxyd_keys"]) | set(truth["other_backend_keys"])
+    assert not set(truth["sproxyd_keys"]) & set(truth["other_backend_keys"])
+
+
+def test_legacy_and_plain_string_locations_are_ring_keys(lab_world, exported):
+    _, rows = exported
+    on_ring = {(b, o, k) for b, o, _, k, ring, _ in rows if ring}
+    legacy = [(b, k, loc["key"]) for b, k, m in _entries(lab_world) if isinstance(m.get("location"), list)
+              for loc in m["location"] if "dataStoreType" not in loc]
+    plain = [(b, k, m["location"]) for b, k, m in _entries(lab_world) if isinstance(m.get("location"), str)]
+    assert legacy and plain
+    for bucket, name, key in legacy + plain:
+        assert (bucket, name.split("\0")[0], key) in on_ring
+
+
+def test_big_metadata_versions_are_exported_with_their_own_keys(lab_world, exported):
+    _, rows = exported
+    found = {(b, o, v, k) for b, o, v, k, _, _ in rows}
+    big = [(b, k, m) for b, k, m in _entries(lab_world) if "\0" in k and len(json.dumps(m)) >= 10_000]
+    assert big
+    for bucket, key, meta in big:
+        name, _, version = key.partition("\0")
+        assert (bucket, name, version, meta["location"][0]["key"]) in found, key
+
+
+def test_versions_null_versions_and_placeholders(lab_world, exported):
+    _, rows = exported
+    found = {(b, o, v, k) for b, o, v, k, _, _ in rows}
+    entries = _entries(lab_world)
+    masters = {(b, k): m for b, k, m in entries if "\0" not in k}
+    null = [(b, k, m) for b, k, m in entries if k.endswith("\0") and m.get("location")]
+    spaced = [(b, k, m) for b, k, m in entries if "\0" in k and k.endswith("  ") and m.get("location")]
+    under_placeholders = [(b, k, m) for b, k, m in entries if "\0" in k and masters.get((b, k.split("\0")[0]), {}).get("isPHD")]
+    assert null and spaced and len(under_placeholders) >= 2
+    for bucket, key, meta in null + spaced + under_placeholders:
+        name, _, version = key.partition("\0")
+        assert (bucket, name, version, meta["location"][0]["key"]) in found, key
+    assert all(v != "" or (b, o + "\0") in {(bb, kk) for bb, kk, _ in null} for b, o, v, _ in found if v == "")
+
+
+def test_shadow_buckets_of_both_separators(lab_world, exported):
+    _, rows = exported
+    parts = {(b, o): set() for b, o, _, _, _, mpu in rows if mpu}
+    for b, o, _, k, _, mpu in rows:
+        if mpu:
+            parts[(b, o)].add(k)
+    assert not any(o.startswith("overview") for _, o in parts)
+    assert any("splitterfornow" in o for _, o in parts) and any("..|.." in o for _, o in parts)
+    assert sorted(len(keys) for keys in parts.values()) == [1, 1, 2, 2], "copied parts keep every location"
+
+
+def test_foreign_hex_keys_are_references_not_ring_data(lab_world, exported):
+    store, rows = exported
+    assert {k for *_, k, ring, _ in rows if ring is False} == set(lab_world.truth["other_backend_keys"]) != set()
+    others = column(store, "SELECT location_key FROM s3_other_locations")
+    assert others and not any(len(k) == 40 for k in others)
+
+
+def test_common_prefixes_fail_the_bucket(lab_world, tmp_path):
+    store = store_at(tmp_path / "store")
+    with LabServers(lab_world.path, bucketd_faults={"common_prefixes": "bucket-01"}) as lab:
+        with pytest.raises(RemoteError, match="bucket-01.*CommonPrefixes"):
+            ingest_bucketd(store, lab.bucketd_url, buckets=["bucket-00", "bucket-01"], policy=POLICY)
+    assert column(store, "SELECT DISTINCT bucket FROM s3keys") == {"bucket-00"}
+    summary = analyze(store).summary
+    assert not summary["complete"] and any("bucket-01 is unfinished" in r for r in summary["incomplete_reasons"])
+
+
+def test_malformed_location_is_a_reject_with_its_keys(tmp_path):
+    from ringfsck.ingest.bucketd import _BucketExport, _export_bucket
+
+    bad = json.dumps({"last-modified": "2026-01-01T00:00:00Z", "location": [{"key": KEY_A, "dataStoreType": "scality"}, {"size": 3, "note": KEY_B}]})
+    api = _Pages([("bad", bad), ("junk", "{not json " + KEY_B.lower())])
+    store = store_at(tmp_path / "store")
+
+    class _Bar:
+        def update(self, n):
+            pass
+
+    asyncio.run(_export_bucket(api, _BucketExport(store, "http://bucketd", "bkt"), 10, _Bar(), _Bar()))
+    con = store.connect()
+    assert con.execute("SELECT sproxyd_key FROM s3keys").fetchall() == [(KEY_A,)]  # the understood location still counts
+    rejects = con.execute("SELECT source, line, reason, keys FROM rejects ORDER BY line").fetchall()
+    assert [(source, line, keys) for source, line, _, keys in rejects] == [
+        ("http://bucketd/default/bucket/bkt", 1, [KEY_A, KEY_B]), ("http://bucketd/default/bucket/bkt", 2, [KEY_B])]
+    assert "bkt" in rejects[0][2] and "'bad'" in rejects[0][2] and "without a key" in rejects[0][2]
+    assert [s.rejected for s in store.sources()] == [2]

@@ -34,7 +34,7 @@ def read_listkeys(world) -> list[tuple[str, str, str, str, str]]:
 
 
 def read_csv_exports(directory: Path) -> Counter:
-    """(bucket, object key, sproxyd key) rows of the per-bucket CSV exports, as a multiset."""
+    """(bucket, encoded object key, sproxyd key) rows of the per-bucket CSV exports, as a multiset."""
     rows: Counter = Counter()
     for path in sorted(directory.glob("*_keys.txt")):
         with open(path, newline="", encoding="utf-8") as handle:
@@ -43,14 +43,14 @@ def read_csv_exports(directory: Path) -> Counter:
 
 
 def read_jsonl_exports(directory: Path) -> Counter:
+    """(bucket, encoded object key, sproxyd key) of the "sproxyd key" records of the JSON-lines exports, as a multiset."""
     rows: Counter = Counter()
     for path in sorted(directory.glob("*.log")):
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
-            assert record.get("level") != "error", line
             if record.get("message") == "sproxyd key":
                 bucket, _, name = record["objectUrl"].removeprefix("s3://").partition("/")
-                rows[(bucket, unquote(name), record["sproxydKey"])] += 1
+                rows[(bucket, name, record["sproxydKey"])] += 1
     return rows
 
 
@@ -78,14 +78,23 @@ def bucketd_entries(url: str, *, page: int = 7) -> dict[str, list[tuple[str, dic
 HEX = set("0123456789ABCDEF")
 
 
-def _is_sproxyd_location(location: dict) -> bool:
-    key = str(location.get("key", ""))
-    return location.get("dataStoreType") == "scality" and len(key) == 40 and set(key.upper()) <= HEX
+def _is_hex_key(key: object) -> bool:
+    return isinstance(key, str) and len(key) == 40 and set(key.upper()) <= HEX
 
 
-def _bucketd_sproxyd_keys(url: str) -> set[str]:
-    """DOMAIN.md section 5, written for this check: the RING keys bucketd references."""
+def _location_items(value) -> list[dict]:
+    """DOMAIN.md section 5's location shapes as location objects (a plain string is the key, on the RING)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"key": value}]
+    return value if isinstance(value, list) else [value]
+
+
+def _bucketd_sproxyd_keys(url: str) -> tuple[set[str], set[str]]:
+    """DOMAIN.md section 5, written for this check: the 40-hex keys bucketd references, (on the RING, elsewhere)."""
     found: set[str] = set()
+    elsewhere: set[str] = set()
     with httpx.Client(base_url=url, timeout=10) as client:
         for bucket, entries in bucketd_entries(url).items():
             if bucket == "users..bucket":
@@ -94,25 +103,29 @@ def _bucketd_sproxyd_keys(url: str) -> set[str]:
                 if key.startswith("\x7fR") or meta.get("isPHD") or meta.get("isDeleteMarker"):
                     continue
                 if bucket.startswith("mpuShadowBucket"):
-                    if key.startswith("overview..|.."):
+                    if key.startswith(("overview..|..", "overviewsplitterfornow")):
                         continue
-                    parts = meta.get("partLocations") or []
-                    locations = parts if isinstance(parts, list) else [parts]
+                    locations = _location_items(meta.get("partLocations"))
                 else:
-                    if "location" not in meta:  # big MPU: the listing leaves the location out
-                        name = key.split("\0")[0]
+                    if "location" not in meta:  # big metadata: the listing leaves the location out
                         response = client.get(f"/default/bucket/{quote(bucket, safe='')}/{quote(key, safe='')}")
-                        assert response.status_code == 200, name
+                        assert response.status_code == 200, key
                         meta = response.json()
-                    locations = meta.get("location") or []
-                found.update(loc["key"].upper() for loc in locations if _is_sproxyd_location(loc))
-    return found
+                    locations = _location_items(meta.get("location"))
+                for loc in locations:
+                    if _is_hex_key(loc["key"]):
+                        on_ring = loc.get("dataStoreType", "scality") == "scality"
+                        (found if on_ring else elsewhere).add(loc["key"].upper())
+    return found, elsewhere
 
 
-def _independent_analysis(world, srebuildd_url: str) -> dict:
+def _independent_analysis(world, srebuildd_url: str, bucketd_url: str) -> dict:
     settings = world.truth["settings"]
     k, m = (int(x) for x in settings["arc"].split("+"))
-    input_keys = {key for (_, _, key) in read_csv_exports(world.s3keys_dir)}
+    # The exports log every backend's keys and cannot tell which are on the RING: bucketd can.
+    exported = {key for (_, _, key) in read_csv_exports(world.s3keys_dir) if _is_hex_key(key)}
+    input_keys, elsewhere = _bucketd_sproxyd_keys(bucketd_url)
+    assert input_keys | elsewhere == exported
 
     # Section 4: which input keys are split, and their subkeys, asked of srebuildd.
     not_found, subkeys = set(), {}
@@ -126,7 +139,7 @@ def _independent_analysis(world, srebuildd_url: str) -> dict:
                 raw = client.get(f"/rebuild/arc-DATA/{key}", headers={"x-scal-split-policy": "raw"})
                 subkeys[key] = parse_split_index(raw.content)
     references = input_keys | {s for found in subkeys.values() for s in found}
-    referenced = {input_key_digkey(key) for key in references}
+    referenced = {input_key_digkey(key) for key in references | elsewhere}
 
     # Section 6: candidates, counting distinct chunk keys per main chunk.
     chunks: dict[str, set[str]] = defaultdict(set)
@@ -159,12 +172,13 @@ def _independent_analysis(world, srebuildd_url: str) -> dict:
         elif found < full:
             gaps["degraded"].add(key)
     return {"orphans": orphans, "sizes": sizes, "gaps": gaps, "debris": debris, "splits": subkeys, "not_found": not_found,
-            "duplicates": {key for (key, n) in Counter(key for (_, _, key) in read_csv_exports(world.s3keys_dir)).items() if n > 1}}
+            "duplicates": {key for (key, n) in Counter(key for (_, _, key) in read_csv_exports(world.s3keys_dir)).items() if n > 1},
+            "elsewhere": elsewhere}
 
 
 def test_independent_check_finds_exactly_the_truth(lab_world, lab_servers):
     truth = lab_world.truth
-    found = _independent_analysis(lab_world, lab_servers.srebuildd_url)
+    found = _independent_analysis(lab_world, lab_servers.srebuildd_url, lab_servers.bucketd_url)
     assert found["orphans"] == set(truth["orphans"])
     assert found["sizes"] == truth["orphan_sizes"]
     assert {status: sorted(keys) for status, keys in found["gaps"].items()} == truth["gaps"]
@@ -180,7 +194,7 @@ def test_independent_check_on_another_schema(make_world):
 
     world = make_world(objects=150, seed=3, arc="4+2", cos=1, nodes=2, buckets=3, orphans=0.1, gaps=0.1, sizes=(4096, 8192))
     with LabServers(world.path) as lab:
-        found = _independent_analysis(world, lab.srebuildd_url)
+        found = _independent_analysis(world, lab.srebuildd_url, lab.bucketd_url)
     assert found["orphans"] == set(world.truth["orphans"])
     assert found["sizes"] == world.truth["orphan_sizes"] and all(4096 <= s <= 8192 for s in found["sizes"].values())
     assert {status: sorted(keys) for status, keys in found["gaps"].items()} == world.truth["gaps"]
@@ -190,11 +204,15 @@ def test_independent_check_on_another_schema(make_world):
 def test_json_lines_exports_hold_the_csv_exports(lab_world):
     csv_rows = read_csv_exports(lab_world.s3keys_dir)
     assert read_jsonl_exports(lab_world.jsonl_dir) == csv_rows
-    assert {key for (_, _, key) in csv_rows} == set(lab_world.truth["sproxyd_keys"])
+    truth = lab_world.truth
+    hex_keys = {key for (_, _, key) in csv_rows if len(key) == 40 and set(key) <= HEX}
+    assert hex_keys == set(truth["sproxyd_keys"]) | set(truth["other_backend_keys"])
+    assert {key for (_, _, key) in csv_rows} - hex_keys, "other backends' keys are logged whatever they look like"
+    assert not any("\n" in name or "\0" in name for (_, name, _) in csv_rows), "names stay percent-encoded"
 
 
 def test_bucketd_walk_finds_every_sproxyd_key(lab_world, lab_servers):
-    assert _bucketd_sproxyd_keys(lab_servers.bucketd_url) == set(lab_world.truth["sproxyd_keys"])
+    assert _bucketd_sproxyd_keys(lab_servers.bucketd_url) == (set(lab_world.truth["sproxyd_keys"]), set(lab_world.truth["other_backend_keys"]))
 
 
 def test_orphans_are_never_referenced(lab_world):

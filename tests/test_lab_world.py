@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from urllib.parse import unquote
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_ring_listing_features(lab_world):
 def test_s3_features(lab_world):
     truth = lab_world.truth
     exports = read_csv_exports(lab_world.s3keys_dir)
-    names = {name for _, name, _ in exports}
+    names = {unquote(name) for _, name, _ in exports}
     for weird in (",", '"', "\n", "é", "日本語", "😀", "%", "/"):
         assert any(weird in n for n in names), repr(weird)
     assert any(n != n.strip() and n.startswith(" ") and n.endswith(" ") for n in names), "leading and trailing spaces"
@@ -156,13 +157,25 @@ def test_bucketd_features(lab_world):
     assert any(meta.get("isPHD") for _, _, meta in literal)
     assert any(meta.get("isDeleteMarker") for _, _, meta in literal)
     assert any(meta.get("location") is None and not meta.get("isDeleteMarker") and "content-length" in meta for _, _, meta in literal), "empty object"
-    foreign = [loc for _, _, meta in literal for loc in meta.get("location") or [] if loc["dataStoreType"] != "scality"]
+    located = [loc for _, _, meta in literal if isinstance(meta.get("location"), list) for loc in meta["location"]]
+    foreign = [loc for loc in located if loc.get("dataStoreType", "scality") != "scality"]
     assert foreign and any(keys.is_valid_key(loc["key"]) for loc in foreign), "other backends, some with hex-looking keys"
     assert any("location" not in meta and meta.get("content-md5", "").endswith(("-2", "-3", "-4")) for _, _, meta in literal), "big MPU listed without location"
     assert any(key.startswith("\x7fR") for _, key, _ in literal), "replay entries"
     parts = [meta["partLocations"] for bucket, key, meta in literal if bucket.startswith("mpuShadowBucket") and "partLocations" in meta]
     assert any(isinstance(p, dict) for p in parts) and any(isinstance(p, list) for p in parts), "old and new partLocations"
     assert any(key.startswith("overview..|..") for bucket, key, _ in literal if bucket.startswith("mpuShadowBucket"))
+    assert any(key.startswith("overviewsplitterfornow") for bucket, key, _ in literal if bucket.startswith("mpuShadowBucket")), "old separator"
+    assert any(isinstance(p, list) and len(p) > 1 for p in parts), "a copied part with several locations"
+    assert any("dataStoreType" not in loc and loc["dataStoreName"] == "sproxyd" for loc in located), "pre-multiple-backend locations"
+    assert any(isinstance(meta.get("location"), str) and keys.is_valid_key(meta["location"]) for _, _, meta in literal), "plain-string location"
+    assert any(key.endswith("\0") and meta.get("location") for _, key, meta in literal), "a null version with data"
+    version_ids = [key.split("\0")[1] for _, key, _ in literal if "\0" in key and not key.endswith("\0")]
+    assert version_ids and all(len(v) == 27 and v[:20].isdigit() and v.endswith("RG001  ") for v in version_ids), "real version ids"
+    placeholders = [(bucket, key, meta) for bucket, key, meta in literal if meta.get("isPHD")]
+    assert any(f"{key}\0{meta['versionId']}" not in buckets[bucket].keys for bucket, key, meta in placeholders), "a fresh placeholder version id"
+    assert any(len(json.dumps(meta)) >= 10_000 and "\0" in key and ("x-amz-meta-notes" in meta or "acl" in meta) for _, key, meta in literal)
+    assert set(lab_world.truth["other_backend_keys"]) == {loc["key"] for loc in foreign if keys.is_valid_key(loc["key"])}
 
 
 @pytest.mark.parametrize("settings", [{"arc": "4+2", "cos": 1}, {"arc": "2+1", "cos": 0, "nodes": 1}, {"arc": "10+4", "cos": 3, "splits": 0, "gaps": 0}])
@@ -177,3 +190,34 @@ def test_other_schemas(make_world, settings):
         assert all(not m.endswith("70") for m in truth["orphans"])
     if settings.get("splits") == 0:
         assert not truth["splits"] and not any(truth["gaps"].values())
+
+
+def _log_records(world) -> dict[str, list[dict]]:
+    return {p.stem: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()] for p in sorted(world.jsonl_dir.glob("*.log"))}
+
+
+def test_json_lines_exports_are_shaped_like_s3utils(lab_world):
+    truth = lab_world.truth
+    logs = _log_records(lab_world)
+    for bucket, records in logs.items():
+        assert all(r["name"] == "s3utils:verifyBucketSproxydKeys" and r["hostname"] == "lab" and r["pid"] == 4242 for r in records)
+        assert records[0]["message"] == "start scanning bucket" and records[-1]["message"] == "completed scan", bucket
+        assert records[-1]["scanned"] == sum(r["message"] == "sproxyd key" for r in records)
+        assert all(r["objectUrl"].startswith(f"s3://{bucket}/") for r in records if r["message"] == "sproxyd key")
+    records = [r for rs in logs.values() for r in rs]
+    urls = [r["objectUrl"] for r in records if r["message"] == "sproxyd key"]
+    assert any(u.endswith("%00") for u in urls), "a null version"
+    assert any(u.endswith("RG001%20%20") and "%00" in u for u in urls), "versions by their real ids"
+    assert not {r["level"] for r in records} - {"info", "error"}
+    duplicates = [r for r in records if r["message"] == "duplicate sproxyd key found"]
+    assert all(r["level"] == "error" and r["objectUrl2"] != r["objectUrl"] and r["sproxydKey"] in truth["duplicates"] for r in duplicates)
+    assert not any(r["message"] == "error fetching object locations array" for r in records)
+    # The version the master repeats is logged once, as the master; isPHD masters log nothing.
+    assert len(urls) == len(set(zip(urls, (r["sproxydKey"] for r in records if r["message"] == "sproxyd key"))))
+
+
+def test_export_error_knob(tmp_path):
+    world = generate_world(tmp_path, objects=60, seed=4, export_error=True)
+    errors = [(bucket, r) for bucket, rs in _log_records(world).items() for r in rs if r["message"] == "error fetching object locations array"]
+    assert [(bucket, r["level"]) for bucket, r in errors] == [("bucket-00", "error")]
+    assert world.truth["settings"]["export_error"] is True

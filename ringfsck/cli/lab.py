@@ -61,14 +61,16 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
               help="Logical sizes of main chunks (X-Scal-Size), log-uniform, binary units. Example: --sizes 4K-1G")
 @click.option("--server-state/--no-server-state", default=True, show_default=True,
               help="Write what 'lab serve' needs (lab/); skip it for worlds that are only ingested. Example: --no-server-state")
+@click.option("--export-error", is_flag=True,
+              help="Log one 'error fetching object locations array' in the first bucket's JSON-lines export (it is then incomplete). Example: --export-error")
 def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orphans: float, gaps: float, splits: float,
-                     nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool) -> None:
+                     nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool, export_error: bool) -> None:
     """Write a world: listkeys per node, S3 exports (CSV and JSON lines), server state and truth.json.
 
     \b
     DIR/listkeys/node-NN.csv          ringsh listKeys rows: chunk,main chunk,disk,flag
-    DIR/s3-bucketd/<bucket>_keys.txt  "bucket","object key","sproxyd key"
-    DIR/s3-bucketd-jsonl/<bucket>.log the same keys as the export tool's JSON-lines log
+    DIR/s3-bucketd/<bucket>_keys.txt  "bucket","encoded object key","sproxyd key" (jq over the log)
+    DIR/s3-bucketd-jsonl/<bucket>.log s3utils verifyBucketSproxydKeys.js's JSON-lines log
     DIR/lab/                          what 'ringfsck lab serve' serves
     DIR/truth.json                    what was planted: orphans with sizes, gaps, debris,
                                       duplicates, splits, every sproxyd key, counts
@@ -83,7 +85,8 @@ def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orph
 
     try:
         world = generate_world(out, objects=objects, seed=seed, arc=arc, cos=cos, orphans=orphans, gaps=gaps, splits=splits,
-                               nodes=nodes, buckets=buckets, sizes=sizes, server_state=server_state)
+                               nodes=nodes, buckets=buckets, sizes=sizes, server_state=server_state,
+                               export_error=export_error)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     counts = world.truth["counts"]

@@ -1,9 +1,12 @@
 """``ingest bucketd``: export S3 keys straight from bucketd into the ``s3keys`` table.
 
-Every version's RING locations are kept, big MPU objects are read in full when
-their listing omits ``location``, parts of unfinished uploads in
-``mpuShadowBucket…`` count as live (flagged ``mpu_part``), locations on other
-backends go to ``s3_other_locations``. Each page is written as its own table
+Every 40-hex key of every location of every version is kept (``on_ring`` says
+whether the gap check judges it: false for another backend's key), entries the
+listing shows without ``location`` (big metadata) are read in full by their
+listed key, parts of unfinished uploads in ``mpuShadowBucket…`` count as live
+(flagged ``mpu_part``), other backends' keys that are not sproxyd keys go to
+``s3_other_locations``, and metadata not understood is a reject (its 40-hex
+tokens stay references, and the analysis is incomplete). Each page is written as its own table
 part and a marker records the last completed page, so an interrupted export
 resumes there; a new export of a finished bucket replaces the old one.
 """
@@ -21,11 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.errors import ConfigError, RemoteError
-from ringfsck.ingest._registry import source_id
+from ringfsck.ingest._registry import RejectWriter, source_id
 from ringfsck.ingest.s3keys import S3KEYS_SCHEMA
 from ringfsck.progress import bar
 from ringfsck.remote.batches import preflight
-from ringfsck.remote.bucketd import USERS_BUCKET, BucketdClient, Entry, parse_entry
+from ringfsck.remote.bucketd import USERS_BUCKET, VERSION_SEPARATOR, BucketdClient, Entry, parse_entry
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client
 from ringfsck.store import Source, Store, arrow_schema, iso, utc_now
 
@@ -42,6 +45,7 @@ class BucketOutcome:
     resumed: bool = False
     skipped: dict[str, int] = field(default_factory=dict)
     other_locations: int = 0
+    rejected: int = 0
     error: str | None = None
 
 
@@ -85,31 +89,42 @@ class _BucketExport:
         if self.marker_file.exists():
             state = json.loads(self.marker_file.read_text())
             if not state.get("complete"):
-                return state | {"resumed": True}
+                return state | {"resumed": state["pages"] > 0}
             if skip_complete:
                 return state | {"resumed": True}
         # A fresh export replaces whatever an earlier one of this bucket left.
-        for table in ("s3keys", "s3_other_locations"):
+        for table in ("s3keys", "s3_other_locations", "rejects"):
             for part in self.store.part_names(table, f"{self.sid}-*"):
                 self.store.remove_part(table, part)
-        return {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
-                "skipped": {}, "other_locations": 0, "last_master": None, "resumed": False}
+        state = {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
+                 "skipped": {}, "other_locations": 0, "entries": 0, "rejected": 0, "last_master": None, "resumed": False}
+        # On disk before the first page: a bucket whose first listing fails is unfinished, not unknown.
+        self.store.write_json(self.marker_file, state)
+        return state
 
-    def save_page(self, entries: list[Entry], last_key: str, master: tuple[str, str] | None) -> None:
+    def save_page(self, entries: list[Entry], listed: int, last_key: str, master: list[Any] | None) -> None:
         rows, others = [], []
-        for entry in entries:
-            for location in entry.locations:
-                if location.on_ring:
-                    rows.append({"bucket": self.bucket, "object_key": entry.object_key, "version_id": entry.version_id,
-                                 "sproxyd_key": location.key, "size": location.size, "last_modified": _timestamp(entry.last_modified),
-                                 "mpu_part": entry.mpu_part, "source": self.location, "line": None})
-                else:
-                    others.append({"bucket": self.bucket, "object_key": entry.object_key, "version_id": entry.version_id,
-                                   "data_store_name": location.data_store_name, "data_store_type": location.data_store_type,
-                                   "location_key": location.key, "size": location.size, "source": self.location})
-            if entry.skipped:
-                self.state["skipped"][entry.skipped] = self.state["skipped"].get(entry.skipped, 0) + 1
         page = f"{self.sid}-p{self.state['pages']:06d}"
+        rejects = RejectWriter(self.store, page, self.location)
+        try:
+            for ordinal, entry in enumerate(entries, start=self.state.get("entries", 0) + 1):
+                if entry.rejected:  # the listing ordinal stands for the line of a file export
+                    rejects.add(ordinal, f"bucket {self.bucket}, key {entry.listed_key!r}: {entry.rejected}", entry.raw)
+                for location in entry.locations:
+                    if location.is_sproxyd_key:  # whatever the backend: a reference for the orphan check
+                        rows.append({"bucket": self.bucket, "object_key": entry.object_key, "version_id": entry.version_id,
+                                     "sproxyd_key": location.key, "size": location.size, "last_modified": _timestamp(entry.last_modified),
+                                     "mpu_part": entry.mpu_part, "source": self.location, "line": None, "on_ring": location.on_ring})
+                    else:
+                        others.append({"bucket": self.bucket, "object_key": entry.object_key, "version_id": entry.version_id,
+                                       "data_store_name": location.data_store_name, "data_store_type": location.data_store_type,
+                                       "location_key": location.key, "size": location.size, "source": self.location})
+                if entry.skipped:
+                    self.state["skipped"][entry.skipped] = self.state["skipped"].get(entry.skipped, 0) + 1
+        except BaseException:
+            rejects.abort()
+            raise
+        rejects.commit()
         with self.store.writing_part("s3keys", page) as tmp:
             pq.write_table(pa.Table.from_pylist(rows, schema=S3KEYS_SCHEMA), tmp, compression="zstd")
         if others:
@@ -117,7 +132,8 @@ class _BucketExport:
                 pq.write_table(pa.Table.from_pylist(others, schema=OTHER_SCHEMA), tmp, compression="zstd")
         digest = hashlib.sha256("\n".join(f"{r['object_key']}\0{r['version_id']}\0{r['sproxyd_key']}" for r in rows).encode()).hexdigest()
         self.state.update(marker=last_key, pages=self.state["pages"] + 1, rows=self.state["rows"] + len(rows),
-                          other_locations=self.state["other_locations"] + len(others), last_master=list(master) if master else None)
+                          other_locations=self.state["other_locations"] + len(others), last_master=master,
+                          entries=self.state.get("entries", 0) + listed, rejected=self.state.get("rejected", 0) + rejects.count)
         self.state["page_digests"].append(digest)
         self.store.write_json(self.marker_file, self.state)  # the page counts only once this is on disk
 
@@ -127,47 +143,57 @@ class _BucketExport:
         checksum = hashlib.sha256("".join(self.state["page_digests"]).encode()).hexdigest()
         self.store.save_source(Source(
             id=self.sid, kind="bucketd", location=self.location, size=self.state["rows"], checksum=checksum, format="bucketd",
-            captured_at=self.state["started_at"], ingested_at=iso(utc_now()), rows=self.state["rows"], rejected=0,
+            captured_at=self.state["started_at"], ingested_at=iso(utc_now()), rows=self.state["rows"], rejected=self.state.get("rejected", 0),
             skipped=self.state["skipped"] | ({"other backends": self.state["other_locations"]} if self.state["other_locations"] else {}),
         ))
+
+
+def _master_of(entry: Entry) -> list[Any] | None:
+    """What a master entry says of the latest version: [object key, version id, its keys]."""
+    if entry.version_id is None or entry.skipped or entry.rejected or not entry.locations:
+        return None
+    return [entry.object_key, entry.version_id, sorted(location.key for location in entry.locations)]
+
+
+def _repeats(master: list[Any] | None, entry: Entry) -> bool:
+    """A version is a repeat of the master listed before it only if it names the same data: then it
+    adds nothing. Anything else is exported (a placeholder master exports nothing: its versions must)."""
+    return (master is not None and len(master) == 3 and not entry.rejected
+            and master == [entry.object_key, entry.version_id, sorted(location.key for location in entry.locations)])
 
 
 async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: int, progress, bucket_bar) -> BucketOutcome:
     s = export.state
     if s["complete"]:  # kept from an earlier run (skip_complete)
-        return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], True, s["skipped"], s["other_locations"])
-    marker = export.state["marker"]
-    master = tuple(export.state["last_master"]) if export.state["last_master"] else None
+        return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], True, s["skipped"], s["other_locations"], s.get("rejected", 0))
+    marker = s["marker"]
+    master = s["last_master"]
     while True:
         items, truncated = await api.page(export.bucket, marker, page_size)
+        parsed = [parse_entry(export.bucket, key, value) for key, value in items]
+        missing = [e for e in parsed if e.needs_full_metadata]
+        if missing:
+            # By the full listed key: a bare name would return the newest version's metadata instead.
+            metas = await asyncio.gather(*(api.metadata(export.bucket, e.listed_key) for e in missing))
+            full = {e.listed_key: parse_entry(export.bucket, e.listed_key, meta) for e, meta in zip(missing, metas)}
+            parsed = [full.get(e.listed_key, e) if e.needs_full_metadata else e for e in parsed]
         entries: list[Entry] = []
-        for key, value in items:
-            entry = parse_entry(export.bucket, key, value)
-            # A versioned object's master entry repeats its latest version, listed right after it:
-            # that version is a repeat only when the master itself was kept (a placeholder master
-            # exports nothing, so the version it names must be exported on its own).
-            if "\0" not in key:
-                master = (entry.object_key, entry.version_id) if entry.version_id and not entry.skipped else None
-            elif master == (entry.object_key, entry.version_id):
+        for entry in parsed:
+            if VERSION_SEPARATOR not in entry.listed_key:
+                master = _master_of(entry)
+            elif _repeats(master, entry):
                 continue
             entries.append(entry)
-        missing = [e for e in entries if e.needs_full_metadata]
-        if missing:
-            metas = await asyncio.gather(*(api.metadata(export.bucket, e.object_key) for e in missing))
-            for entry, meta in zip(missing, metas):
-                full = parse_entry(export.bucket, entry.object_key, meta)
-                entry.locations, entry.needs_full_metadata = full.locations, False
-                entry.skipped = full.skipped if not full.locations else None
         if items:
             marker = items[-1][0]
-            export.save_page(entries, marker, master)
+            export.save_page(entries, len(items), marker, master)
             progress.update(len(items))
             bucket_bar.update(len(items))
         if not truncated or not items:
             break
     export.finish()
     s = export.state
-    return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], s["resumed"], s["skipped"], s["other_locations"])
+    return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], s["resumed"], s["skipped"], s["other_locations"], s.get("rejected", 0))
 
 
 def ingest_bucketd(

@@ -40,6 +40,7 @@ MANIFEST = "state.json"
 FORMAT_VERSION = 2
 DATA_STORE = "us-east-1"
 KEY_DTYPE = "S40"  # uppercase ASCII hex: byte order is key order
+LISTING_TRIM_CHARS = 10_000  # Arsenal's listing drops `location` from metadata this long or longer
 _SORT_BATCH = 200_000
 
 _ARC_SCHEMA = pa.schema([("input_key", pa.string()), ("body", pa.binary())])
@@ -48,7 +49,7 @@ _BUCKETD_SCHEMA = pa.schema([
     ("bucket", pa.string()),
     ("key", pa.string()),
     ("value", pa.string()),  # literal listing metadata; null for a compact row
-    ("full_value", pa.string()),  # literal GET metadata when it differs from the listing
+    ("full_value", pa.string()),  # literal GET metadata when it differs from the listing (a many-part MPU, in short)
     ("location_key", pa.string()),  # compact row: the one sproxyd key
     ("size", pa.int64()),
     ("mtime_ms", pa.int64()),
@@ -257,7 +258,7 @@ class Bucket:
         for row in rows[:max_keys]:
             if not row["key"].startswith(prefix):
                 return contents, False  # matching keys are contiguous in sorted order
-            contents.append({"key": row["key"], "value": self._render(row, full=False)})
+            contents.append({"key": row["key"], "value": _listed(self._render(row, full=False))})
         more = len(rows) > max_keys and rows[max_keys]["key"].startswith(prefix)
         return contents, more
 
@@ -273,6 +274,15 @@ class Bucket:
         if row["value"] is not None:
             return row["full_value"] if full and row["full_value"] is not None else row["value"]
         return json.dumps(object_metadata(row["key"], [(row["location_key"], row["size"])], row["mtime_ms"]))
+
+
+def _listed(value: str) -> str:
+    """An entry as a listing shows it: Arsenal drops `location` from metadata of LISTING_TRIM_CHARS or more."""
+    if len(value) < LISTING_TRIM_CHARS:
+        return value
+    meta = json.loads(value)
+    meta.pop("location", None)
+    return json.dumps(meta)
 
 
 class WorldState:

@@ -51,6 +51,8 @@ class Faults:
     answered 503 or 500 (``error_rate``), or served. Requests naming a key (or
     bucket) in ``fail_keys`` always get 503, and so does every request after the
     first ``fail_after`` ones since the faults were set (a deterministic outage).
+    bucketd lists the bucket named by ``common_prefixes`` as if asked for a delimiter:
+    keys under a common prefix are grouped in ``CommonPrefixes`` and not listed.
     """
 
     latency_ms: float = 0.0
@@ -60,6 +62,7 @@ class Faults:
     hang_seconds: float = 60.0
     fail_keys: set[str] = field(default_factory=set)
     fail_after: int | None = None
+    common_prefixes: str | None = None  # bucketd: this bucket's listings group keys under CommonPrefixes
 
     @classmethod
     def parse(cls, spec: str | dict[str, Any] | None) -> "Faults":
@@ -86,6 +89,8 @@ class Faults:
                     raise ConfigError(f"fault fail_after: expected a number of requests, got {value!r}") from None
                 if self.fail_after is not None and self.fail_after < 0:
                     raise ConfigError(f"fault fail_after: {value!r} out of range")
+            elif name == "common_prefixes":
+                self.common_prefixes = None if value in (None, "", "none") else str(value)
             elif name == "fail_keys":
                 items = value.split(";") if isinstance(value, str) else value
                 self.fail_keys = {str(k).strip().upper() for k in items if str(k).strip()}
@@ -98,7 +103,7 @@ class Faults:
                     raise ConfigError(f"fault {name}: {value!r} out of range")
                 setattr(self, name, number)
             else:
-                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after)")
+                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after, common_prefixes)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"fail_keys": sorted(self.fail_keys)}
@@ -315,19 +320,23 @@ class BucketdServer(_Server):
             if bucket is None:
                 return 404, {}, b'{"error":"NoSuchBucket"}'
             if len(parts) == 4:
-                return self._list(bucket, query)
+                return self._list(bucket, query, grouped=bucket.name == self.faults.common_prefixes)
             meta = bucket.get(unquote("/".join(parts[4:])))
             return (200, {}, meta.encode()) if meta is not None else (404, {}, b'{"error":"ObjNotFound"}')
         return 400, {}, b'{"error":"unknown path"}'
 
     @staticmethod
-    def _list(bucket: Bucket, query: dict[str, list[str]]) -> Response:
+    def _list(bucket: Bucket, query: dict[str, list[str]], *, grouped: bool = False) -> Response:
         try:
             max_keys = max(1, min(10_000, int(query.get("maxKeys", ["1000"])[0])))
         except ValueError:
             return 400, {}, b'{"error":"bad maxKeys"}'
         contents, truncated = bucket.page(query.get("marker", [""])[0], query.get("prefix", [""])[0], max_keys)
-        return 200, {}, json.dumps({"Contents": contents, "IsTruncated": truncated}).encode()
+        prefixes: list[str] = []
+        if grouped:  # as a delimiter "/" would: keys with a slash are folded into their first prefix
+            prefixes = sorted({item["key"].split("/", 1)[0] + "/" for item in contents if "/" in item["key"]}) or ["lab-grouped/"]
+            contents = [item for item in contents if "/" not in item["key"]]
+        return 200, {}, json.dumps({"Contents": contents, "CommonPrefixes": prefixes, "IsTruncated": truncated}).encode()
 
 
 async def serve(world: Path, *, ring: str = "DATA", srebuildd_port: int = 0, bucketd_port: int = 0,

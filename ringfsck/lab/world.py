@@ -10,8 +10,8 @@ goes through Parquet parts sorted out of core by DuckDB. Memory stays flat
 whatever ``objects`` is. Layout of a world directory::
 
     listkeys/node-NN.csv           ringsh listKeys: chunk,main chunk,disk,flag (a few "Use …" lines)
-    s3-bucketd/<bucket>_keys.txt   "bucket","object key","sproxyd key" (QUOTE_ALL), one row per location
-    s3-bucketd-jsonl/<bucket>.log  the same keys as the export tool's JSON-lines log
+    s3-bucketd/<bucket>_keys.txt   "bucket","encoded object key","sproxyd key" (QUOTE_ALL): jq over the log
+    s3-bucketd-jsonl/<bucket>.log  s3utils verifyBucketSproxydKeys.js's JSON-lines log (see _Exports)
     lab/                           what the servers serve (see ringfsck.lab._state)
     truth.json                     what was planted
 """
@@ -19,6 +19,7 @@ whatever ``objects`` is. Layout of a world directory::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import re
@@ -47,6 +48,8 @@ ENCODE_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alo
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
 USERS_BUCKET = "users..bucket"
 SPLITTER = "..|.."
+OLD_SPLITTER = "splitterfornow"  # what old shadow buckets join an upload's key parts with
+BIG_METADATA_CHARS = 10_000  # Arsenal's listing drops `location` from metadata this long or longer
 REPLAY_PREFIX = "\x7fR"
 GAP_STATUSES = ("missing", "unrecoverable", "degraded")
 
@@ -68,7 +71,9 @@ _URI_PLAIN = re.compile(r"[A-Za-z0-9\-_.!~*'()/]*")
 # Gaps and splits come from generate_world's arguments.
 _FIXED_SHARES = {
     "cos": 0.12, "service50": 0.03, "versioned": 0.03, "mpu": 0.03, "duplicate": 0.01, "empty": 0.01,
-    "placeholder": 0.005, "delete_marker": 0.005, "foreign": 0.005,
+    "placeholder": 0.005, "delete_marker": 0.005, "foreign": 0.005, "legacy": 0.005, "plain_location": 0.003, "null_version": 0.003,
+    # Each of these entries holds >= 10,000 chars of metadata: few, so that the served state stays small.
+    "big_versions": 0.0005,
 }
 _SIMPLE = ("arc", "cos", "service50")  # one key, every chunk, one plain object: planted vectorised
 
@@ -205,52 +210,83 @@ class _Ring:
 
 
 class _Exports:
-    """Per-bucket S3 key exports: CSV (QUOTE_ALL) and the export tool's JSON-lines log."""
+    """Per-bucket S3 key exports as the reference makes them.
 
-    def __init__(self, out: Path, buckets: list[str]) -> None:
+    The JSON-lines log is what s3utils' verifyBucketSproxydKeys.js writes when run per bucket
+    (``BUCKETS=<bucket> NO_MISSING_KEY_CHECK=1 VERBOSE=1``): a "sproxyd key" record per location of
+    every logged entry, whatever its backend, under ``s3://bucket/<encodeURIComponent(listed key)>``
+    (a version's listed key is ``name\\0versionId``), a "duplicate sproxyd key found" error when a key
+    comes back, progress records and a final "completed scan". The CSV is the reference's jq output
+    over that log: ``"bucket","<objectUrl's last segment, still encoded>","<sproxydKey>"``, QUOTE_ALL.
+    Records are in planting order, not listing order.
+    """
+
+    NAME = "s3utils:verifyBucketSproxydKeys"
+
+    def __init__(self, out: Path, buckets: list[str], *, lost_object: bool = False) -> None:
         self.csv_dir, self.jsonl_dir = out / "s3-bucketd", out / "s3-bucketd-jsonl"
         self.csv_dir.mkdir(parents=True)
         self.jsonl_dir.mkdir(parents=True)
         self._files: dict[str, tuple[TextIO, Any, TextIO]] = {}
-        self._pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-        self._listed: dict[str, int] = defaultdict(int)
+        self._pending: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self._records: dict[str, int] = defaultdict(int)
+        self._scanned: dict[str, int] = defaultdict(int)
+        self._seen: dict[str, dict[str, str]] = defaultdict(dict)  # per bucket: sproxyd key -> first objectUrl
+        self._duplicates: dict[str, int] = defaultdict(int)
+        self._lost_object = lost_object
         self.rows = 0
         for bucket in buckets:  # an empty bucket still has its (empty) export
             self._open(bucket)
 
-    def add(self, bucket: str, name: str, key: str) -> None:
-        self._pending[bucket].append((bucket, name, key))
+    def add(self, bucket: str, listed_key: str, key: str) -> None:
+        """One location of an entry, under the key bucketd lists it by (``name\\0versionId`` for a version)."""
+        self._pending[bucket].append((listed_key, key))
 
     def _open(self, bucket: str) -> tuple[TextIO, Any, TextIO]:
         if bucket not in self._files:
             handle = open(self.csv_dir / f"{bucket}_keys.txt", "w", encoding="utf-8", newline="")
             log = open(self.jsonl_dir / f"{bucket}.log", "w", encoding="utf-8")
-            log.write(self._record(bucket, f'"message":"listing bucket","bucket":"{bucket}"'))
+            log.write(self._record(bucket, "info", "start scanning bucket", {"bucket": bucket}))
+            if self._lost_object and not self._files:  # the first bucket: one object whose locations could not be read
+                log.write(self._record(bucket, "error", "error fetching object locations array",
+                                       {"objectUrl": f"s3://{bucket}/lost-object", "error": {"code": 500, "message": "InternalError"}}))
             self._files[bucket] = (handle, csv.writer(handle, quoting=csv.QUOTE_ALL), log)
         return self._files[bucket]
 
-    def _record(self, bucket: str, fields: str) -> str:
-        self._listed[bucket] += 1
-        return f'{{"name":"s3utils","time":{_BASE_MS + _SPAN_MS + self._listed[bucket]},"level":"info","hostname":"lab","pid":4242,{fields}}}\n'
+    def _record(self, bucket: str, level: str, message: str, fields: dict[str, Any]) -> str:
+        self._records[bucket] += 1
+        head = {"name": self.NAME, "time": _BASE_MS + _SPAN_MS + self._records[bucket], "level": level, "message": message}
+        return json.dumps(head | fields | {"hostname": "lab", "pid": 4242}, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     def flush(self) -> None:
         for bucket, rows in self._pending.items():
             _, writer, log = self._open(bucket)
-            writer.writerows(rows)
-            lines = []
-            for i, (_, name, key) in enumerate(rows):
+            lines, csv_rows, seen = [], [], self._seen[bucket]
+            for listed_key, key in rows:
                 # encodeURIComponent output is plain ASCII with no quote or backslash: JSON-safe as is.
-                url = f"s3://{bucket}/{_encode_uri_component(name)}"
-                lines.append(self._record(bucket, f'"message":"sproxyd key","objectUrl":"{url}","sproxydKey":"{key}"'))
-                if (self.rows + i) % 997 == 996:  # progress records between the keys
-                    lines.append(self._record(bucket, f'"message":"listing progress","bucket":"{bucket}","keys":{self.rows + i + 1}'))
+                encoded = _encode_uri_component(listed_key)
+                url = f"s3://{bucket}/{encoded}"
+                self._scanned[bucket] += 1
+                lines.append(self._record(bucket, "info", "sproxyd key", {"objectUrl": url, "sproxydKey": key}))
+                csv_rows.append((bucket, encoded, key))
+                if key in seen:
+                    self._duplicates[bucket] += 1
+                    lines.append(self._record(bucket, "error", "duplicate sproxyd key found",
+                                              {"objectUrl": url, "objectUrl2": seen[key], "sproxydKey": key}))
+                else:
+                    seen[key] = url
+                if self._scanned[bucket] % 997 == 0:  # progress records between the keys
+                    lines.append(self._record(bucket, "info", "progress update", {"bucket": bucket, "scanned": self._scanned[bucket]}))
+            writer.writerows(csv_rows)
             log.write("".join(lines))
             self.rows += len(rows)
         self._pending.clear()
 
     def close(self) -> None:
         self.flush()
-        for handle, _, log in self._files.values():
+        for bucket, (handle, _, log) in self._files.items():
+            log.write(self._record(bucket, "info", "completed scan", {"bucket": bucket, "scanned": self._scanned[bucket],
+                                                                      "haveMissingKeys": False, "duplicates": self._duplicates[bucket]}))
             handle.close()
             log.close()
 
@@ -286,7 +322,7 @@ class _Truth:
 
 class _Generator:
     def __init__(self, out: Path, *, objects: int, seed: int, arc: keys.ArcSchema, cos: int, orphans: float, gaps: float,
-                 splits: float, nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool) -> None:
+                 splits: float, nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool, export_error: bool) -> None:
         self.out = out
         self.sizes = sizes
         self.objects = objects
@@ -296,7 +332,8 @@ class _Generator:
         self.rng = random.Random(seed)
         self.np = np.random.default_rng(seed)
         self.settings = {"arc": str(arc), "cos": cos, "min_chunks": MIN_CHUNKS, "seed": seed, "objects": objects,
-                         "nodes": nodes, "buckets": buckets, "sizes": list(sizes), "orphans": orphans, "gaps": gaps, "splits": splits, "server_state": server_state}
+                         "nodes": nodes, "buckets": buckets, "sizes": list(sizes), "orphans": orphans, "gaps": gaps, "splits": splits, "server_state": server_state,
+                         "export_error": export_error}
         self.buckets = [f"bucket-{i:02d}" for i in range(buckets)]
         self.sessions = {bucket: 1 + i % 2 for i, bucket in enumerate(self.buckets)} | {USERS_BUCKET: 1}
         self.tmp = out / ".generating"
@@ -305,7 +342,7 @@ class _Generator:
         self.truth = _Truth(self.tmp)
         self.layouts = _layouts(arc, cos)
         self.ring = _Ring(out / "listkeys", nodes, self.np, self.layouts, self._main_chunks)
-        self.exports = _Exports(out, self.buckets)
+        self.exports = _Exports(out, self.buckets, lost_object=export_error)
         self.shares = self._shares(gaps, splits)
         self._names = 0
         self._arc_rows: dict[str, list[Any]] = {"input_key": [], "body": []}
@@ -362,11 +399,12 @@ class _Generator:
 
     def _version_id(self, mtime_ms: int) -> str:
         # Like bucketd's: newer versions sort first.
-        return f"{99_999_999_999_999 - mtime_ms:015d}{self.rng.randrange(10**5):05d}RG001"
+        # Like bucketd's: newer versions sort first; 20 digits, then the replication group padded to 7 with spaces.
+        return f"{99_999_999_999_999 - mtime_ms:015d}{self.rng.randrange(10**5):05d}RG001  "
 
-    def _referenced(self, bucket: str, name: str, key: str) -> None:
-        """One RING location of an object version: exported and counted as an S3 reference."""
-        self.exports.add(bucket, name, key)
+    def _referenced(self, bucket: str, listed_key: str, key: str) -> None:
+        """One RING location of an object version: exported (under the key it is listed by) and counted as an S3 reference."""
+        self.exports.add(bucket, listed_key, key)
         self.truth.add("sproxyd", key)
 
     def _put(self, bucket: str, key: str, meta: dict[str, Any], full: dict[str, Any] | None = None) -> None:
@@ -492,16 +530,50 @@ class _Generator:
             self._known(key)
         return located
 
-    def _fate_versioned(self, bucket: str, name: str, first: bool) -> None:
-        """Several versions, each with its own data; the master entry repeats the latest."""
-        times = sorted(self._mtime() for _ in range(self.rng.randint(2, 3)))
-        for mtime in times:
+    def _plant_versions(self, bucket: str, name: str, count: int, big: bool = False) -> None:
+        """Versions each with its own data; the master entry repeats the latest (which the export tool logs as the master)."""
+        times = sorted(self._mtime() for _ in range(count))
+        for i, mtime in enumerate(times):
             [(key, size)] = self._stored_keys(1)
             version_id = self._version_id(mtime)
-            meta = object_metadata(name, [(key, size)], mtime, version_id=version_id)
+            meta = object_metadata(name, [(key, size)], mtime, version_id=version_id, **(_big_metadata(i) if big else {}))
             self._put(bucket, f"{name}\0{version_id}", meta)
-            self._referenced(bucket, name, key)
+            self._referenced(bucket, name if i == len(times) - 1 else f"{name}\0{version_id}", key)
         self._put(bucket, name, meta)
+
+    def _fate_versioned(self, bucket: str, name: str, first: bool) -> None:
+        """Several versions, each with its own data; the master entry repeats the latest."""
+        self._plant_versions(bucket, name, self.rng.randint(2, 3))
+
+    def _fate_big_versions(self, bucket: str, name: str, first: bool) -> None:
+        """Versions (and so their master) whose big user metadata or ACL makes the listing drop their location."""
+        self._plant_versions(bucket, name, self.rng.randint(2, 3), big=True)
+
+    def _fate_null_version(self, bucket: str, name: str, first: bool) -> None:
+        """A null version (``name\\0``, written before versioning was enabled) under a newer version."""
+        [(old_key, old_size)] = self._stored_keys(1)
+        old = self._mtime()
+        self._put(bucket, f"{name}\0", object_metadata(name, [(old_key, old_size)], old, version_id=self._version_id(old), isNull=True))
+        self._referenced(bucket, f"{name}\0", old_key)
+        self._plant_versions(bucket, name, 1)
+
+    def _fate_legacy(self, bucket: str, name: str, first: bool) -> None:
+        """Metadata written before multiple backends: locations without dataStoreType, on the RING."""
+        located = self._stored_keys(self.rng.randint(1, 2))
+        meta = object_metadata(name, located, self._mtime(), **{"md-model-version": 2})
+        meta["location"] = [{"key": loc["key"], "size": loc["size"], "start": loc["start"], "dataStoreName": "sproxyd"} for loc in meta["location"]]
+        meta["dataStoreName"] = "sproxyd"
+        self._put(bucket, name, meta)
+        for key, _ in located:
+            self._referenced(bucket, name, key)
+
+    def _fate_plain_location(self, bucket: str, name: str, first: bool) -> None:
+        """The oldest metadata model: ``location`` is the sproxyd key itself."""
+        [(key, size)] = self._stored_keys(1)
+        meta = object_metadata(name, [(key, size)], self._mtime(), **{"md-model-version": 1})
+        meta["location"] = key
+        self._put(bucket, name, meta)
+        self._referenced(bucket, name, key)
 
     def _fate_mpu(self, bucket: str, name: str, first: bool) -> None:
         """A big multipart object: listed without location, the full metadata has every part."""
@@ -525,17 +597,18 @@ class _Generator:
         self._put(bucket, name, object_metadata(name, [], self._mtime()))
 
     def _fate_placeholder(self, bucket: str, name: str, first: bool) -> None:
-        """A placeholder master (isPHD) over an older version that holds the data.
+        """A placeholder master (isPHD) over older versions that hold the data.
 
-        As in bucketd, the placeholder names the latest version, which was deleted
-        (so it is listed nowhere) and awaits repair from the older one.
+        As in bucketd, the placeholder names a fresh version id listed nowhere (the latest
+        version, deleted, awaiting repair from the older ones): every listed version counts.
         """
-        [(key, size)] = self._stored_keys(1)
-        older, deleted = sorted((self._mtime(), self._mtime()))
-        version_id = self._version_id(older)
-        self._put(bucket, f"{name}\0{version_id}", object_metadata(name, [(key, size)], older, version_id=version_id))
-        self._put(bucket, name, {"isPHD": True, "versionId": self._version_id(deleted)})
-        self._referenced(bucket, name, key)
+        times = sorted(self._mtime() for _ in range(2 if first else self.rng.randint(1, 2)))
+        for mtime in times:
+            [(key, size)] = self._stored_keys(1)
+            version_id = self._version_id(mtime)
+            self._put(bucket, f"{name}\0{version_id}", object_metadata(name, [(key, size)], mtime, version_id=version_id))
+            self._referenced(bucket, f"{name}\0{version_id}", key)
+        self._put(bucket, name, {"isPHD": True, "versionId": self._version_id(max(times) + 1)})
 
     def _fate_delete_marker(self, bucket: str, name: str, first: bool) -> None:
         """An older version with data under a newer delete marker (the master is the marker)."""
@@ -546,7 +619,7 @@ class _Generator:
         marker = object_metadata(name, [], new, version_id=marker_id, isDeleteMarker=True)
         self._put(bucket, f"{name}\0{marker_id}", marker)
         self._put(bucket, name, marker)
-        self._referenced(bucket, name, key)
+        self._referenced(bucket, f"{name}\0{old_id}", key)
 
     def _fate_foreign(self, bucket: str, name: str, first: bool) -> None:
         """Data on another backend; half of the keys (and the first) even look like sproxyd keys."""
@@ -557,24 +630,34 @@ class _Generator:
         meta["content-length"] = 4096
         meta["dataStoreName"] = "aws-location"
         self._put(bucket, name, meta)
+        self.exports.add(bucket, name, location_key)  # the export tool logs every location, whatever its backend
+        if keys.is_valid_key(location_key):
+            self.truth.add("other_backend", location_key)
 
-    def _plant_unfinished_upload(self) -> None:
-        """An upload in progress: its two parts live in the shadow bucket and are live data."""
-        bucket, name = self.buckets[0], self._name()
+    def _plant_unfinished_upload(self, bucket: str, splitter: str) -> None:
+        """An upload in progress: its parts live in the shadow bucket and are live data.
+
+        The first part carries one location object (old metadata), the second was copied from
+        another object and carries several. ``splitter``: "..|..", or what old shadow buckets used.
+        """
+        name = self._name()
         shadow = MPU_SHADOW_PREFIX + bucket
         self.sessions[shadow] = self.sessions[bucket]
         upload_id = self._key()[:32].lower()
         started = iso_time(self._mtime())
-        self._put(shadow, f"overview{SPLITTER}{name}{SPLITTER}{upload_id}",
-                  {"key": name, "uploadId": upload_id, "initiated": started, "owner-display-name": "lab", "splitter": SPLITTER})
-        for number, (key, size) in enumerate(self._stored_keys(2), start=1):
-            location = scality_location(key, size, 0, number)
-            entry = f"{upload_id}{SPLITTER}{number:05d}"
+        self._put(shadow, f"overview{splitter}{name}{splitter}{upload_id}",
+                  {"key": name, "uploadId": upload_id, "initiated": started, "owner-display-name": "lab", "splitter": splitter})
+        for number in (1, 2):
+            locations, start = [], 0
+            for key, size in self._stored_keys(number):
+                locations.append(scality_location(key, size, start, number))
+                start += size
+            entry = f"{upload_id}{splitter}{number:05d}"
             self._put(shadow, entry, {"key": entry, "uploadId": upload_id, "partNumber": number, "last-modified": started,
-                                      "content-length": size, "content-md5": location["dataStoreETag"].split(":")[1],
-                                      # Old metadata carried one location object instead of an array.
-                                      "partLocations": location if number == 1 else [location]})
-            self._referenced(shadow, entry, key)
+                                      "content-length": start, "content-md5": locations[0]["dataStoreETag"].split(":")[1],
+                                      "partLocations": locations[0] if number == 1 else locations})
+            for location in locations:
+                self._referenced(shadow, entry, location["key"])
 
     def _plant_orphans(self) -> None:
         """Main chunks no S3 key references: ARC (all or at least MIN_CHUNKS stripes) and COS, services 51 and 50."""
@@ -655,7 +738,8 @@ class _Generator:
                     self._plant_special(fate, fate not in seen)
                     seen.add(fate)
             self._flush()
-        self._plant_unfinished_upload()
+        self._plant_unfinished_upload(self.buckets[0], SPLITTER)
+        self._plant_unfinished_upload(self.buckets[-1], OLD_SPLITTER)
         self._plant_orphans()
         self._plant_noise()
         self._plant_bucketd_noise()
@@ -708,8 +792,19 @@ class _Generator:
             counts["splits"], counts["subkeys"] = splits, subkeys
             counts["sproxyd_keys"] = _write_list(out, "sproxyd_keys", keys_of("sproxyd"))
             out.write(",\n")
+            # 40-hex keys of other backends: references for orphans, never gaps.
+            counts["other_backend_keys"] = _write_list(out, "other_backend_keys", keys_of("other_backend"))
+            out.write(",\n")
             counts["subkey_main_chunks"] = _write_list(out, "subkey_main_chunks", keys_of("subkey_main"))
             out.write(',\n"counts": ' + json.dumps(counts) + "\n}\n")
+
+
+def _big_metadata(variant: int) -> dict[str, Any]:
+    """Fields that take an entry's metadata past BIG_METADATA_CHARS: large user metadata, or a long ACL."""
+    if variant % 2 == 0:
+        return {"x-amz-meta-notes": "lab notes " * (BIG_METADATA_CHARS // 10)}
+    grantees = [hashlib.sha256(f"grantee {n}".encode()).hexdigest() for n in range(BIG_METADATA_CHARS // 60)]
+    return {"acl": {"Canned": "", "FULL_CONTROL": [], "WRITE_ACP": [], "READ": grantees, "READ_ACP": grantees[:4]}}
 
 
 def _write_list(out: TextIO, name: str, values: Iterable[str]) -> int:
@@ -767,6 +862,7 @@ def generate_world(
     buckets: int = 4,
     sizes: tuple[int, int] = DEFAULT_SIZES,
     server_state: bool = True,
+    export_error: bool = False,
 ) -> World:
     """Write a world under ``out`` (deterministic for a seed) and return it.
 
@@ -775,7 +871,9 @@ def generate_world(
     the shares of objects with missing or under-protected data and of split objects.
     Main chunk sizes are log-uniform between ``sizes`` (bytes, default 1 KiB to 256 MiB).
     ``server_state=False`` skips what the lab servers need (``lab/``), for
-    benchmark worlds that are only ingested. A previous world in ``out`` is replaced.
+    benchmark worlds that are only ingested. ``export_error`` plants, in the first bucket's JSON-lines
+    export, one "error fetching object locations array" record (that export is then incomplete).
+    A previous world in ``out`` is replaced.
     """
     if objects < 1:
         raise ValueError("objects must be at least 1")
@@ -795,5 +893,6 @@ def generate_world(
             target.unlink()
     path.mkdir(parents=True, exist_ok=True)
     _Generator(path, objects=objects, seed=seed, arc=keys.parse_arc(arc), cos=keys.parse_cos(cos), orphans=orphans, gaps=gaps,
-               splits=splits, nodes=nodes, buckets=buckets, sizes=(int(sizes[0]), int(sizes[1])), server_state=server_state).run()
+               splits=splits, nodes=nodes, buckets=buckets, sizes=(int(sizes[0]), int(sizes[1])), server_state=server_state,
+               export_error=export_error).run()
     return World(path)

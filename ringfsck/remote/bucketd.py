@@ -1,6 +1,6 @@
 """bucketd: listing buckets and reading object metadata (DOMAIN.md section 5).
 
-The parsing is pure (:func:`locations_of_entry`); the HTTP calls go through
+The parsing is pure (:func:`parse_entry`); the HTTP calls go through
 :func:`ringfsck.remote.http.send`, so 5xx, timeouts and dropped connections are
 retried and a failure is an error, never an empty listing.
 """
@@ -19,9 +19,16 @@ from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, send
 
 USERS_BUCKET = "users..bucket"
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
-SPLITTER = "..|.."
+# Shadow buckets join an upload's key parts with "..|.."; old ones used "splitterfornow".
+SHADOW_SPLITTERS = ("..|..", "splitterfornow")
+SPLITTER = SHADOW_SPLITTERS[0]
 REPLAY_PREFIX = "\x7fR"
 VERSION_SEPARATOR = "\0"
+RING_DATA_STORE_TYPE = "scality"
+# Arsenal's listing leaves `location` out of any entry whose metadata is this long or longer.
+LISTING_TRIM_CHARS = 10_000
+# JavaScript's encodeURIComponent leaves these alone (bucketd decodes the path either way).
+ENCODE_URI_SAFE = "-_.!~*'()"
 
 
 @dataclass
@@ -29,18 +36,24 @@ class Location:
     key: str
     size: int | None
     data_store_name: str | None
-    data_store_type: str | None
+    data_store_type: str | None  # None: written before multiple backends, RING data
 
     @property
     def on_ring(self) -> bool:
-        """Only scality locations with a 40-hex key are sproxyd keys."""
-        return self.data_store_type == "scality" and is_valid_key(self.key)
+        """RING data: dataStoreType scality, or none at all (older metadata)."""
+        return self.data_store_type in (None, RING_DATA_STORE_TYPE)
+
+    @property
+    def is_sproxyd_key(self) -> bool:
+        """A 40-hex key: a reference for the orphan check, whichever backend holds it."""
+        return is_valid_key(self.key)
 
 
 @dataclass
 class Entry:
     """What one listing entry holds, once parsed."""
 
+    listed_key: str  # as listed, `\0versionId` included: the key its full metadata is fetched by
     object_key: str
     version_id: str | None
     last_modified: str | None
@@ -48,52 +61,97 @@ class Entry:
     skipped: str | None = None  # why the entry holds no data, if it does not
     needs_full_metadata: bool = False
     mpu_part: bool = False
+    rejected: str | None = None  # what in its metadata was not understood (its understood locations still count)
+    raw: str = ""  # the metadata text, kept for a reject
 
 
-def _locations(value: Any) -> list[Location]:
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]  # old metadata: one object
-    out = []
+def _location(item: Any) -> Location | str:
+    """One location object, or why it is not understood."""
+    if not isinstance(item, dict):
+        return f"a location item of type {type(item).__name__}"
+    key, kind = item.get("key"), item.get("dataStoreType") or None
+    if not isinstance(key, str) or not key:
+        return "a location item without a key"
+    if kind is not None and not isinstance(kind, str):
+        return f"a location with dataStoreType {kind!r}"
+    size = item.get("size")
+    name = item.get("dataStoreName")
+    location = Location(key.upper() if is_valid_key(key) else key, int(size) if isinstance(size, (int, float)) else None,
+                        name if isinstance(name, str) else None, kind)
+    if location.on_ring and not location.is_sproxyd_key:
+        return f"a RING location whose key {key[:60]!r} is not 40 hex"
+    return location
+
+
+def _locations(value: Any) -> tuple[list[Location], list[str]]:
+    """The locations of a `location` or `partLocations` value, and what in it was not understood."""
+    if value is None or value == "":
+        return [], []
+    if isinstance(value, str):
+        items: list[Any] = [{"key": value}]  # the oldest metadata model: the key itself, on the RING
+    elif isinstance(value, dict):
+        items = [value]  # old metadata: one location object
+    elif isinstance(value, list):
+        items = value
+    else:
+        return [], [f"a location of type {type(value).__name__}"]
+    located, problems = [], []
     for item in items:
-        if isinstance(item, dict) and item.get("key"):
-            size = item.get("size")
-            out.append(Location(str(item["key"]).upper() if is_valid_key(str(item["key"])) else str(item["key"]),
-                                int(size) if isinstance(size, (int, float)) else None, item.get("dataStoreName"), item.get("dataStoreType")))
-    return out
+        parsed = _location(item)
+        if isinstance(parsed, Location):
+            located.append(parsed)
+        else:
+            problems.append(parsed)
+    return located, problems
 
 
-def parse_entry(bucket: str, key: str, value: str | dict[str, Any]) -> Entry:
-    """Classify a listing entry: data locations, or why it has none."""
-    meta = json.loads(value) if isinstance(value, str) else value
-    name, _, version = key.partition(VERSION_SEPARATOR)
-    version_id = version or (meta.get("versionId") if isinstance(meta, dict) else None)
-    entry = Entry(name, version_id, meta.get("last-modified") if isinstance(meta, dict) else None)
+def _is_upload_overview(key: str) -> bool:
+    return any(key.startswith("overview" + splitter) for splitter in SHADOW_SPLITTERS)
+
+
+def parse_entry(bucket: str, key: str, value: Any) -> Entry:
+    """Classify a listing entry: data locations, why it has none, or what in it is not understood."""
+    raw = value if isinstance(value, str) else json.dumps(value)
+    name, versioned, version = key.partition(VERSION_SEPARATOR)
+    entry = Entry(key, name, version if versioned else None, None, raw=raw)
     if key.startswith(REPLAY_PREFIX):
         entry.skipped = "replay entries"
-    elif not isinstance(meta, dict):
-        entry.skipped = "entries without metadata"
-    elif bucket.startswith(MPU_SHADOW_PREFIX):
-        if key.startswith("overview" + SPLITTER):
+        return entry
+    try:
+        meta = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        entry.rejected = "metadata is not JSON"
+        return entry
+    if not isinstance(meta, dict):
+        entry.rejected = "metadata is not a JSON object"
+        return entry
+    if not versioned:
+        # A master repeats its latest version: label its rows with that version's id, so that
+        # both name the same object version. A null master's version is the null version, "".
+        master_version = meta.get("versionId")
+        entry.version_id = "" if meta.get("isNull") else None if master_version is None else str(master_version)
+    modified = meta.get("last-modified")
+    entry.last_modified = modified if isinstance(modified, str) else None
+    problems: list[str] = []
+    if bucket.startswith(MPU_SHADOW_PREFIX):
+        if _is_upload_overview(key):
             entry.skipped = "upload overviews"
-        else:
+        else:  # a part: `<uploadId><splitter><partNumber>`; whatever it is, its partLocations count
             entry.mpu_part = True
-            entry.locations = _locations(meta.get("partLocations"))
-            if not entry.locations:
-                entry.skipped = "parts without data"
+            entry.locations, problems = _locations(meta.get("partLocations"))
     elif meta.get("isPHD"):
         entry.skipped = "placeholders"
     elif meta.get("isDeleteMarker"):
         entry.skipped = "delete markers"
     elif "location" not in meta:
-        # Big MPU objects come without location in a listing: the full metadata has it.
-        entry.needs_full_metadata = bool(meta.get("content-length"))
-        if not entry.needs_full_metadata:
-            entry.skipped = "empty objects"
+        # The listing drops `location` from big metadata (any version): the full metadata has it.
+        entry.needs_full_metadata = True
     else:
-        entry.locations = _locations(meta.get("location"))
-        if not entry.locations:
-            entry.skipped = "empty objects"
+        entry.locations, problems = _locations(meta["location"])
+    if problems:
+        entry.rejected = "; ".join(dict.fromkeys(problems))
+    elif not entry.locations and not entry.skipped and not entry.needs_full_metadata:
+        entry.skipped = "parts without data" if entry.mpu_part else "empty objects"
     return entry
 
 
@@ -121,16 +179,21 @@ class BucketdClient:
             raise RequestFailed(f"raft session {raft_session}: expected a list of buckets", 1)
         return [str(n) for n in names]
 
-    async def page(self, bucket: str, marker: str | None, max_keys: int) -> tuple[list[tuple[str, str]], bool]:
+    async def page(self, bucket: str, marker: str | None, max_keys: int) -> tuple[list[tuple[str, Any]], bool]:
         params: dict[str, Any] = {"maxKeys": max_keys}
         if marker:
             params["marker"] = marker
         body = await self._json(f"/default/bucket/{quote(bucket, safe='')}", params)
+        if not isinstance(body, dict):
+            raise RequestFailed(f"bucket {bucket}: the listing is not a JSON object", 1)
+        if body.get("CommonPrefixes"):
+            # Without a delimiter bucketd lists every key; grouped keys are keys this listing never showed.
+            raise RequestFailed(f"bucket {bucket}: the listing grouped keys under CommonPrefixes (not listed, so not exported)", 1)
         contents = body.get("Contents") or []
-        return [(item["key"], item["value"]) for item in contents], bool(body.get("IsTruncated"))
+        if not all(isinstance(item, dict) and isinstance(item.get("key"), str) for item in contents):
+            raise RequestFailed(f"bucket {bucket}: a listing entry has no key", 1)
+        return [(item["key"], item.get("value")) for item in contents], bool(body.get("IsTruncated"))
 
-    async def metadata(self, bucket: str, key: str) -> dict[str, Any]:
-        meta = await self._json(f"/default/bucket/{quote(bucket, safe='')}/{quote(key, safe='')}")
-        if not isinstance(meta, dict):
-            raise RequestFailed(f"{bucket}/{key}: metadata is not an object", 1)
-        return meta
+    async def metadata(self, bucket: str, key: str) -> Any:
+        """The full metadata of a listed key (``name\\0versionId`` for a version: its own, not the newest's)."""
+        return await self._json(f"/default/bucket/{quote(bucket, safe='')}/{quote(key, safe=ENCODE_URI_SAFE)}")
