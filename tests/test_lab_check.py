@@ -122,7 +122,7 @@ def _independent_analysis(world, srebuildd_url: str) -> dict:
             assert head.status_code in (200, 404), (key, head.status_code)
             if head.status_code == 404:
                 not_found.add(key)
-            elif head.headers["X-Scal-Attr-Is-Split"] == "true":
+            elif head.headers.get("X-Scal-Attr-Is-Split") == "true":  # absent for a plain key
                 raw = client.get(f"/rebuild/arc-DATA/{key}", headers={"x-scal-split-policy": "raw"})
                 subkeys[key] = parse_split_index(raw.content)
     references = input_keys | {s for found in subkeys.values() for s in found}
