@@ -197,3 +197,15 @@ def test_a_flag_that_is_not_an_integer_is_rejected_so_flag_is_never_null(tmp_pat
     assert (report.rows, report.rejected) == (1, 1)
     assert rows(store, "SELECT flag FROM listkeys") == [(1,)]
     assert rows(store, "SELECT line, reason LIKE '%flag%' FROM rejects") == [(1, True)]
+
+
+def test_the_analyze_output_and_the_report_show_tombstones(analysed):
+    from ringfsck.cli.analyze import _format_summary
+    from ringfsck.report import render_report
+
+    _, store, result = analysed
+    [line] = [line for line in _format_summary(result.summary) if "tombstones" in line]
+    assert line.split()[:2] == ["tombstones", "51"] and "deleted, awaiting purge" in line and "4 S3 main chunks" in line
+    html = render_report(store, result.run_id)
+    assert 'data-testid="tombstones">51<' in html and "deleted, awaiting purge" in html
+    assert 'data-testid="tombstoned-main-chunks">4<' in html

@@ -23,6 +23,7 @@ def _format_summary(summary: dict) -> list[str]:
         f"  orphans                {counts['orphans']:>14,}  ({summary['orphan_share']:.2%} of candidates)",
         f"  gaps                   {sum(gaps.values()):>14,}  (missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,})",
         f"  debris                 {counts['debris']:>14,}",
+        f"  tombstones             {counts['tombstones']:>14,}  (deleted, awaiting purge; {counts['tombstoned_main_chunks']:,} S3 main chunks hold only tombstones)",
         f"  duplicate keys         {counts['duplicates']:>14,}",
         f"  rejected input rows    {counts['rejects']:>14,}",
     ]
