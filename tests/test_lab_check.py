@@ -128,10 +128,10 @@ def _independent_analysis(world, srebuildd_url: str) -> dict:
     references = input_keys | {s for found in subkeys.values() for s in found}
     referenced = {input_key_digkey(key) for key in references}
 
-    # Section 6: candidates, counting distinct chunk keys per main chunk.
+    # Section 6: candidates, counting distinct chunk keys per main chunk; tombstones (flag bit 0) are no chunks.
     chunks: dict[str, set[str]] = defaultdict(set)
-    for _, chunk, main, _, _ in read_listkeys(world):
-        if main[30:32] in ("50", "51") and main[22:28] == "000000":
+    for _, chunk, main, _, flag in read_listkeys(world):
+        if main[30:32] in ("50", "51") and main[22:28] == "000000" and not int(flag) & 1:
             chunks[main].add(chunk)
     arc_mains = {main for main in chunks if main.endswith("70")}
     cos_mains = {main for main in chunks if main[38] in "012345" and main[39] == "0"}
