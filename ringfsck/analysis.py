@@ -239,6 +239,7 @@ def _summarize(
         "rejects": _scalar(con, "SELECT count(*) FROM rejects"),
         "gaps": {status: 0 for status in GAP_STATUSES},
     }
+    counts["tombstones"], counts["tombstoned_main_chunks"] = _tombstone_counts(con)
     for status, count in con.execute("SELECT status, count(*) FROM gaps GROUP BY status").fetchall():
         counts["gaps"][status] = count
     counts["orphans_by_protection"] = dict(con.execute("SELECT protection, count(*) FROM orphans GROUP BY ALL ORDER BY 1").fetchall())
@@ -290,6 +291,23 @@ def _summarize(
         "inputs": sources,
         "inputs_fingerprint": inputs_fingerprint(sources),
     }
+
+
+def _tombstone_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """Tombstone rows listed (deleted chunks awaiting purge), and the S3 main chunks listed with only
+    tombstones: 02_ring_main_chunks gives those no row, so they are counted here, apart."""
+    return con.execute(
+        """
+        WITH tombstoned AS (
+            SELECT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo
+            FROM listkeys_packed
+            WHERE flag_is_tombstone(flag)
+        )
+        SELECT (SELECT count(*) FROM tombstoned),
+               (SELECT count(*) FROM (SELECT DISTINCT hi, mid, lo FROM tombstoned WHERE packed_is_s3_main_chunk(mid, lo)) AS t
+                ANTI JOIN ring_main_chunks AS m USING (hi, mid, lo))
+        """
+    ).fetchone()
 
 
 def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: AnalysisOptions) -> dict[str, int]:

@@ -42,6 +42,11 @@ CREATE OR REPLACE MACRO packed_is_s3_service(mid) AS (mid & 255) IN (80, 81);
 CREATE OR REPLACE MACRO packed_volume_is_zero(mid) AS ((mid >> 16) & 16777215) = 0;
 -- Main chunks: ARC ends in '70' (0x70 = 112), COS in '<0-5>0'.
 CREATE OR REPLACE MACRO packed_is_main_chunk(lo) AS (lo & 255) = 112 OR ((lo & 15) = 0 AND ((lo >> 4) & 15) <= 5);
+-- Main chunks that may hold S3 data (DOMAIN.md section 6): all three above.
+CREATE OR REPLACE MACRO packed_is_s3_main_chunk(mid, lo) AS packed_is_s3_service(mid) AND packed_volume_is_zero(mid) AND packed_is_main_chunk(lo);
+-- Listkeys flag bit 0 (DOMAIN.md section 5): a deleted chunk, a tombstone kept until the node
+-- purges it. It holds no data: never a chunk of its main chunk.
+CREATE OR REPLACE MACRO flag_is_tombstone(flag) AS (flag & 1) = 1;
 -- A slot per chunk of a main chunk (0-63), from the chunk key's lo: the ARC stripe index
 -- (char 37 high nibble, char 39 low nibble) or the COS replica (char 39). Only a shortcut for
 -- counting distinct chunks (02_ring_main_chunks): two different chunks may share a slot.

@@ -1,7 +1,9 @@
 -- RING main chunks that may hold S3 data (DOMAIN.md section 6): service id 50 or 51,
 -- volume-id chars 22-27 all zero, ARC main chunks (ending 70) or COS main chunks (ending <cos>0).
 -- Chunks are counted DISTINCT: a chunk listed by two nodes counts once (the reference counts rows).
--- Flags are not filtered (the reference keeps only flag 0, and only for service 50).
+-- Tombstones (flag bit 0, see flag_is_tombstone) are not chunks: a main chunk listed with only
+-- tombstones gets no row, so a reference to it is a missing gap and it is neither orphan nor debris
+-- (the summary counts them). Other flags are kept (the reference keeps only flag 0, for service 50).
 -- candidate: COS main chunks, and ARC main chunks with at least min_chunks distinct chunks
 -- (fewer is RING-level debris, see 06_debris). healthy: all its chunks are there (ARC k+m, COS cos+1).
 -- Everything here stays packed (keys as integers, see key_hex in 00_macros.sql): on a full
@@ -15,9 +17,8 @@ WITH listed AS NOT MATERIALIZED (
     SELECT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo, chunk_key_hi, chunk_key_mid, chunk_key_lo
     FROM listkeys_packed
     WHERE main_chunk_hi BETWEEN getvariable('partition_low') AND getvariable('partition_high')
-      AND packed_is_s3_service(main_chunk_mid)
-      AND packed_volume_is_zero(main_chunk_mid)
-      AND packed_is_main_chunk(main_chunk_lo)
+      AND packed_is_s3_main_chunk(main_chunk_mid, main_chunk_lo)
+      AND NOT flag_is_tombstone(flag)
 ),
 per_main AS (
     -- One pass over the rows, grouped by main chunk only (a DISTINCT over every listed chunk

@@ -121,7 +121,9 @@ def test_lab_world_without_splits_gives_exactly_the_truth(make_world, tmp_path, 
     ingest_listkeys(store, [str(world.listkeys_dir)])
     ingest_s3keys(store, [str(world.s3keys_dir if exports == "csv" else world.jsonl_dir)])
     result = analyze(store, AnalysisOptions(assume_no_splits=True))
-    assert result.summary["counts"]["rejects"] == 0
+    counts = result.summary["counts"]
+    assert counts["rejects"] == 0
+    assert (counts["tombstones"], counts["tombstoned_main_chunks"]) == (truth["counts"]["tombstone_rows"], truth["counts"]["tombstoned_main_chunks"])
     assert column(store, "SELECT ring_key FROM orphans") == set(truth["orphans"])
     # A file export cannot say which keys are on other backends: their 40-hex keys are judged as RING keys, absent.
     judged = truth["gaps"] | {"missing": truth["gaps"]["missing"] + truth["other_backend_keys"]}
@@ -146,7 +148,8 @@ def test_unresolved_split_subkeys_look_orphaned_and_the_run_says_so(lab_world, t
 
 @pytest.mark.parametrize(("rows_per_pass", "seed"), [(None, 11), (1, 11), (None, 12), (None, 13)])
 def test_chunk_counts_are_exact_when_chunks_share_a_slot(tmp_path, monkeypatch, rows_per_pass, seed):
-    """Distinct chunk keys in one stripe slot, listed once, twice or three times by several nodes, in one or 16 passes.
+    """Distinct chunk keys in one stripe slot, listed once, twice or three times by several nodes, in one or 16 passes,
+    beside tombstones that share their slots.
 
     02_ring_main_chunks counts rows when every row of a main chunk fills its own slot and
     recounts DISTINCT otherwise: the counts must equal a plain distinct count either way.
@@ -166,10 +169,17 @@ def test_chunk_counts_are_exact_when_chunks_share_a_slot(tmp_path, monkeypatch, 
         # Few stripe endings for many chunks: chunks collide in slots; some are listed twice.
         endings = [main[32:]] + [keys.arc_chunk_key(prefix, "8+4", s)[32:] for s in range(1, 3)]
         chunk_keys = {rng.randbytes(16).hex().upper() + rng.choice(endings) for _ in range(rng.randint(1, 9))}
-        expected[main] = len(chunk_keys)
-        for chunk in chunk_keys:
+        # Tombstones (flag bit 0) count for nothing: under a live chunk's key or another key; every
+        # tenth main chunk has only tombstones, and no row at all.
+        deleted = {rng.randbytes(16).hex().upper() + rng.choice(endings) for _ in range(rng.randint(0, 3))}
+        if n % 10 == 0:
+            deleted, chunk_keys = deleted | chunk_keys, set()
+        else:
+            expected[main] = len(chunk_keys)
+            deleted |= set(rng.sample(sorted(chunk_keys), rng.randint(0, len(chunk_keys))))
+        for chunk, flags in [*((c, [0, 16, 32, 48]) for c in chunk_keys), *((c, [1, 17, 33, 49]) for c in deleted)]:
             for _ in range(rng.choice([1, 1, 2, 3])):
-                lines.append(f"{chunk},{main},g{rng.randint(1, 3)}disk1,0")
+                lines.append(f"{chunk},{main},g{rng.randint(1, 3)}disk1,{rng.choice(flags)}")
     rng.shuffle(lines)
     listing = tmp_path / "listkeys.csv"
     listing.write_text("\n".join(lines) + "\n")

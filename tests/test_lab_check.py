@@ -135,16 +135,16 @@ def _independent_analysis(world, srebuildd_url: str, bucketd_url: str) -> dict:
             assert head.status_code in (200, 404), (key, head.status_code)
             if head.status_code == 404:
                 not_found.add(key)
-            elif head.headers["X-Scal-Attr-Is-Split"] == "true":
+            elif head.headers.get("X-Scal-Attr-Is-Split") == "true":  # absent for a plain key
                 raw = client.get(f"/rebuild/arc-DATA/{key}", headers={"x-scal-split-policy": "raw"})
                 subkeys[key] = parse_split_index(raw.content)
     references = input_keys | {s for found in subkeys.values() for s in found}
     referenced = {input_key_digkey(key) for key in references | elsewhere}
 
-    # Section 6: candidates, counting distinct chunk keys per main chunk.
+    # Section 6: candidates, counting distinct chunk keys per main chunk; tombstones (flag bit 0) are no chunks.
     chunks: dict[str, set[str]] = defaultdict(set)
-    for _, chunk, main, _, _ in read_listkeys(world):
-        if main[30:32] in ("50", "51") and main[22:28] == "000000":
+    for _, chunk, main, _, flag in read_listkeys(world):
+        if main[30:32] in ("50", "51") and main[22:28] == "000000" and not int(flag) & 1:
             chunks[main].add(chunk)
     arc_mains = {main for main in chunks if main.endswith("70")}
     cos_mains = {main for main in chunks if main[38] in "012345" and main[39] == "0"}

@@ -74,10 +74,16 @@ def test_truth_is_self_consistent(lab_world):
     assert truth["settings"].items() >= {"arc": "8+4", "cos": 2, "min_chunks": 4}.items() and isinstance(truth["settings"]["seed"], int)
 
 
-def _chunks_by_main(rows) -> dict[str, set[str]]:
+def _is_tombstone(flag: str) -> bool:
+    return bool(int(flag) & 1)  # DOMAIN.md section 5: flag bit 0, deleted
+
+
+def _chunks_by_main(rows, *, tombstones: bool = False) -> dict[str, set[str]]:
+    """Distinct chunk keys per main chunk: live ones only, or tombstones included."""
     chunks: dict[str, set[str]] = defaultdict(set)
-    for _, chunk, main, _, _ in rows:
-        chunks[main].add(chunk)
+    for _, chunk, main, _, flag in rows:
+        if tombstones or not _is_tombstone(flag):
+            chunks[main].add(chunk)
     return chunks
 
 
@@ -100,7 +106,7 @@ def test_ring_listing_features(lab_world):
     for name, chunk, main, _, _ in rows:
         files_of[(chunk, main)].add(name)
     assert any(len(names) == 2 for names in files_of.values()), "a chunk listed by two nodes"
-    assert {flag for *_, flag in rows} == {"0", "16", "32", "48"}
+    assert {flag for *_, flag in rows} == {"0", "16", "32", "48", "1", "17", "33", "49"}
     assert all(disk.startswith("g") and "disk" in disk for *_, disk, _ in rows)
     assert any(p.read_text().startswith("Use ") for p in lab_world.listkeys_dir.iterdir()), "ringsh noise"
 
@@ -115,6 +121,41 @@ def test_ring_listing_features(lab_world):
     orphan_sizes = {len(chunks[m]) for m in truth["orphans"] if m.endswith("70")}
     assert ARC.stripes in orphan_sizes and any(4 <= n < ARC.stripes for n in orphan_sizes), "ARC orphans, all and some stripes"
     assert any(m.endswith(f"{cos}0") for m in truth["orphans"]), "COS orphans"
+
+
+def test_tombstones_are_planted_and_counted(lab_world):
+    truth, counts = lab_world.truth, lab_world.truth["counts"]
+    rows = read_listkeys(lab_world)
+    tombstones = [row for row in rows if _is_tombstone(row[4])]
+    assert {flag for *_, flag in tombstones} == {"1", "17", "33", "49"}
+    assert counts["tombstone_rows"] == len(tombstones)
+    live, listed = _chunks_by_main(rows), _chunks_by_main(rows, tombstones=True)
+    live_rows = {(chunk, main): name for name, chunk, main, _, flag in rows if not _is_tombstone(flag)}
+    sproxyd_digkeys = {keys.input_key_digkey(k) for k in truth["sproxyd_keys"]}
+
+    # (a) Beside the live chunks of healthy referenced keys: the same chunk key on another node, and another key.
+    healthy = {m for m, found in live.items() if m.endswith("70") and len(found) == ARC.stripes and m[:26] in sproxyd_digkeys}
+    beside = [(name, chunk, main) for name, chunk, main, _, _ in tombstones if main in healthy]
+    assert any((chunk, main) in live_rows and live_rows[(chunk, main)] != name for name, chunk, main in beside), "same key, other node"
+    assert any((chunk, main) not in live_rows for _, chunk, main in beside), "another chunk key"
+    # (b) Referenced keys whose every chunk is a tombstone: missing gaps.
+    only_tombstones = set(listed) - set(live)
+    missing_digkeys = {keys.input_key_digkey(k) for k in truth["gaps"]["missing"]}
+    assert any(m[:26] in missing_digkeys and len(listed[m]) == ARC.stripes for m in only_tombstones), "data deleted"
+    # (c) Unreferenced main chunks with only tombstones: counted, in no truth list.
+    s3_only_tombstones = {m for m in only_tombstones if m[30:32] in ("50", "51") and m[22:28] == "000000"}
+    assert counts["tombstoned_main_chunks"] == len(s3_only_tombstones)
+    assert any(m[:26] not in sproxyd_digkeys for m in s3_only_tombstones)
+    assert any(m.endswith("70") for m in s3_only_tombstones) and any(not m.endswith("70") for m in s3_only_tombstones)
+    assert not s3_only_tombstones & (set(truth["orphans"]) | set(truth["debris"]))
+    assert only_tombstones - s3_only_tombstones, "tombstones of other services too"
+    # (d) Debris with MIN_CHUNKS or more chunk keys listed, but fewer live ones.
+    assert any(len(listed[m]) >= 4 > len(live[m]) and m[:26] not in sproxyd_digkeys for m in truth["debris"])
+    # (e) A degraded key whose missing stripes are listed as tombstones.
+    by_digkey = {m[:26]: m for m in live if m.endswith("70")}
+    degraded = [by_digkey[keys.input_key_digkey(k)] for k in truth["gaps"]["degraded"] if keys.input_key_digkey(k) in by_digkey]
+    assert any(len(live[m]) < ARC.stripes and {c[32:] for c in listed[m]} == {keys.arc_chunk_key("0" * 22, ARC, s)[32:] for s in range(ARC.stripes)}
+               for m in degraded)
 
 
 def test_s3_features(lab_world):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from ringfsck.lab import LabServers
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.resolve import resolve_splits
 from ringfsck.sizing import size_orphans
+from test_lab_check import read_listkeys
 
 FAST_RETRIES = HttpPolicy(concurrency=16, timeout=2, retries=10, backoff_base=0.005, backoff_max=0.05)
 
@@ -51,6 +53,10 @@ def test_exact_orphans_and_sizes_with_ten_percent_failures(lab_world, ingested):
     capacity = capacity_summary(ingested)
     assert capacity["totals"]["logical_bytes"] == sum(truth["orphan_sizes"].values())
     assert capacity["totals"]["unsized"] == 0
+    # Per disk, only chunks that hold data: the orphans' tombstones (flag bit 0) take no room.
+    orphans = set(truth["orphans"])
+    live = Counter(disk for disk, chunk, main in {(d, c, m) for _, c, m, d, flag in read_listkeys(lab_world) if m in orphans and not int(flag) & 1})
+    assert {row["disk"]: row["chunks"] for row in capacity["by_disk"]} == live
 
 
 def test_split_indexes_that_always_fail_make_the_analysis_incomplete(lab_world, ingested):

@@ -24,6 +24,7 @@ def _format_summary(summary: dict) -> list[str]:
         + ("" if summary["reclaimable"] else "; unconfirmed: some references are unknown") + ")",
         f"  gaps                   {sum(gaps.values()):>14,}  (missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,})",
         f"  debris                 {counts['debris']:>14,}",
+        f"  tombstones             {counts['tombstones']:>14,}  (deleted, awaiting purge; {counts['tombstoned_main_chunks']:,} S3 main chunks hold only tombstones)",
         f"  duplicate keys         {counts['duplicates']:>14,}",
         f"  rejected input rows    {counts['rejects']:>14,}",
     ]

@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 STATE_DIR = "lab"
@@ -178,6 +179,15 @@ def _bucket_runs(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[str, pa.Re
             start += length
 
 
+def _zero_under_nulls(column: pa.Array) -> pa.Array:
+    """The column with zeros in the value slots of its nulls: DuckDB leaves whatever was in memory
+    there, and the served files must be the same bytes for the same seed."""
+    if column.null_count == 0 or not pa.types.is_integer(column.type):
+        return column
+    filled, valid = pc.fill_null(column, 0), pc.is_valid(column)  # both new arrays: offset 0, like the result
+    return pa.Array.from_buffers(column.type, len(column), [valid.buffers()[1], filled.buffers()[1]], column.null_count)
+
+
 class StateWriter:
     """Collects what the servers need while the generator streams, then sorts it into ``lab/``."""
 
@@ -215,7 +225,7 @@ class StateWriter:
             file, count = f"bucketd-{len(buckets):04d}.arrow", 0
             with pa.OSFile(str(self.dir / file), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
                 for _, run in runs:
-                    writer.write_batch(pa.record_batch([run.column(f.name).cast(f.type) for f in schema], schema=schema))
+                    writer.write_batch(pa.record_batch([_zero_under_nulls(run.column(f.name).cast(f.type)) for f in schema], schema=schema))
                     count += run.num_rows
             buckets[bucket] = {"file": file, "rows": count, "raft_session": sessions[bucket]}
         for bucket, session in sessions.items():  # a bucket with no entries is still listed

@@ -289,7 +289,8 @@ class SrebuilddServer(_Server):
         index = self.state.split_body(key)
         if index is None and not self.state.knows_input_key(key):
             return 404, {}, b""
-        split = {"X-Scal-Attr-Is-Split": "true" if index is not None else "false", "Content-Type": "application/octet-stream"}
+        # Like srebuildd (DOMAIN.md section 4): the header only on a split index, absent for a plain key.
+        split = {"Content-Type": "application/octet-stream"} | ({"X-Scal-Attr-Is-Split": "true"} if index is not None else {})
         if method == "HEAD":
             return 200, split, b""
         if index is not None and headers.get("x-scal-split-policy", "").lower() == "raw":

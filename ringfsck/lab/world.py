@@ -63,6 +63,11 @@ WEIRD_NAMES = (
 _BASE_MS = int(datetime(2024, 6, 1, tzinfo=timezone.utc).timestamp() * 1000)
 _SPAN_MS = 180 * 86_400_000
 _FLAG_SHARE = 0.05  # rows with a non-zero flag (16, 32 or 48)
+_LIVE_FLAGS = np.array([16, 32, 48])
+# Tombstones: flag bit 0 set (DOMAIN.md section 5), the chunk deleted and awaiting purge.
+_TOMBSTONE_FLAGS = np.array([1, 17, 33, 49])
+_TOMBSTONE_SHARE = 0.02  # live chunks with a tombstone row beside them (re-written stripes)
+_ABSENT, _LIVE, _TOMBSTONE = 0, 1, 2  # what the listing holds at a chunk position of a main chunk
 _TWICE_SHARE = 0.02  # chunks listed by a second node as well
 _HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 _URI_PLAIN = re.compile(r"[A-Za-z0-9\-_.!~*'()/]*")
@@ -85,6 +90,11 @@ class _Layout:
     main_tail: str  # chars 22-39 of the main chunk
     chunk_tails: tuple[str, ...]  # chars 32-39 of each chunk
     candidate_arc: bool  # ARC, service 50/51, volume 0: fewer than MIN_CHUNKS chunks is debris
+
+    @property
+    def holds_s3_data(self) -> bool:
+        """Service 50 or 51 with volume-id chars 22-27 zero (DOMAIN.md section 6)."""
+        return self.main_tail[8:10] in keys.S3_SERVICE_IDS and self.main_tail[:6] == "000000"
 
 
 def _layouts(arc: keys.ArcSchema, cos: int) -> dict[str, _Layout]:
@@ -119,17 +129,19 @@ class _Ring:
         self.layouts = layouts
         self.rows = 0
         self.main_chunks = 0
+        self.tombstone_rows = 0
+        self.tombstoned_main_chunks = 0  # S3 main chunks listed with only tombstones
         self._on_main_chunks = on_main_chunks
-        self._scalar: dict[str, list[tuple[str, tuple[int, ...]]]] = defaultdict(list)
+        self._scalar: dict[str, list[tuple[str, tuple[int, ...], tuple[int, ...]]]] = defaultdict(list)
         self._vector: dict[str, list[np.ndarray]] = defaultdict(list)
         self._pending = 0
         self._forced = False
 
-    def add(self, prefix: str, layout: str, positions: Iterable[int] | None = None) -> str:
-        """One main chunk with the chunks at ``positions`` (default all); returns its key."""
+    def add(self, prefix: str, layout: str, positions: Iterable[int] | None = None, tombstones: Iterable[int] = ()) -> str:
+        """One main chunk with the chunks at ``positions`` (default all) and tombstones only at ``tombstones``; returns its key."""
         spec = self.layouts[layout]
         chosen = tuple(range(len(spec.chunk_tails))) if positions is None else tuple(sorted(positions))
-        self._scalar[layout].append((prefix, chosen))
+        self._scalar[layout].append((prefix, chosen, tuple(tombstones)))
         self._count(1)
         return prefix + spec.main_tail
 
@@ -150,14 +162,15 @@ class _Ring:
             width = len(spec.chunk_tails)
             parts, present = list(self._vector.pop(name, [])), []
             for array in parts:
-                present.append(np.ones((len(array), width), dtype=bool))
+                present.append(np.full((len(array), width), _LIVE, dtype=np.uint8))
             scalar = self._scalar.pop(name, [])
             if scalar:
-                parts.append(np.frombuffer("".join(p for p, _ in scalar).encode("ascii"), dtype=np.uint8).reshape(-1, keys.MD5_PREFIX_LEN))
-                mask = np.zeros((len(scalar), width), dtype=bool)
-                for row, (_, positions) in enumerate(scalar):
-                    mask[row, list(positions)] = True
-                present.append(mask)
+                parts.append(np.frombuffer("".join(p for p, _, _ in scalar).encode("ascii"), dtype=np.uint8).reshape(-1, keys.MD5_PREFIX_LEN))
+                states = np.full((len(scalar), width), _ABSENT, dtype=np.uint8)
+                for row, (_, positions, tombstones) in enumerate(scalar):
+                    states[row, list(tombstones)] = _TOMBSTONE
+                    states[row, list(positions)] = _LIVE
+                present.append(states)
             if parts:
                 self._emit(spec, np.concatenate(parts), np.concatenate(present), out)
         for handle, chunks in zip(self.files, out):
@@ -170,10 +183,13 @@ class _Ring:
         mains[:, :22] = prefixes
         mains[:, 22:] = np.frombuffer(spec.main_tail.encode(), dtype=np.uint8)
         self.main_chunks += n
-        self._on_main_chunks(mains)
+        has_data = (present == _LIVE).any(axis=1)
+        if spec.holds_s3_data:
+            self.tombstoned_main_chunks += int((~has_data & (present == _TOMBSTONE).any(axis=1)).sum())
+        self._on_main_chunks(mains[has_data])  # only tombstones: no data for srebuildd to serve
         first_node = rng.integers(0, nodes, size=n)
         for position, tail in enumerate(spec.chunk_tails):
-            rows = np.flatnonzero(present[:, position])
+            rows = np.flatnonzero(present[:, position] != _ABSENT)
             if not len(rows):
                 continue
             m = len(rows)
@@ -183,20 +199,37 @@ class _Ring:
             lines[:, 40] = ord(",")
             lines[:, 41:] = mains[rows]
             node = (first_node[rows] + position) % nodes
-            flag = np.where(rng.random(m) < _FLAG_SHARE, rng.choice(np.array([16, 32, 48]), size=m), 0)
+            dead = present[rows, position] == _TOMBSTONE
+            flag = np.where(dead, rng.choice(_TOMBSTONE_FLAGS, size=m), np.where(rng.random(m) < _FLAG_SHARE, rng.choice(_LIVE_FLAGS, size=m), 0))
             twice = rng.random(m) < _TWICE_SHARE
-            if not self._forced:  # so that even a tiny world has both
-                flag[0], twice[0], self._forced = 16, True, True
-            for n_ in range(nodes):
-                for f in (0, 16, 32, 48):
-                    selected = (node == n_) & (flag == f)
-                    if selected.any():
-                        out[n_].append(self._lines(lines[selected], n_, position, f))
-                        again = selected & twice
-                        if again.any():  # the same chunk and main chunk, listed by the next node too
-                            out[(n_ + 1) % nodes].append(self._lines(lines[again], (n_ + 1) % nodes, position, f))
-                            self.rows += int(again.sum())
-            self.rows += m
+            # Tombstones beside live chunks (a stripe re-written): half under the live chunk's key on
+            # another node, half under another key.
+            beside = ~dead & (rng.random(m) < _TOMBSTONE_SHARE)
+            live = np.flatnonzero(~dead)
+            if not self._forced and len(live) >= 3:  # so that even a tiny world has each
+                flag[live[0]], twice[live[0]], beside[live[1:3]], self._forced = 16, True, True, True
+            self._write(out, lines, node, flag, twice, position)
+            extra = lines[beside]
+            other_key = np.arange(len(extra)) % 2 == 1
+            extra[other_key, :32] = _HEX[rng.integers(0, 16, size=(int(other_key.sum()), 32))]
+            self._write(out, extra, (node[beside] + 1) % nodes, rng.choice(_TOMBSTONE_FLAGS, size=len(extra)), np.zeros(len(extra), dtype=bool), position)
+
+    def _write(self, out: list[list[bytes]], lines: np.ndarray, node: np.ndarray, flag: np.ndarray, twice: np.ndarray, position: int) -> None:
+        """Rows to their node's file, grouped by flag; ``twice``: also listed by the next node."""
+        nodes = len(self.files)
+        group = node * 64 + flag  # flags are below 64
+        order = np.argsort(group, kind="stable")
+        for rows in np.split(order, np.flatnonzero(np.diff(group[order])) + 1):
+            if not len(rows):
+                continue
+            n_, f = divmod(int(group[rows[0]]), 64)
+            out[n_].append(self._lines(lines[rows], n_, position, f))
+            again = rows[twice[rows]]
+            if len(again):  # the same chunk and main chunk, listed by the next node too
+                out[(n_ + 1) % nodes].append(self._lines(lines[again], (n_ + 1) % nodes, position, f))
+        deleted = (flag & 1) == 1
+        self.rows += len(lines) + int(twice.sum())
+        self.tombstone_rows += int(deleted.sum() + (deleted & twice).sum())
 
     @staticmethod
     def _lines(body: np.ndarray, node: int, position: int, flag: int) -> bytes:
@@ -350,7 +383,7 @@ class _Generator:
         self._input_keys = 0
 
     def _shares(self, gaps: float, splits: float) -> dict[str, float]:
-        shares = {"split": splits, "missing": gaps / 3, "unrecoverable": gaps / 3 if self.arc.k > 1 else 0.0,
+        shares = {"split": splits, "missing": gaps / 4, "deleted": gaps / 12, "unrecoverable": gaps / 3 if self.arc.k > 1 else 0.0,
                   "degraded_arc": gaps / 6, "degraded_cos": gaps / 6 if self.cos > 0 else 0.0, **_FIXED_SHARES}
         if sum(shares.values()) > 1:
             raise ValueError(f"--gaps and --splits leave no room for healthy objects (at most {1 - sum(_FIXED_SHARES.values()):.2f} together)")
@@ -498,6 +531,13 @@ class _Generator:
     def _fate_missing(self, bucket: str, name: str, first: bool) -> None:
         key = self._key()
         self.truth.add("missing", key)
+        self._plain_object(bucket, name, key)
+
+    def _fate_deleted(self, bucket: str, name: str, first: bool) -> None:
+        """An object whose data was deleted on the RING: every chunk listed as a tombstone, a missing gap."""
+        key = self._key()
+        self.ring.add(keys.input_key_md5_prefix(key), "arc", positions=(), tombstones=range(self.arc.stripes))
+        self.truth.add("missing", key)  # srebuildd does not know its input key any more
         self._plain_object(bucket, name, key)
 
     def _fate_unrecoverable(self, bucket: str, name: str, first: bool) -> None:
@@ -692,6 +732,28 @@ class _Generator:
                 self._store(key, ("service10", "service59", "volume")[kind - 2])
             self._flush_if_full(i)
 
+    def _plant_tombstones(self) -> None:
+        """Main chunks whose tombstones (DOMAIN.md section 5) would change a verdict if they counted as chunks."""
+        stripes = self.arc.stripes
+        for i in range(max(5, round(self.objects * 0.005))):
+            key = self._key()
+            prefix = keys.input_key_md5_prefix(key)
+            kind = i % 5
+            if kind < 3:  # unreferenced, only tombstones: neither orphan nor debris (S3 ones counted apart)
+                layout = ("arc50", "cos", "service10")[kind]
+                self.ring.add(prefix, layout, positions=(), tombstones=range(len(self.layouts[layout].chunk_tails)))
+            elif kind == 3 and stripes >= MIN_CHUNKS:  # unreferenced, too few live chunks beside tombstones: debris
+                live = self.rng.randint(1, MIN_CHUNKS - 1)
+                self.truth.add("debris", self.ring.add(prefix, "arc", positions=range(live), tombstones=range(live, stripes)))
+            elif kind == 4 and "degraded_arc" in self.shares and max(self.arc.k, MIN_CHUNKS) < stripes:
+                # Referenced, its missing stripes listed as tombstones: degraded.
+                live = self.rng.sample(range(stripes), self.rng.randint(max(self.arc.k, MIN_CHUNKS), stripes - 1))
+                self.ring.add(prefix, "arc", positions=live, tombstones=set(range(stripes)) - set(live))
+                self._known(key)
+                self.truth.add("degraded", key)
+                self._plain_object(self.rng.choice(self.buckets), self._name(), key)
+            self._flush_if_full(i)
+
     def _plant_bucketd_noise(self) -> None:
         for bucket in self.buckets:
             # Replay entries name data that must never be read as live (the key is on no RING).
@@ -742,6 +804,7 @@ class _Generator:
         self._plant_unfinished_upload(self.buckets[-1], OLD_SPLITTER)
         self._plant_orphans()
         self._plant_noise()
+        self._plant_tombstones()
         self._plant_bucketd_noise()
         self._flush()
         self.ring.close()
@@ -764,6 +827,7 @@ class _Generator:
                 yield from batch.column("key").to_pylist()
 
         counts: dict[str, int] = {"listkeys_rows": self.ring.rows, "main_chunks": self.ring.main_chunks, "objects": self.objects,
+                                  "tombstone_rows": self.ring.tombstone_rows, "tombstoned_main_chunks": self.ring.tombstoned_main_chunks,
                                   "export_rows": self.exports.rows, "input_keys": self._input_keys, "buckets": len(self.buckets)}
         with open(self.out / "truth.json", "w", encoding="utf-8") as out:
             out.write('{\n"settings": ' + json.dumps(self.settings) + ",\n")

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, RequestFailed, send
 from ringfsck.split_index import parse_split_index
 
-_TRUTHY = {"true", "1", "yes", "on"}
+# X-Scal-Attr-Is-Split values understood (DOMAIN.md section 4). srebuildd omits the header for a
+# plain key (the reference tests it for presence); any other value is not guessed either way.
+_IS_SPLIT_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,16 @@ class SplitAnswer:
     status: str  # ok | not_found
     is_split: bool
     subkeys: list[str]
+
+
+def split_header_says(value: str | None) -> bool:
+    """Whether an ``X-Scal-Attr-Is-Split`` value (None when absent) means split; ValueError when not understood."""
+    if value is None:
+        return False
+    said = _IS_SPLIT_VALUES.get(value.strip().lower())
+    if said is None:
+        raise ValueError(f"X-Scal-Attr-Is-Split {value!r} is not understood (expected absent, true/1/yes or false/0/no)")
+    return said
 
 
 async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> SplitAnswer:
@@ -29,7 +41,11 @@ async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, polic
         return SplitAnswer("not_found", False, [])
     if head.status_code != 200:
         raise RequestFailed(f"HEAD {url}: unexpected HTTP {head.status_code}", 1)
-    if head.headers.get("X-Scal-Attr-Is-Split", "").strip().lower() not in _TRUTHY:
+    try:
+        is_split = split_header_says(head.headers.get("X-Scal-Attr-Is-Split"))
+    except ValueError as exc:
+        raise RequestFailed(f"HEAD {url}: {exc}", 1) from None
+    if not is_split:
         return SplitAnswer("ok", False, [])
     raw = await send(client, "GET", url, policy=policy, limiter=limiter, headers={"x-scal-split-policy": "raw"})
     if raw.status_code != 200:
