@@ -94,6 +94,22 @@ def is_valid_key(text: str) -> bool:
     return len(text) == KEY_HEX_LEN and _HEX40.fullmatch(text) is not None
 
 
+# A run of this many hex digits in a key that is not a valid 40-hex key: a damaged sproxyd key
+# (one byte changed, added or lost always leaves a run of at least 20), not another backend's key.
+_DAMAGED_KEY_RUN = re.compile(r"[0-9A-Fa-f]{16}")
+
+
+def is_other_backend_key(text: str) -> bool:
+    """A file export's key that is not an sproxyd key and cannot be a damaged one.
+
+    Exports list the keys of every backend, and those may be any string (``bucket/name``,
+    small integers). A text with 16 hex digits in a row is treated as a damaged sproxyd key
+    instead (a reject, so the analysis is incomplete): being wrong can only keep data.
+    """
+    text = text.strip()
+    return bool(text) and not is_valid_key(text) and _DAMAGED_KEY_RUN.search(text) is None
+
+
 def arc_app_specific(schema: ArcSchema | str, stripe: int = 0) -> str:
     """The 6 app-specific chars (32-37) of an ARC chunk key.
 
