@@ -241,7 +241,7 @@ def test_s3keys_jsonl_export_errors_make_the_analysis_incomplete(store, tmp_path
     ingest_listkeys(store, [str(tmp_path / "node.csv")])
     summary = analyze(store, AnalysisOptions(assume_no_splits=True)).summary
     assert summary["complete"] is False
-    assert any("may be incomplete" in r for r in summary["incomplete_reasons"])
+    assert any("line 2" in r and "error listing bucket" in r for r in summary["incomplete_reasons"])
 
 
 def test_empty_bucket_files_are_fine_but_no_keys_at_all_is_an_error(store, tmp_path):

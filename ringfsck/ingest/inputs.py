@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ringfsck.ingest.s3_inputs import S3InputFile
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 # A local input's identity: XXH3-128 of its stored bytes. It tells an unchanged or copied file
 # from a changed one; nobody forges listings against it, so it needs no cryptographic hash, and
 # at 20 GB/s it costs a tenth of sha256's time (which was a tenth of the listkeys ingest).
@@ -151,13 +152,22 @@ class OpenedInput:
 
     def peek_text(self, size: int = 4096) -> str:
         """The first bytes of the decompressed stream, without consuming them."""
+        return self._peek(size).decode("utf-8", "replace")
+
+    def skip_utf8_bom(self) -> None:
+        """Consume a UTF-8 byte order mark at the start (some editors and exporters write one):
+        left in, it would make the first row's first field unreadable."""
+        if self._peek(len(UTF8_BOM)) == UTF8_BOM:
+            self.read(len(UTF8_BOM))
+
+    def _peek(self, size: int) -> bytes:
         if not isinstance(self._stream, io.BufferedReader):
             self._stream = io.BufferedReader(_ErrorTranslatingReader(self), buffer_size=READ_BLOCK)  # type: ignore[assignment]
         try:
             head = self._stream.peek(size)[:size]
         except (OSError, EOFError, zlib.error) as exc:
             raise self._unreadable(exc) from None
-        return head.decode("utf-8", "replace")
+        return head
 
     def _unreadable(self, exc: BaseException) -> InputError:
         return InputError(f"{self.source.location}: unreadable {'gzip file' if self.compressed else 'file'}: {exc}")
