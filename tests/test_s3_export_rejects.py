@@ -83,9 +83,9 @@ def test_the_raw_text_of_a_rejected_record_is_the_lines_it_consumed(tmp_path, mo
     data = f'"b","k" ,"{K2}"\n"b","after","{K3}"\n'.encode()
     store = _ingest(tmp_path, "b_keys.txt", data, exact=True, monkeypatch=monkeypatch)
     assert _rows(store, "SELECT raw FROM rejects") == [(f'"b","k" ,"{K2}"',)]  # its final line end left out
-    swallowed = f'"b","unclosed,{K2}\n"b","next","{K3}"\n'.encode()
+    swallowed = f'"b","ok","{K1}"\n"b","unclosed,{K2}\n"b","next","{K3}"\n'.encode()
     store = _ingest(tmp_path / "swallowed", "b_keys.txt", swallowed, exact=True, monkeypatch=monkeypatch)
-    assert _rows(store, "SELECT raw FROM rejects") == [(f'"b","unclosed,{K2}\n"b","next","{K3}"',)]
+    assert _rows(store, "SELECT line, raw FROM rejects") == [(2, f'"b","unclosed,{K2}\n"b","next","{K3}"')]
 
 
 def test_fast_path_stores_nothing_the_exact_path_rejects(tmp_path, monkeypatch):

@@ -117,7 +117,7 @@ def parse_s3keys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
                     result.rows = _parse_csv_fast(opened, ctx, result, writer)
                 finally:
                     writer.close()
-                ctx.ensure_not_empty(result.rows)
+                ctx.before_publishing(result.rows)
                 return result
             except _NotPlain:
                 # Start again from the first byte on the exact path (``opened`` still hashes every stored byte).
@@ -137,7 +137,7 @@ def _parse_exact(opened: OpenedInput, ctx: ParseContext, tmp, result: ParseResul
     finally:
         rows.close()
     result.rows = rows.count
-    ctx.ensure_not_empty(result.rows)
+    ctx.before_publishing(result.rows)
 
 
 def _skip(result: ParseResult, what: str) -> None:
