@@ -242,3 +242,15 @@ def test_an_empty_bucket_scan_is_complete(store, tmp_path):
     full = _log(tmp_path, [_ref("s3://b/k", K1), _completed(1)], name="full.log")
     ingest_s3keys(store, [empty, full])
     assert _sources_incomplete(store) == []
+
+
+def test_each_run_of_a_concatenated_log_must_complete(store, tmp_path):
+    """Per-bucket logs appended into one file: one run killed mid-way is not made whole by another's completion."""
+    killed = [{**r, "pid": 11} for r in (_ref("s3://a/k", K1), _record("stopping execution"), _record("last status", scanned=1))]
+    finished = [{**r, "pid": 12} for r in (_ref("s3://b/k", K2), _completed(1))]
+    ingest_s3keys(store, [_log(tmp_path, killed + finished)])
+    (reason,) = _sources_incomplete(store)
+    assert "did not complete" in reason and "pid 11" in reason
+    store2 = Store.open(Settings(store=str(tmp_path / "store2")))
+    ingest_s3keys(store2, [_log(tmp_path, [{**r, "pid": 11} for r in (_ref("s3://a/k", K1), _completed(1))] + finished, name="ok.log")])
+    assert _sources_incomplete(store2) == []

@@ -378,14 +378,24 @@ _MAX_REASONS = 20  # incomplete reasons named one by one per file; the rest are 
 
 
 class _ScanLog:
-    """What an s3utils log says about its own completeness, gathered record by record."""
+    """What an s3utils log says about its own completeness, gathered record by record.
+
+    Logs of several runs may be appended into one file: each run (a process: hostname and pid)
+    that logged s3utils records must have logged its own "completed scan".
+    """
 
     def __init__(self, location: str) -> None:
         self._location = location
-        self.s3utils_records = 0
-        self.references = 0
-        self.completed: dict | None = None
+        self._references: dict[tuple[object, object], int] = {}  # per run that logged s3utils records
+        self._completed: dict[tuple[object, object], dict] = {}
         self._losses: list[str] = []
+
+    def s3utils_record(self, record: dict, *, reference: bool) -> None:
+        run = _run(record)
+        self._references[run] = self._references.get(run, 0) + reference
+
+    def completed(self, record: dict) -> None:
+        self._completed[_run(record)] = record
 
     def loss(self, line: int, why: str, record: dict) -> None:
         url = record.get("objectUrl")
@@ -395,14 +405,28 @@ class _ScanLog:
         reasons = self._losses[:_MAX_REASONS]
         if len(self._losses) > _MAX_REASONS:
             reasons.append(f"{self._location}: {len(self._losses) - _MAX_REASONS} more records whose references are unknown")
-        if self.s3utils_records and self.completed is None:
-            reasons.append(f"{self._location}: the scan did not complete (no \"{_COMPLETED_SCAN}\" record): its references are partial")
-        elif self.completed is not None and not self.references and _positive(self.completed.get("scanned")):
-            reasons.append(
-                f"{self._location}: the scan covered {self.completed['scanned']} objects but logged no sproxyd key: "
-                "run it with VERBOSE=1 NO_MISSING_KEY_CHECK=1"
-            )
+        for run, references in self._references.items():
+            record = self._completed.get(run)
+            if record is None:
+                reasons.append(
+                    f"{self._location}: the scan did not complete (no \"{_COMPLETED_SCAN}\" record{_run_text(run)}): its references are partial"
+                )
+            elif not references and _positive(record.get("scanned")):
+                reasons.append(
+                    f"{self._location}: the scan covered {record['scanned']} objects but logged no sproxyd key{_run_text(run)}: "
+                    "run it with VERBOSE=1 NO_MISSING_KEY_CHECK=1"
+                )
         return reasons
+
+
+def _run(record: dict) -> tuple[object, object]:
+    hostname, pid = record.get("hostname"), record.get("pid")
+    return (hostname if isinstance(hostname, str) else None), (pid if isinstance(pid, (str, int)) else None)
+
+
+def _run_text(run: tuple[object, object]) -> str:
+    hostname, pid = run
+    return "" if pid is None else f" from {hostname or 'a host'} pid {pid}"
 
 
 def _positive(value: object) -> bool:
@@ -429,12 +453,11 @@ def _parse_jsonl(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, resul
             continue
         message = record.get("message")
         if record.get("name") == S3UTILS_LOGGER or message in _REFERENCE_MESSAGES:
-            scan.s3utils_records += 1
+            scan.s3utils_record(record, reference=message in _REFERENCE_MESSAGES)
         if message in _REFERENCE_MESSAGES:
-            scan.references += 1
             _reference(record, line, stripped, ctx, rows, result, scan)
         elif message == _COMPLETED_SCAN:
-            scan.completed = record
+            scan.completed(record)
             _skip(result, "other records")
         elif str(record.get("level", "")).lower() in _ERROR_LEVELS:
             if message in _HARMLESS_ERRORS:
