@@ -13,6 +13,7 @@ __all__ = ["IngestReport", "FileOutcome", "ingest_inputs", "ingest_listkeys", "i
 def ingest_listkeys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestReport:
     """Ingest RING listkeys dumps (files, directories, globs, .gz) into ``listkeys``."""
     (report,) = ingest_jobs(store, [_listkeys_job(store, paths)])
+    _check_some_valid_row([report])
     return report
 
 
@@ -22,6 +23,7 @@ def ingest_s3keys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestRep
     An empty per-bucket file is normal (an empty bucket); no keys at all is an error.
     """
     (report,) = ingest_jobs(store, [_s3keys_job(store, paths)])
+    _check_some_valid_row([report])
     _check_s3keys(report, paths)
     return report
 
@@ -35,6 +37,7 @@ def ingest_inputs(store: Store, listkeys: list[str] | tuple[str, ...], s3keys: l
     reports = iter(ingest_jobs(store, jobs))
     listkeys_report = next(reports) if listkeys else IngestReport("listkeys")
     s3keys_report = next(reports) if s3keys else IngestReport("s3keys")
+    _check_some_valid_row([listkeys_report, s3keys_report])
     if s3keys:
         _check_s3keys(s3keys_report, s3keys)
     return listkeys_report, s3keys_report
@@ -51,6 +54,17 @@ def _s3keys_job(store: Store, paths: list[str] | tuple[str, ...]) -> IngestJob:
     from ringfsck.ingest.s3keys import parse_s3keys
 
     return IngestJob("s3keys", expand_paths(paths, store.settings), parse_s3keys, ("s3keys",), allow_empty=True)
+
+
+def _check_some_valid_row(reports: list[IngestReport]) -> None:
+    """A file whose every row was rejected is most likely not the kind of file it was given as.
+
+    Raised once every file of the call is recorded: its source and rejects are in the store (the
+    rejected rows of an S3 export keep the analysis incomplete), so nothing is lost by stopping.
+    """
+    junk = [f.location for report in reports for f in report.files if f.status != "duplicate" and f.rows == 0 and f.rejected > 0]
+    if junk:
+        raise InputError(f"{', '.join(junk)}: no valid row: is this the right kind of file?")
 
 
 def _check_s3keys(report: IngestReport, paths: list[str] | tuple[str, ...]) -> None:

@@ -139,9 +139,11 @@ class ParseContext:
     location: str
     rejects: RejectWriter
     allow_empty: bool
+    verify_unchanged: Callable[[], None]  # raises if the input changed since it was opened
 
-    def ensure_not_empty(self, rows: int) -> None:
-        """Call inside the part-writing block, so an empty file never replaces a good part."""
+    def before_publishing(self, rows: int) -> None:
+        """Call inside the part-writing block, so an empty file, or one that changed while read, never replaces a good part."""
+        self.verify_unchanged()
         if rows == 0 and self.rejects.count == 0 and not self.allow_empty:
             raise InputError(f"{self.location}: empty input (no key rows)")
 
@@ -364,8 +366,9 @@ def _parse_one(
     rejects = RejectWriter(store, sid, file.location)
     try:
         with OpenedInput(file, on_read=on_read) as opened:
-            result = parse(opened, ParseContext(store, sid, file.location, rejects, allow_empty))
+            result = parse(opened, ParseContext(store, sid, file.location, rejects, allow_empty, opened.verify_unchanged))
             checksum = opened.finish_checksum()
+            opened.verify_unchanged()
     except BaseException:
         rejects.abort()
         # parse published nothing or a complete part; an error must not leave a half source.

@@ -9,11 +9,14 @@ objects with the same interface (``local_path`` is None: stream them).
 
 from __future__ import annotations
 
+import errno
 import glob
 import gzip
 import io
+import os
+import stat
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from ringfsck.ingest.s3_inputs import S3InputFile
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 # A local input's identity: XXH3-128 of its stored bytes. It tells an unchanged or copied file
 # from a changed one; nobody forges listings against it, so it needs no cryptographic hash, and
 # at 20 GB/s it costs a tenth of sha256's time (which was a tenth of the listkeys ingest).
@@ -74,9 +78,49 @@ class InputFile:
 
     def open_raw(self) -> BinaryIO:
         try:
-            return open(self.path, "rb")
+            return _SnapshotFile(self.path)  # type: ignore[return-value]
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+
+class _SnapshotFile(io.RawIOBase):
+    """A local file read no further than its size when opened, which can tell whether it changed since.
+
+    A file still being written (an export running, a copy in progress) would otherwise be read
+    half old, half new, or cut anywhere: its checksum would name a content nobody parsed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file = open(path, "rb", buffering=0)
+        self._seen = _identity(os.fstat(self._file.fileno()))
+        self._left = self._seen[0]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._left <= 0:
+            return 0
+        count = self._file.readinto(memoryview(buffer).cast("B")[: self._left]) or 0
+        self._left -= count
+        return count
+
+    def changed(self) -> bool:
+        """Whether the open file grew, shrank or was written, or its path now names another file."""
+        try:
+            at_path = _identity(os.stat(self._path))
+        except OSError:
+            return True
+        return _identity(os.fstat(self._file.fileno())) != self._seen or at_path != self._seen
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_size, status.st_mtime_ns, status.st_ino, status.st_dev
 
 
 # What ingesters read: a local file or an S3 object.
@@ -122,7 +166,8 @@ class OpenedInput:
         """``on_read`` is told how many stored bytes each read took (progress bars)."""
         self.source = source
         self._known_checksum = source.known_checksum()
-        self._hasher = _HashingReader(source.open_raw(), hashing=self._known_checksum is None, on_read=on_read)
+        self._raw = source.open_raw()
+        self._hasher = _HashingReader(self._raw, hashing=self._known_checksum is None, on_read=on_read)
         buffered = io.BufferedReader(self._hasher, buffer_size=READ_BLOCK)
         self.compressed = buffered.peek(2)[:2] == GZIP_MAGIC
         self._stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered  # type: ignore[assignment]
@@ -151,16 +196,30 @@ class OpenedInput:
 
     def peek_text(self, size: int = 4096) -> str:
         """The first bytes of the decompressed stream, without consuming them."""
+        return self._peek(size).decode("utf-8", "replace")
+
+    def skip_utf8_bom(self) -> None:
+        """Consume a UTF-8 byte order mark at the start (some editors and exporters write one):
+        left in, it would make the first row's first field unreadable."""
+        if self._peek(len(UTF8_BOM)) == UTF8_BOM:
+            self.read(len(UTF8_BOM))
+
+    def _peek(self, size: int) -> bytes:
         if not isinstance(self._stream, io.BufferedReader):
             self._stream = io.BufferedReader(_ErrorTranslatingReader(self), buffer_size=READ_BLOCK)  # type: ignore[assignment]
         try:
             head = self._stream.peek(size)[:size]
         except (OSError, EOFError, zlib.error) as exc:
             raise self._unreadable(exc) from None
-        return head.decode("utf-8", "replace")
+        return head
 
     def _unreadable(self, exc: BaseException) -> InputError:
         return InputError(f"{self.source.location}: unreadable {'gzip file' if self.compressed else 'file'}: {exc}")
+
+    def verify_unchanged(self) -> None:
+        """Raise if the input changed since it was opened (local files; an S3 object is one immutable version)."""
+        if isinstance(self._raw, _SnapshotFile) and self._raw.changed():
+            raise InputError(f"{self.source.location}: file changed while read; ingest it again once it is complete")
 
     def finish_checksum(self) -> str:
         """Read whatever is left of the stored bytes and return their checksum (or the known one)."""
@@ -212,8 +271,11 @@ def _wanted(path: Path) -> bool:
 def expand_paths(paths: list[str] | tuple[str, ...], settings: Settings | None = None) -> list[Input]:
     """Expand files, directories (recursively, e.g. a Spark ``listkeys.csv/``), globs and ``s3://`` prefixes.
 
-    Each argument must yield at least one file; the result is sorted and has no duplicates.
-    ``settings`` say how to reach S3 (endpoint, credentials).
+    Each argument must yield at least one file; the result has no duplicates. A local file is named
+    by its real absolute path (DOMAIN.md section 8): the same file reached through a relative path,
+    a symbolic link or another working directory is one input, two files that merely share a
+    relative path are two. Whatever cannot be read is an error, never skipped: in a directory,
+    only hidden entries and Spark's marker files are. ``settings`` say how to reach S3.
     """
     if not paths:
         raise InputError("no input path given")
@@ -228,18 +290,62 @@ def expand_paths(paths: list[str] | tuple[str, ...], settings: Settings | None =
         if glob.has_magic(arg) and not matches:
             raise InputError(f"{arg}: no files match")
         for path in matches:
-            if path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p) and not _hidden_below(p, path))
+            real, mode = _real(path)
+            if stat.S_ISDIR(mode):
+                files = list(_walk(path, {real}))
                 if not files:
                     raise InputError(f"{path}: directory holds no input files")
                 found.update(dict.fromkeys(files))
-            elif path.is_file():
-                found[path] = None
-            elif path.exists():
-                raise InputError(f"{path}: not a regular file or directory")
             else:
-                raise InputError(f"{path}: no such file or directory")
+                found[real] = None
     return [InputFile(p) for p in found] + list(remote.values())
+
+
+def _real(path: Path) -> tuple[Path, int]:
+    """The real absolute path of a readable regular file or directory, and its mode; else an InputError naming ``path``."""
+    try:
+        real = path.resolve(strict=True)
+        mode = real.stat().st_mode
+    except RuntimeError:  # Python < 3.13 reports a loop so
+        raise InputError(f"{path}: symbolic link loop") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: symbolic link loop") from None
+        if isinstance(exc, FileNotFoundError):
+            raise InputError(f"{path}: {'dangling symbolic link' if _is_link(path) else 'no such file or directory'}") from None
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if stat.S_ISREG(mode):
+        if not os.access(real, os.R_OK):
+            raise InputError(f"{path}: cannot read: Permission denied")
+    elif not stat.S_ISDIR(mode):
+        raise InputError(f"{path}: not a regular file or directory")
+    return real, mode
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return path.is_symlink()
+    except OSError:
+        return False
+
+
+def _walk(directory: Path, seen: set[Path]) -> Iterator[Path]:
+    """The real paths of the input files under ``directory``, in name order; a directory reached twice
+    (through a link) is walked once."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot read: {exc.strerror}") from None
+    for entry in entries:
+        if not _wanted(entry):
+            continue
+        real, mode = _real(entry)
+        if stat.S_ISDIR(mode):
+            if real not in seen:
+                seen.add(real)
+                yield from _walk(entry, seen)
+        else:
+            yield real
 
 
 def _expand_s3(argument: str, settings: Settings | None) -> list[S3InputFile]:
@@ -248,7 +354,3 @@ def _expand_s3(argument: str, settings: Settings | None) -> list[S3InputFile]:
     from ringfsck.s3 import S3
 
     return expand_s3(argument, S3(settings or Settings()))
-
-
-def _hidden_below(path: Path, top: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(top).parts)

@@ -339,6 +339,7 @@ def _add_skipped(result: ParseResult, counts: dict[str, int]) -> None:
 def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     location, rejects = ctx.location, ctx.rejects
     result = ParseResult(format="listkeys-csv")
+    opened.skip_utf8_bom()
     with ctx.store.writing_part("listkeys", ctx.source_id) as tmp:
         writer = _PartitionedWriter(tmp, location)
         try:
@@ -367,5 +368,5 @@ def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
                     result.rows += len(valid)
         finally:
             writer.close()
-        ctx.ensure_not_empty(result.rows)
+        ctx.before_publishing(result.rows)
     return result

@@ -32,7 +32,6 @@ from ringfsck.store import arrow_schema
 S3KEYS_SCHEMA = arrow_schema("s3keys")
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
 _BATCH = 100_000
-_ERROR_LEVELS = {"error", "fatal"}
 
 csv.field_size_limit(sys.maxsize)  # object keys and metadata can be long
 
@@ -52,14 +51,16 @@ def s3keys_writer(path) -> pq.ParquetWriter:  # noqa: ANN001
     return pq.ParquetWriter(path, S3KEYS_SCHEMA, compression="zstd", compression_level=1, use_dictionary=["bucket", "version_id", "source"])
 
 
-def _export_rows(buckets: pa.Array, object_keys: pa.Array, sproxyd_keys: pa.Array, lines: pa.Array, location: str) -> pa.Table:
-    """Rows of a file export as the s3keys table wants them (files carry no version, size or time)."""
+def _export_rows(
+    buckets: pa.Array, object_keys: pa.Array, sproxyd_keys: pa.Array, lines: pa.Array, location: str, versions: pa.Array | None = None
+) -> pa.Table:
+    """Rows of a file export as the s3keys table wants them (files carry no size or time; a CSV no version)."""
     n = len(lines)
     return pa.table(
         {
             "bucket": buckets,
             "object_key": object_keys,
-            "version_id": pa.nulls(n, pa.string()),
+            "version_id": pa.nulls(n, pa.string()) if versions is None else versions,
             "sproxyd_key": sproxyd_keys,
             "size": pa.nulls(n, pa.int64()),
             "last_modified": pa.nulls(n, pa.timestamp("us", tz="UTC")),
@@ -73,16 +74,16 @@ def _export_rows(buckets: pa.Array, object_keys: pa.Array, sproxyd_keys: pa.Arra
 
 
 class _RowWriter:
-    """Batches (bucket, key, sproxyd key, line) rows into the source's s3keys part."""
+    """Batches (bucket, key, sproxyd key, line, version) rows into the source's s3keys part."""
 
     def __init__(self, path, location: str) -> None:
         self._writer = s3keys_writer(path)
         self._location = location
-        self._rows: list[tuple[str, str, str, int]] = []
+        self._rows: list[tuple[str, str, str, int, str | None]] = []
         self.count = 0
 
-    def add(self, bucket: str, object_key: str, sproxyd_key: str, line: int) -> None:
-        self._rows.append((bucket, object_key, sproxyd_key.upper(), line))
+    def add(self, bucket: str, object_key: str, sproxyd_key: str, line: int, version_id: str | None = None) -> None:
+        self._rows.append((bucket, object_key, sproxyd_key.upper(), line, version_id))
         self.count += 1
         if len(self._rows) >= _BATCH:
             self.flush()
@@ -90,9 +91,9 @@ class _RowWriter:
     def flush(self) -> None:
         if not self._rows:
             return
-        buckets, keys, sproxyd, lines = (list(col) for col in zip(*self._rows))
+        buckets, keys, sproxyd, lines, versions = (list(col) for col in zip(*self._rows))
         strings = [pa.array(column, pa.string()) for column in (buckets, keys, sproxyd)]
-        self._writer.write_table(_export_rows(*strings, pa.array(lines, pa.int64()), self._location))
+        self._writer.write_table(_export_rows(*strings, pa.array(lines, pa.int64()), self._location, pa.array(versions, pa.string())))
         self._rows.clear()
 
     def close(self) -> None:
@@ -107,6 +108,7 @@ def detect_format(opened: OpenedInput) -> str:
 
 def parse_s3keys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     result = ParseResult(format=detect_format(opened))
+    opened.skip_utf8_bom()
     with ctx.store.writing_part("s3keys", ctx.source_id) as tmp:
         if result.format == "s3keys-csv":
             try:
@@ -115,12 +117,13 @@ def parse_s3keys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
                     result.rows = _parse_csv_fast(opened, ctx, result, writer)
                 finally:
                     writer.close()
-                ctx.ensure_not_empty(result.rows)
+                ctx.before_publishing(result.rows)
                 return result
             except _NotPlain:
                 # Start again from the first byte on the exact path (``opened`` still hashes every stored byte).
                 result.skipped.clear()
                 with OpenedInput(opened.source) as again:
+                    again.skip_utf8_bom()
                     _parse_exact(again, ctx, tmp, result, _parse_csv)
                 return result
         _parse_exact(opened, ctx, tmp, result, _parse_jsonl)
@@ -134,16 +137,39 @@ def _parse_exact(opened: OpenedInput, ctx: ParseContext, tmp, result: ParseResul
     finally:
         rows.close()
     result.rows = rows.count
-    ctx.ensure_not_empty(result.rows)
+    ctx.before_publishing(result.rows)
 
 
 def _skip(result: ParseResult, what: str) -> None:
     result.skipped[what] = result.skipped.get(what, 0) + 1
 
 
-def _csv_records(text) -> Iterator[tuple[int, list[str] | None, str]]:
-    """Yield (first line number, fields or None for a malformed record, raw text)."""
-    reader = csv.reader(text, strict=True)
+class _ConsumedLines:
+    """The physical lines a ``csv.reader`` takes, kept until the record they make is handed out."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._taken: list[str] = []
+
+    def __iter__(self) -> "_ConsumedLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._taken.append(line)
+        return line
+
+    def record_text(self) -> str:
+        """The exact text of the record just read (an unclosed quote's: every line it swallowed)."""
+        text = "".join(self._taken)
+        self._taken.clear()
+        return text
+
+
+def _csv_records(text: Iterator[str]) -> Iterator[tuple[int, list[str] | None, str, str]]:
+    """Yield (first line number, fields or None for a malformed record, error, the record's raw text)."""
+    lines = _ConsumedLines(text)
+    reader = csv.reader(lines, strict=True)
     start = 1
     while True:
         try:
@@ -151,11 +177,18 @@ def _csv_records(text) -> Iterator[tuple[int, list[str] | None, str]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield start, None, f"malformed CSV: {exc}"
+            # csv drops the rest of the line it failed on: that text is in the record's raw text too.
+            yield start, None, f"malformed CSV: {exc}", lines.record_text()
             start = reader.line_num + 1
             continue
-        yield start, fields, ""
+        yield start, fields, "", lines.record_text()
         start = reader.line_num + 1
+
+
+def _unquoted_field_with_quote(fields: list[str], raw: str) -> bool:
+    """A quote in a field that was not quoted (``b,a"b,KEY``): csv keeps it as text, but the
+    exporter quotes every such field, so the row's fields cannot be trusted."""
+    return any('"' in field and f'"{field.replace(chr(34), chr(34) * 2)}"' not in raw for field in fields)
 
 
 class _NotPlain(Exception):
@@ -294,16 +327,16 @@ def _hex40(keys: pa.StringArray) -> np.ndarray:
 
 def _parse_csv(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result: ParseResult) -> None:
     first = True
-    for line, fields, error in _csv_records(opened.text()):
+    for line, fields, error, raw in _csv_records(opened.text()):
+        shown = _printable(raw.rstrip("\r\n"))
         if fields is None:
-            ctx.rejects.add(line, error, "")
+            ctx.rejects.add(line, error, shown)
             continue
-        raw = ",".join(fields)
         if not fields or fields == [""] or all(not f.strip() for f in fields):
             _skip(result, "blank")
             continue
         if len(fields) != 3:
-            ctx.rejects.add(line, f"expected 3 fields (bucket, object key, sproxyd key), found {len(fields)}", _printable(raw))
+            ctx.rejects.add(line, f"expected 3 fields (bucket, object key, sproxyd key), found {len(fields)}", shown)
             continue
         bucket, object_key, key = fields
         key = key.strip()
@@ -313,19 +346,95 @@ def _parse_csv(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result:
             continue
         first = False
         if _has_surrogates(raw):
-            ctx.rejects.add(line, "not valid UTF-8", _printable(raw))
+            ctx.rejects.add(line, "not valid UTF-8", shown)
+        elif _unquoted_field_with_quote(fields, raw):
+            ctx.rejects.add(line, "malformed CSV: quote inside an unquoted field", shown)
         elif not bucket:
-            ctx.rejects.add(line, "bucket name is empty", raw)
+            ctx.rejects.add(line, "bucket name is empty", shown)
         elif not key:
             _skip(result, "no RING key")
         elif not is_valid_key(key):
-            ctx.rejects.add(line, "sproxyd key is not 40 hex characters", raw)
+            ctx.rejects.add(line, "sproxyd key is not 40 hex characters", shown)
         else:
             rows.add(bucket, object_key, key, line)
 
 
+# s3utils' verifyBucketSproxydKeys.js (werelogs JSON, one record per line; DOMAIN.md section 5).
+S3UTILS_LOGGER = "s3utils:verifyBucketSproxydKeys"
+# Records that carry an object's objectUrl and one sproxydKey: "sproxyd key" with NO_MISSING_KEY_CHECK=1
+# VERBOSE=1, the "sproxyd check ..." ones without NO_MISSING_KEY_CHECK. Each is a reference, whatever its level.
+_REFERENCE_MESSAGES = frozenset({
+    "sproxyd key", "sproxyd check returned success", "sproxyd check reported missing key", "sproxyd check error",
+    "sproxyd check returned HTTP error",
+})
+# Error records that lose no reference (the object's keys are logged all the same). Every other
+# error or fatal record may stand for keys the log does not hold: the export is incomplete.
+_HARMLESS_ERRORS = frozenset({
+    "duplicate sproxyd key found", "object with empty metadata found", 'object master metadata with duplicate "versionId" field found',
+})
+_COMPLETED_SCAN = "completed scan"
+_ERROR_LEVELS = {"error", "fatal"}
+_MAX_REASONS = 20  # incomplete reasons named one by one per file; the rest are counted
+
+
+class _ScanLog:
+    """What an s3utils log says about its own completeness, gathered record by record.
+
+    Logs of several runs may be appended into one file: each run (a process: hostname and pid)
+    that logged s3utils records must have logged its own "completed scan".
+    """
+
+    def __init__(self, location: str) -> None:
+        self._location = location
+        self._references: dict[tuple[object, object], int] = {}  # per run that logged s3utils records
+        self._completed: dict[tuple[object, object], dict] = {}
+        self._losses: list[str] = []
+
+    def s3utils_record(self, record: dict, *, reference: bool) -> None:
+        run = _run(record)
+        self._references[run] = self._references.get(run, 0) + reference
+
+    def completed(self, record: dict) -> None:
+        self._completed[_run(record)] = record
+
+    def loss(self, line: int, why: str, record: dict) -> None:
+        url = record.get("objectUrl")
+        self._losses.append(f"{self._location}: line {line}: {why}" + (f" ({url})" if isinstance(url, str) else ""))
+
+    def incomplete_reasons(self) -> list[str]:
+        reasons = self._losses[:_MAX_REASONS]
+        if len(self._losses) > _MAX_REASONS:
+            reasons.append(f"{self._location}: {len(self._losses) - _MAX_REASONS} more records whose references are unknown")
+        for run, references in self._references.items():
+            record = self._completed.get(run)
+            if record is None:
+                reasons.append(
+                    f"{self._location}: the scan did not complete (no \"{_COMPLETED_SCAN}\" record{_run_text(run)}): its references are partial"
+                )
+            elif not references and _positive(record.get("scanned")):
+                reasons.append(
+                    f"{self._location}: the scan covered {record['scanned']} objects but logged no sproxyd key{_run_text(run)}: "
+                    "run it with VERBOSE=1 NO_MISSING_KEY_CHECK=1"
+                )
+        return reasons
+
+
+def _run(record: dict) -> tuple[object, object]:
+    hostname, pid = record.get("hostname"), record.get("pid")
+    return (hostname if isinstance(hostname, str) else None), (pid if isinstance(pid, (str, int)) else None)
+
+
+def _run_text(run: tuple[object, object]) -> str:
+    hostname, pid = run
+    return "" if pid is None else f" from {hostname or 'a host'} pid {pid}"
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 def _parse_jsonl(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result: ParseResult) -> None:
-    export_errors: list[str] = []
+    scan = _ScanLog(ctx.location)
     for line, text in enumerate(opened.text(), start=1):
         stripped = text.strip()
         if not stripped:
@@ -342,33 +451,57 @@ def _parse_jsonl(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, resul
         if not isinstance(record, dict):
             ctx.rejects.add(line, "not a JSON object", stripped)
             continue
-        if record.get("message") != "sproxyd key":
-            if str(record.get("level", "")).lower() in _ERROR_LEVELS:
-                export_errors.append(f"line {line}: {record.get('message')}")
-                _skip(result, "export error records")
+        message = record.get("message")
+        if record.get("name") == S3UTILS_LOGGER or message in _REFERENCE_MESSAGES:
+            scan.s3utils_record(record, reference=message in _REFERENCE_MESSAGES)
+        if message in _REFERENCE_MESSAGES:
+            _reference(record, line, stripped, ctx, rows, result, scan)
+        elif message == _COMPLETED_SCAN:
+            scan.completed(record)
+            _skip(result, "other records")
+        elif str(record.get("level", "")).lower() in _ERROR_LEVELS:
+            if message in _HARMLESS_ERRORS:
+                _skip(result, "export warnings")
             else:
-                _skip(result, "other records")
-            continue
-        url, key = record.get("objectUrl"), record.get("sproxydKey")
-        if not isinstance(url, str) or not url.startswith("s3://") or "/" not in url[5:]:
-            ctx.rejects.add(line, "objectUrl is not s3://bucket/key", stripped)
-            continue
-        bucket, _, encoded = url[5:].partition("/")
-        try:
-            object_key = unquote(encoded, errors="strict")
-        except UnicodeDecodeError:
-            ctx.rejects.add(line, "objectUrl key is not percent-encoded UTF-8", stripped)
-            continue
-        if not bucket:
-            ctx.rejects.add(line, "bucket name is empty", stripped)
-        elif not isinstance(key, str) or not is_valid_key(key.strip()):
-            ctx.rejects.add(line, "sproxydKey is not 40 hex characters", stripped)
+                scan.loss(line, f"the export logged {message!r}", record)
+                _skip(result, "export error records")
         else:
-            rows.add(bucket, object_key, key.strip(), line)
-    if export_errors:
-        result.incomplete.append(
-            f"{ctx.location}: the export logged {len(export_errors)} error(s), so it may be incomplete (first: {export_errors[0]})"
-        )
+            _skip(result, "other records")
+    result.incomplete.extend(scan.incomplete_reasons())
+
+
+def _reference(record: dict, line: int, text: str, ctx: ParseContext, rows: _RowWriter, result: ParseResult, scan: _ScanLog) -> None:
+    """One object location: a row when its key is an sproxyd key; else skipped (another backend's) or rejected."""
+    url, key = record.get("objectUrl"), record.get("sproxydKey")
+    if not isinstance(url, str) or not url.startswith("s3://") or "/" not in url[5:]:
+        ctx.rejects.add(line, "objectUrl is not s3://bucket/key", text)
+        return
+    bucket, _, encoded = url[5:].partition("/")
+    try:
+        object_key = unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        ctx.rejects.add(line, "objectUrl key is not percent-encoded UTF-8", text)
+        return
+    if not bucket:
+        ctx.rejects.add(line, "bucket name is empty", text)
+    elif key is None:
+        # s3utils logs loc.key, undefined when the location is a plain string (the oldest metadata model).
+        ctx.rejects.add(line, "sproxydKey is missing", text)
+        scan.loss(line, "an object location without its sproxydKey", record)
+    elif not isinstance(key, str):
+        ctx.rejects.add(line, "sproxydKey is not a string", text)
+    elif not is_valid_key(key.strip()):
+        _skip(result, "keys of other backends")  # any string on another backend (bucket/name...): not a RING key
+    else:
+        name, version_id = _split_version(object_key)
+        rows.add(bucket, name, key.strip(), line, version_id)
+
+
+def _split_version(object_key: str) -> tuple[str, str | None]:
+    """``name\\0versionId`` → (name, versionId), split on the last NUL as s3utils does; ``name\\0`` is the
+    null version (version id ""); a key without NUL is an object's master entry (no version)."""
+    name, separator, version_id = object_key.rpartition("\0")
+    return (name, version_id) if separator else (object_key, None)
 
 
 def _printable(text: str) -> str:
