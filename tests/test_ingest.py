@@ -198,7 +198,8 @@ def test_s3keys_csv_rejects_and_line_numbers(store, tmp_path):
     path = tmp_path / "b_keys.txt"
     path.write_bytes(
         f'"b","ok","{KEY}"\n'.encode()
-        + b'"b","multi\nline","not-a-key"\n'
+        + b'"b","multi\nline","' + KEY[:30].encode() + b'zz"\n'  # a damaged key: rejected
+        + b'"b","elsewhere","bucket/object on aws"\n'  # another backend's key: skipped
         + b'"b","two fields"\n'
         + f'"","no bucket","{KEY}"\n'.encode()
         + b'"b","no data",""\n'
@@ -207,9 +208,9 @@ def test_s3keys_csv_rejects_and_line_numbers(store, tmp_path):
     )
     report = ingest_s3keys(store, [str(path)])
     assert report.rows == 2
-    assert report.files[0].skipped == {"no RING key": 1}
+    assert report.files[0].skipped == {"no RING key": 1, "keys of other backends": 1}
     rejects = rows(store, "SELECT line, reason FROM rejects ORDER BY line")
-    assert [line for line, _ in rejects] == [2, 4, 5, 7]
+    assert [line for line, _ in rejects] == [2, 5, 6, 8]
     assert rows(store, "SELECT DISTINCT sproxyd_key FROM s3keys") == [(KEY,)]
 
 
@@ -457,7 +458,7 @@ def _mixed_inputs(root):
     exports = root / "s3-bucketd"
     exports.mkdir()
     for bucket in range(3):
-        (exports / f"b{bucket}_keys.txt").write_text("".join(f'"b{bucket}","key {n}, with a comma","{KEY}"\n' for n in range(50)) + '"b","bad","XYZ"\n')
+        (exports / f"b{bucket}_keys.txt").write_text("".join(f'"b{bucket}","key {n}, with a comma","{KEY}"\n' for n in range(50)) + '"b","bad","0123456789ABCDEF0123XYZ"\n')
     return nodes, exports
 
 

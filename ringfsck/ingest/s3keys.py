@@ -14,6 +14,7 @@ import binascii
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from urllib.parse import unquote
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
-from ringfsck.keys import is_valid_key
+from ringfsck.keys import is_other_backend_key, is_valid_key
 from ringfsck.store import arrow_schema
 
 S3KEYS_SCHEMA = arrow_schema("s3keys")
@@ -289,7 +290,7 @@ def _parse_csv_fast(opened: OpenedInput, ctx: ParseContext, result: ParseResult,
             if first and len(batch):
                 first = False
                 head = key[0].as_py()
-                if not is_valid_key(head.strip()) and "key" in head.lower():
+                if _is_header_key(head):
                     result.skipped["header"] = 1
                     keep[0] = False
             empty_key = pc.equal(key, "").to_numpy(zero_copy_only=False)
@@ -340,7 +341,7 @@ def _parse_csv(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result:
             continue
         bucket, object_key, key = fields
         key = key.strip()
-        if first and not is_valid_key(key) and "key" in key.lower():
+        if first and _is_header_key(key):
             first = False
             _skip(result, "header")
             continue
@@ -353,6 +354,8 @@ def _parse_csv(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result:
             ctx.rejects.add(line, "bucket name is empty", shown)
         elif not key:
             _skip(result, "no RING key")
+        elif is_other_backend_key(key):
+            _skip(result, "keys of other backends")  # exports list every backend's keys (bucket/name…)
         elif not is_valid_key(key):
             ctx.rejects.add(line, "sproxyd key is not 40 hex characters", shown)
         else:
@@ -490,8 +493,10 @@ def _reference(record: dict, line: int, text: str, ctx: ParseContext, rows: _Row
         scan.loss(line, "an object location without its sproxydKey", record)
     elif not isinstance(key, str):
         ctx.rejects.add(line, "sproxydKey is not a string", text)
-    elif not is_valid_key(key.strip()):
+    elif is_other_backend_key(key):
         _skip(result, "keys of other backends")  # any string on another backend (bucket/name...): not a RING key
+    elif not is_valid_key(key.strip()):
+        ctx.rejects.add(line, "sproxydKey is not 40 hex characters (a damaged sproxyd key?)", text)
     else:
         name, version_id = _split_version(object_key)
         rows.add(bucket, name, key.strip(), line, version_id)
@@ -502,6 +507,14 @@ def _split_version(object_key: str) -> tuple[str, str | None]:
     null version (version id ""); a key without NUL is an object's master entry (no version)."""
     name, separator, version_id = object_key.rpartition("\0")
     return (name, version_id) if separator else (object_key, None)
+
+
+_HEADER_KEY = re.compile(r"[A-Za-z _]*key[A-Za-z _]*", re.IGNORECASE)
+
+
+def _is_header_key(field: str) -> bool:
+    """The first row's key column names a column ("sproxyd key", "_3"…), nothing a damaged key could become."""
+    return _HEADER_KEY.fullmatch(field.strip()) is not None
 
 
 def _printable(text: str) -> str:
