@@ -38,6 +38,7 @@ FLOOR_QUERY = """
 WITH lk AS (
     SELECT c0 AS chunk, c1 AS main FROM read_csv('{listkeys}/*.csv', header = false, delim = ',', quote = '', escape = '',
         columns = {{'c0': 'VARCHAR', 'c1': 'VARCHAR', 'c2': 'VARCHAR', 'c3': 'VARCHAR'}}, null_padding = true, auto_detect = false)
+    WHERE NOT starts_with(c0, 'Use') AND (TRY_CAST(c3 AS INTEGER) & 1) = 0  -- tombstones hold no data
 ),
 candidates AS (
     SELECT main, count(DISTINCT chunk) AS n FROM lk
@@ -48,6 +49,7 @@ candidates AS (
 s3 AS (
     SELECT DISTINCT upper(left(md5(unhex(CASE WHEN length(ltrim(c2, '0')) % 2 = 1 THEN '0' || ltrim(c2, '0') ELSE ltrim(c2, '0') END)), 22)) || '0000' AS d
     FROM read_csv('{s3keys}/*_keys.txt', header = false, columns = {{'c0': 'VARCHAR', 'c1': 'VARCHAR', 'c2': 'VARCHAR'}}, auto_detect = false)
+    WHERE regexp_full_match(c2, '[0-9A-Fa-f]{{40}}')  -- the exports also list other backends' keys
 )
 SELECT count(*) FROM candidates ANTI JOIN s3 ON left(candidates.main, 26) = s3.d
 """

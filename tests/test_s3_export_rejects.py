@@ -254,3 +254,19 @@ def test_each_run_of_a_concatenated_log_must_complete(store, tmp_path):
     store2 = Store.open(Settings(store=str(tmp_path / "store2")))
     ingest_s3keys(store2, [_log(tmp_path, [{**r, "pid": 11} for r in (_ref("s3://a/k", K1), _completed(1))] + finished, name="ok.log")])
     assert _sources_incomplete(store2) == []
+
+
+def test_other_backends_keys_stay_on_the_fast_csv_path(tmp_path, monkeypatch):
+    """The reference's jq CSVs list every backend's keys: those rows are skipped without leaving pyarrow's reader."""
+    from ringfsck import Settings, Store, ingest_s3keys
+    from ringfsck.ingest import s3keys
+
+    def exact_path(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("fell back to the exact path")
+
+    monkeypatch.setattr(s3keys, "_parse_exact", exact_path)
+    path = tmp_path / "b_keys.txt"
+    path.write_text('"b","one","' + "A" * 40 + '"\n"b","two","b/two on aws"\n"b","three","' + "B" * 40 + '"\n')
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    report = ingest_s3keys(store, [str(path)])
+    assert report.rows == 2 and report.files[0].skipped == {"keys of other backends": 1}

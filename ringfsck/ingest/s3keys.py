@@ -295,12 +295,19 @@ def _parse_csv_fast(opened: OpenedInput, ctx: ParseContext, result: ParseResult,
                     keep[0] = False
             empty_key = pc.equal(key, "").to_numpy(zero_copy_only=False)
             empty_bucket = pc.equal(bucket, "").to_numpy(zero_copy_only=False)
-            if (keep & ~empty_key & ~_hex40(key)).any() or (keep & empty_bucket).any():
+            other = keep & ~empty_key & ~_hex40(key)
+            if other.any():
+                # Another backend's keys are skipped here as on the exact path; a damaged key is a reject: exact path.
+                rows_other = np.flatnonzero(other)
+                if not all(is_other_backend_key(text) for text in key.take(pa.array(rows_other)).to_pylist()):
+                    raise _NotPlain("a row to reject")
+                result.skipped["keys of other backends"] = result.skipped.get("keys of other backends", 0) + len(rows_other)
+            if (keep & empty_bucket).any():
                 raise _NotPlain("a row to reject")
             no_data = int((keep & empty_key).sum())
             if no_data:
                 result.skipped["no RING key"] = result.skipped.get("no RING key", 0) + no_data
-            kept = keep & ~empty_key
+            kept = keep & ~empty_key & ~other
             if not kept.all():
                 take = pa.array(np.flatnonzero(kept))
                 bucket, object_key, key, lines = bucket.take(take), object_key.take(take), key.take(take), lines[kept]
