@@ -199,10 +199,9 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
         if not state.get("complete"):
             # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
             incomplete.append(f"the bucketd export of bucket {state.get('bucket', marker.stem)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
-    s3_rejects = "FROM rejects AS r ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'"
-    rejected = _scalar(con, f"SELECT count(*) {s3_rejects}")
+    rejected = _scalar(con, "SELECT count(*) FROM s3_rejects")
     if rejected:
-        named = con.execute(f"SELECT r.source, r.line, r.reason {s3_rejects} ORDER BY r.source, r.line LIMIT {_REJECTS_NAMED}").fetchall()
+        named = con.execute(f"SELECT source, line, reason FROM s3_rejects ORDER BY source, line LIMIT {_REJECTS_NAMED}").fetchall()
         first = "; ".join(f"{source}{f' line {line}' if line is not None else ''}: {reason}" for source, line, reason in named)
         incomplete.append(
             f"{rejected:,} S3 export row(s) could not be parsed, so the references they hold are unknown "

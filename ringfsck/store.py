@@ -469,6 +469,12 @@ class Store:
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[s["id"], s["kind"], s["location"], s["size"], s["checksum"], s["format"], s["captured_at"], s["ingested_at"], s["rows"], s["rejected"]] for s in sources],
             )
+        # Rejected rows of S3 exports (files and bucketd): references ringfsck does not know. A listing's
+        # rejects hold chunk keys, not references; a reject of no recorded source counts as an export's.
+        con.execute(
+            "CREATE OR REPLACE VIEW s3_rejects AS SELECT r.* FROM rejects AS r "
+            "ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'"
+        )
         run_id = run_id or self.latest_run_id()
         run_path = self.run_dir(run_id) if run_id else None
         for output, columns in RUN_OUTPUTS.items():
@@ -483,12 +489,10 @@ class Store:
         # Logical bytes = X-Scal-Size x logical_multiplier: k for ARC under the chunk reading, else 1.
         # Raw bytes = logical x (k+m)/k for ARC, x (cos+1) for COS.
         reading = applied_size_reading(self.size_reading(run_id) if run_id else None)
-        arc_logical = "CAST(split_part(o.schema, '+', 1) AS BIGINT)" if reading == "chunk" else "1"
+        arc_logical = "schema_min_chunks(o.protection, o.schema)" if reading == "chunk" else "1"
         con.execute(
             "CREATE OR REPLACE VIEW orphan_sizes AS SELECT ring_key, protection, schema, x_scal_size * logical_multiplier AS size, "
-            "x_scal_size * logical_multiplier * CASE WHEN protection = 'arc' THEN "
-            "  (CAST(split_part(schema, '+', 1) AS DOUBLE) + CAST(split_part(schema, '+', 2) AS DOUBLE)) / CAST(split_part(schema, '+', 1) AS DOUBLE) "
-            "ELSE CAST(schema AS DOUBLE) + 1 END AS raw_size, status, x_scal_size, logical_multiplier FROM ("
+            "x_scal_size * logical_multiplier * schema_raw_multiplier(protection, schema) AS raw_size, status, x_scal_size, logical_multiplier FROM ("
             "  SELECT o.ring_key, o.protection, o.schema, s.size AS x_scal_size, coalesce(s.status, 'unsized') AS status, "
             f"  CASE WHEN o.protection = 'arc' THEN {arc_logical} ELSE 1 END AS logical_multiplier "
             "  FROM orphans o LEFT JOIN sizes s USING (ring_key))"

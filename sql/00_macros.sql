@@ -28,6 +28,9 @@ CREATE OR REPLACE MACRO schema_full_chunks(protection, schema) AS
         WHEN 'arc' THEN CAST(split_part(schema, '+', 1) AS BIGINT) + CAST(split_part(schema, '+', 2) AS BIGINT)
         ELSE CAST(schema AS BIGINT) + 1
     END;
+-- Raw bytes on disk per logical byte: ARC k+m stores (k+m)/k, COS n stores n+1 copies.
+CREATE OR REPLACE MACRO schema_raw_multiplier(protection, schema) AS
+    CAST(schema_full_chunks(protection, schema) AS DOUBLE) / schema_min_chunks(protection, schema);
 
 -- Packed RING keys. The listkeys table stores each 40-hex key as three integers,
 -- hi = chars 0-15, mid = chars 16-31, lo = chars 32-39 (integers group and join

@@ -20,8 +20,7 @@ subkeys AS (
 rejected AS (
     SELECT NULL::VARCHAR AS bucket, NULL::VARCHAR AS object_key, NULL::VARCHAR AS version_id, unnest(r.keys) AS sproxyd_key,
            NULL::VARCHAR AS parent_key, 'rejected' AS role, NULL::TIMESTAMPTZ AS last_modified, NULL::BOOLEAN AS on_ring
-    FROM rejects AS r
-    ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'  -- a listing's rejects hold chunk keys
+    FROM s3_rejects AS r
 ),
 referenced AS (
     SELECT *, input_key_digkey(sproxyd_key) AS digkey

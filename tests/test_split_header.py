@@ -18,15 +18,16 @@ SUBKEY = "00A3F1C2B4D5E6F708192A3B4C5D6E7F80915920"
 INPUT_KEY = "BDE4B9BBEB45711EC2F1A9C78F6BCD59E02C6220"
 
 
-def lookup(url: str, key: str) -> SplitAnswer:
-    async def main() -> SplitAnswer:
-        endpoint = Endpoint(url, POLICY)
-        try:
-            return await lookup_split(endpoint, "rebuild/arc-DATA", key, policy=POLICY, limiter=RateLimiter(None))
-        finally:
-            await endpoint.aclose()
+async def _lookup(url: str, key: str) -> SplitAnswer:
+    endpoint = Endpoint(url, POLICY)
+    try:
+        return await lookup_split(endpoint, "rebuild/arc-DATA", key, policy=POLICY, limiter=RateLimiter(None))
+    finally:
+        await endpoint.aclose()
 
-    return asyncio.run(main())
+
+def lookup(url: str, key: str) -> SplitAnswer:
+    return asyncio.run(_lookup(url, key))
 
 
 def lookup_with_header(value: str | None) -> SplitAnswer:
@@ -38,11 +39,7 @@ def lookup_with_header(value: str | None) -> SplitAnswer:
 
     async def main() -> SplitAnswer:
         async with Scripted(answer) as url:
-            endpoint = Endpoint(url, POLICY)
-            try:
-                return await lookup_split(endpoint, "rebuild/arc-DATA", INPUT_KEY, policy=POLICY, limiter=RateLimiter(None))
-            finally:
-                await endpoint.aclose()
+            return await _lookup(url, INPUT_KEY)
 
     return asyncio.run(main())
 

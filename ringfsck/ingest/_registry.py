@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import re
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, wait

@@ -520,7 +520,7 @@ _HEADER_KEY = re.compile(r"[A-Za-z _]*key[A-Za-z _]*", re.IGNORECASE)
 
 
 def _is_header_key(field: str) -> bool:
-    """The first row's key column names a column ("sproxyd key", "_3"…), nothing a damaged key could become."""
+    """The first row's key column names a column ("sproxyd key", "sproxydKey"), nothing a damaged key could become."""
     return _HEADER_KEY.fullmatch(field.strip()) is not None
 
 

@@ -38,8 +38,8 @@ import numpy as np
 import pyarrow as pa
 
 from ringfsck import keys
-from ringfsck.lab._state import (DEFAULT_SIZES, ParquetParts, StateWriter, duckdb_connection, iso_time, logical_size, object_metadata,
-                                 scality_location, sorted_batches)
+from ringfsck.lab._state import (DEFAULT_SIZES, LISTING_TRIM_CHARS, ParquetParts, StateWriter, duckdb_connection, iso_time, logical_size,
+                                 object_metadata, scality_location, sorted_batches)
 from ringfsck.split_index import encode_split_index
 
 MIN_CHUNKS = 4  # ARC main chunks need more than 3 distinct chunks to be candidates (DOMAIN.md section 6)
@@ -49,7 +49,6 @@ MPU_SHADOW_PREFIX = "mpuShadowBucket"
 USERS_BUCKET = "users..bucket"
 SPLITTER = "..|.."
 OLD_SPLITTER = "splitterfornow"  # what old shadow buckets join an upload's key parts with
-BIG_METADATA_CHARS = 10_000  # Arsenal's listing drops `location` from metadata this long or longer
 REPLAY_PREFIX = "\x7fR"
 GAP_STATUSES = ("missing", "unrecoverable", "degraded")
 
@@ -864,10 +863,10 @@ class _Generator:
 
 
 def _big_metadata(variant: int) -> dict[str, Any]:
-    """Fields that take an entry's metadata past BIG_METADATA_CHARS: large user metadata, or a long ACL."""
+    """Fields that take an entry's metadata past LISTING_TRIM_CHARS: large user metadata, or a long ACL."""
     if variant % 2 == 0:
-        return {"x-amz-meta-notes": "lab notes " * (BIG_METADATA_CHARS // 10)}
-    grantees = [hashlib.sha256(f"grantee {n}".encode()).hexdigest() for n in range(BIG_METADATA_CHARS // 60)]
+        return {"x-amz-meta-notes": "lab notes " * (LISTING_TRIM_CHARS // 10)}
+    grantees = [hashlib.sha256(f"grantee {n}".encode()).hexdigest() for n in range(LISTING_TRIM_CHARS // 60)]
     return {"acl": {"Canned": "", "FULL_CONTROL": [], "WRITE_ACP": [], "READ": grantees, "READ_ACP": grantees[:4]}}
 
 

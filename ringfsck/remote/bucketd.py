@@ -25,8 +25,6 @@ SPLITTER = SHADOW_SPLITTERS[0]
 REPLAY_PREFIX = "\x7fR"
 VERSION_SEPARATOR = "\0"
 RING_DATA_STORE_TYPE = "scality"
-# Arsenal's listing leaves `location` out of any entry whose metadata is this long or longer.
-LISTING_TRIM_CHARS = 10_000
 # JavaScript's encodeURIComponent leaves these alone (bucketd decodes the path either way).
 ENCODE_URI_SAFE = "-_.!~*'()"
 

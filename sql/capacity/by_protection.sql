@@ -8,13 +8,9 @@ SELECT
     count(*) FILTER (WHERE status = 'ok') AS sized,
     coalesce(sum(size), 0) AS logical_bytes,
     coalesce(sum(raw_size), 0)::BIGINT AS raw_bytes,
-    CASE WHEN protection = 'arc'
-         THEN round((CAST(split_part(schema, '+', 1) AS DOUBLE) + CAST(split_part(schema, '+', 2) AS DOUBLE)) / CAST(split_part(schema, '+', 1) AS DOUBLE), 4)
-         ELSE CAST(schema AS DOUBLE) + 1 END AS raw_multiplier,
+    round(schema_raw_multiplier(protection, schema), 4) AS raw_multiplier,
     any_value(logical_multiplier) AS x_scal_size_to_logical,
-    round(any_value(logical_multiplier) * CASE WHEN protection = 'arc'
-         THEN (CAST(split_part(schema, '+', 1) AS DOUBLE) + CAST(split_part(schema, '+', 2) AS DOUBLE)) / CAST(split_part(schema, '+', 1) AS DOUBLE)
-         ELSE CAST(schema AS DOUBLE) + 1 END, 4) AS x_scal_size_to_raw
+    round(any_value(logical_multiplier) * schema_raw_multiplier(protection, schema), 4) AS x_scal_size_to_raw
 FROM orphan_sizes
 GROUP BY protection, schema
 ORDER BY raw_bytes DESC
