@@ -311,18 +311,16 @@ def _tombstone_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
 
 def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: AnalysisOptions) -> dict[str, int]:
     """How many input keys there are, and how many have a final split answer, failed, or were never asked."""
-    threshold = settings.split_threshold
-    below = f"k.size IS NOT NULL AND k.size < {int(threshold)}" if threshold else "false"
     row = con.execute(
-        f"""
+        """
         SELECT
             count(*) FILTER (WHERE s.status IN ('ok', 'not_found')) AS resolved,
             count(*) FILTER (WHERE s.status = 'error') AS errors,
-            count(*) FILTER (WHERE s.status IS NULL AND NOT below) AS unresolved,
-            count(*) FILTER (WHERE s.status IS NULL AND below) AS below_threshold,
+            count(*) FILTER (WHERE s.status IS NULL AND NOT k.below_split_threshold) AS unresolved,
+            count(*) FILTER (WHERE s.status IS NULL AND k.below_split_threshold) AS below_threshold,
             count(*) FILTER (WHERE s.is_split) AS split,
             count(*) AS input_keys
-        FROM (SELECT sproxyd_key, bool_and({below}) AS below FROM s3keys AS k GROUP BY sproxyd_key) AS k
+        FROM s3_input_keys AS k
         LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key
         """
     ).fetchone()

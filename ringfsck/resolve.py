@@ -17,12 +17,9 @@ SPLITS_SCHEMA = arrow_schema("splits")
 
 def todo_query(store: Store) -> str:
     """Distinct input keys without a final answer; keys below sproxyd's split threshold need none."""
-    threshold = store.settings.split_threshold
-    below = f"AND NOT coalesce(bool_and(k.size < {int(threshold)}), false)" if threshold else ""
     return (
-        "SELECT k.sproxyd_key FROM s3keys AS k LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key "
-        "WHERE s.status IS NULL OR s.status NOT IN ('ok', 'not_found') "
-        f"GROUP BY k.sproxyd_key HAVING true {below} ORDER BY k.sproxyd_key"
+        "SELECT k.sproxyd_key FROM s3_input_keys AS k LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key "
+        "WHERE (s.status IS NULL OR s.status NOT IN ('ok', 'not_found')) AND NOT k.below_split_threshold ORDER BY k.sproxyd_key"
     )
 
 

@@ -475,6 +475,16 @@ class Store:
             "CREATE OR REPLACE VIEW s3_rejects AS SELECT r.* FROM rejects AS r "
             "ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'"
         )
+        # Every input key S3 names directly (rejected rows' tokens included): the keys whose split
+        # status matters. Below sproxyd's split threshold only when every row gives a size under it.
+        threshold = self.settings.split_threshold
+        below = f"size IS NOT NULL AND size < {int(threshold)}" if threshold else "false"
+        con.execute(
+            "CREATE OR REPLACE VIEW s3_input_keys AS SELECT sproxyd_key, bool_and(below) AS below_split_threshold FROM ("
+            f"  SELECT sproxyd_key, {below} AS below FROM s3keys"
+            "  UNION ALL SELECT unnest(keys) AS sproxyd_key, false AS below FROM s3_rejects"
+            ") GROUP BY sproxyd_key"
+        )
         run_id = run_id or self.latest_run_id()
         run_path = self.run_dir(run_id) if run_id else None
         for output, columns in RUN_OUTPUTS.items():

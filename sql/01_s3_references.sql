@@ -10,21 +10,25 @@ WITH input_keys AS (
     SELECT bucket, object_key, version_id, sproxyd_key, NULL::VARCHAR AS parent_key, 'key' AS role, last_modified, on_ring
     FROM s3keys
 ),
-subkeys AS (
-    SELECT k.bucket, k.object_key, k.version_id, unnest(s.subkeys) AS sproxyd_key, k.sproxyd_key AS parent_key,
-           'subkey' AS role, k.last_modified, k.on_ring
-    FROM s3keys AS k
-    JOIN splits AS s ON s.input_key = k.sproxyd_key
-    WHERE s.status = 'ok' AND s.is_split
-),
 rejected AS (
     SELECT NULL::VARCHAR AS bucket, NULL::VARCHAR AS object_key, NULL::VARCHAR AS version_id, unnest(r.keys) AS sproxyd_key,
            NULL::VARCHAR AS parent_key, 'rejected' AS role, NULL::TIMESTAMPTZ AS last_modified, NULL::BOOLEAN AS on_ring
     FROM s3_rejects AS r
 ),
+named AS (
+    SELECT * FROM input_keys UNION ALL SELECT * FROM rejected
+),
+subkeys AS (
+    -- A rejected row's token is resolved like any input key (s3_input_keys): a split index's subkeys count.
+    SELECT k.bucket, k.object_key, k.version_id, unnest(s.subkeys) AS sproxyd_key, k.sproxyd_key AS parent_key,
+           'subkey' AS role, k.last_modified, k.on_ring
+    FROM named AS k
+    JOIN splits AS s ON s.input_key = k.sproxyd_key
+    WHERE s.status = 'ok' AND s.is_split
+),
 referenced AS (
     SELECT *, input_key_digkey(sproxyd_key) AS digkey
-    FROM (SELECT * FROM input_keys UNION ALL SELECT * FROM subkeys UNION ALL SELECT * FROM rejected)
+    FROM (SELECT * FROM named UNION ALL SELECT * FROM subkeys)
 )
 -- dig_hi, dig_lo: the digkey as integers, what the joins with RING main chunks use.
 SELECT *, digkey_hi(digkey) AS dig_hi, digkey_lo(digkey) AS dig_lo

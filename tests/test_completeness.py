@@ -180,3 +180,34 @@ def test_an_export_that_logged_a_lost_object_refuses_deletion(make_world, tmp_pa
         assert any("error fetching object locations array" in reason for reason in summary["incomplete_reasons"])
         with pytest.raises(RefusedError, match="no option overrides"):
             write_manifest(store, tmp_path / "m.csv", force=list(CHECKS))
+
+
+def test_metadata_of_an_unknown_shape_from_the_real_server_refuses_deletion(lab_world, lab_servers, tmp_path):
+    """bucketd serves one bucket's locations in a shape ringfsck does not know: every such entry is a
+    reject whose keys stay references, the analysis is incomplete, and no live key becomes an orphan."""
+    from ringfsck.ingest.bucketd import ingest_bucketd
+    from ringfsck.remote.http import HttpPolicy
+    from ringfsck.resolve import resolve_splits
+
+    policy = HttpPolicy(concurrency=8, timeout=5, retries=10, backoff_base=0.005, backoff_max=0.05)
+    clean = Store.open(Settings(store=str(tmp_path / "clean")))
+    ingest_bucketd(clean, lab_servers.bucketd_url, buckets=["bucket-01"], policy=policy)
+    in_lists = {row[0] for row in clean.connect().execute("SELECT sproxyd_key FROM s3keys WHERE size IS NOT NULL").fetchall()}
+    assert in_lists  # keys that stood in location arrays (a plain-string location carries no size)
+
+    lab_servers.set_faults("bucketd", unknown_shape="bucket-01")
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    ingest_listkeys(store, [str(lab_world.listkeys_dir)])
+    ingest_bucketd(store, lab_servers.bucketd_url, raft_sessions=[1, 2], policy=policy)
+    resolve_splits(store, base_url=lab_servers.srebuildd_url, policy=policy)
+    summary = analyze(store).summary
+    assert not summary["complete"]
+    assert any("could not be parsed" in reason and "bucket-01" in reason for reason in summary["incomplete_reasons"])
+    con = store.connect()
+    rejected = {row[0] for row in con.execute("SELECT unnest(keys) FROM s3_rejects").fetchall()}
+    assert in_lists <= rejected
+    orphans = {row[0] for row in con.execute("SELECT ring_key FROM orphans").fetchall()}
+    assert orphans <= set(lab_world.truth["orphans"])  # nothing live among them
+    assert con.execute("SELECT count(*) FROM orphans WHERE reclaimable").fetchone()[0] == 0
+    with pytest.raises(RefusedError, match="no option overrides"):
+        write_manifest(store, tmp_path / "m.csv", force=list(CHECKS))

@@ -48,9 +48,9 @@ def sql_command(query: str, fmt: str, max_rows: int, run_id: str | None, setting
     """Run a DuckDB query over the store's views.
 
     \b
-    Views: listkeys, s3keys, rejects, s3_rejects, sources, splits, sizes,
-    candidates, orphans, gaps, debris, duplicates, orphan_sizes,
-    s3_other_locations.
+    Views: listkeys, s3keys, rejects, s3_rejects, s3_input_keys, sources,
+    splits, sizes, candidates, orphans, gaps, debris, duplicates,
+    orphan_sizes, s3_other_locations.
     Keys are 40-char uppercase hex. listkeys_packed and ring_main_chunks keep
     them as stored (hi/mid/lo integers: faster on a full RING). The key rules
     are functions: input_key_digkey(k), key_schema(k), key_hex(hi, mid, lo), ...

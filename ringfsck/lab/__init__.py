@@ -119,7 +119,8 @@ class LabServers:
         """Change some of a server's faults at run time; returns all of them.
 
         ``latency_ms``, ``error_rate``, ``drop_rate``, ``hang_rate``, ``hang_seconds``,
-        ``fail_keys`` (an iterable of keys or bucket names; empty to clear).
+        ``fail_keys`` (an iterable of keys or bucket names; empty to clear), and for bucketd
+        ``common_prefixes`` and ``unknown_shape`` (a bucket name; None to clear).
         """
         if "fail_keys" in faults:
             faults["fail_keys"] = sorted(faults["fail_keys"])

@@ -52,7 +52,9 @@ class Faults:
     bucket) in ``fail_keys`` always get 503, and so does every request after the
     first ``fail_after`` ones since the faults were set (a deterministic outage).
     bucketd lists the bucket named by ``common_prefixes`` as if asked for a delimiter:
-    keys under a common prefix are grouped in ``CommonPrefixes`` and not listed.
+    keys under a common prefix are grouped in ``CommonPrefixes`` and not listed; it serves the
+    metadata of the bucket named by ``unknown_shape`` in a shape no ringfsck knows (each location's
+    ``key`` field renamed, as a future metadata version might), in listings and GETs alike.
     """
 
     latency_ms: float = 0.0
@@ -63,6 +65,7 @@ class Faults:
     fail_keys: set[str] = field(default_factory=set)
     fail_after: int | None = None
     common_prefixes: str | None = None  # bucketd: this bucket's listings group keys under CommonPrefixes
+    unknown_shape: str | None = None  # bucketd: this bucket's locations name their key "dataKey"
 
     @classmethod
     def parse(cls, spec: str | dict[str, Any] | None) -> "Faults":
@@ -89,8 +92,8 @@ class Faults:
                     raise ConfigError(f"fault fail_after: expected a number of requests, got {value!r}") from None
                 if self.fail_after is not None and self.fail_after < 0:
                     raise ConfigError(f"fault fail_after: {value!r} out of range")
-            elif name == "common_prefixes":
-                self.common_prefixes = None if value in (None, "", "none") else str(value)
+            elif name in ("common_prefixes", "unknown_shape"):
+                setattr(self, name, None if value in (None, "", "none") else str(value))
             elif name == "fail_keys":
                 items = value.split(";") if isinstance(value, str) else value
                 self.fail_keys = {str(k).strip().upper() for k in items if str(k).strip()}
@@ -103,7 +106,7 @@ class Faults:
                     raise ConfigError(f"fault {name}: {value!r} out of range")
                 setattr(self, name, number)
             else:
-                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after, common_prefixes)")
+                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after, common_prefixes, unknown_shape)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"fail_keys": sorted(self.fail_keys)}
@@ -320,14 +323,17 @@ class BucketdServer(_Server):
             bucket = self.state.buckets.get(unquote(parts[3]))
             if bucket is None:
                 return 404, {}, b'{"error":"NoSuchBucket"}'
+            unknown = bucket.name == self.faults.unknown_shape
             if len(parts) == 4:
-                return self._list(bucket, query, grouped=bucket.name == self.faults.common_prefixes)
+                return self._list(bucket, query, grouped=bucket.name == self.faults.common_prefixes, unknown_shape=unknown)
             meta = bucket.get(unquote("/".join(parts[4:])))
-            return (200, {}, meta.encode()) if meta is not None else (404, {}, b'{"error":"ObjNotFound"}')
+            if meta is None:
+                return 404, {}, b'{"error":"ObjNotFound"}'
+            return 200, {}, (_unknown_shape(meta) if unknown else meta).encode()
         return 400, {}, b'{"error":"unknown path"}'
 
     @staticmethod
-    def _list(bucket: Bucket, query: dict[str, list[str]], *, grouped: bool = False) -> Response:
+    def _list(bucket: Bucket, query: dict[str, list[str]], *, grouped: bool = False, unknown_shape: bool = False) -> Response:
         try:
             max_keys = max(1, min(10_000, int(query.get("maxKeys", ["1000"])[0])))
         except ValueError:
@@ -337,7 +343,20 @@ class BucketdServer(_Server):
         if grouped:  # as a delimiter "/" would: keys with a slash are folded into their first prefix
             prefixes = sorted({item["key"].split("/", 1)[0] + "/" for item in contents if "/" in item["key"]}) or ["lab-grouped/"]
             contents = [item for item in contents if "/" not in item["key"]]
+        if unknown_shape:
+            contents = [item | {"value": _unknown_shape(item["value"])} for item in contents]
         return 200, {}, json.dumps({"Contents": contents, "CommonPrefixes": prefixes, "IsTruncated": truncated}).encode()
+
+
+def _unknown_shape(value: str) -> str:
+    """Metadata whose locations name their key ``dataKey``: a shape the client must not understand."""
+    meta = json.loads(value)
+    for field_name in ("location", "partLocations"):
+        located = meta.get(field_name)
+        if isinstance(located, list):
+            meta[field_name] = [{("dataKey" if k == "key" else k): v for k, v in item.items()} if isinstance(item, dict) else item
+                                for item in located]
+    return json.dumps(meta)
 
 
 async def serve(world: Path, *, ring: str = "DATA", srebuildd_port: int = 0, bucketd_port: int = 0,
