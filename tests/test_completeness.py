@@ -211,3 +211,25 @@ def test_metadata_of_an_unknown_shape_from_the_real_server_refuses_deletion(lab_
     assert con.execute("SELECT count(*) FROM orphans WHERE reclaimable").fetchone()[0] == 0
     with pytest.raises(RefusedError, match="no option overrides"):
         write_manifest(store, tmp_path / "m.csv", force=list(CHECKS))
+
+
+def test_an_export_that_cannot_be_read_keeps_the_analysis_incomplete_until_read_whole(tmp_path):
+    """Ingest exits with an error naming the file; an analysis run anyway must not call its objects' data orphaned."""
+    world, key, main, listkeys, exports = _world_with_extra_object(tmp_path)
+    broken = exports / "bucket-c_keys.txt"
+    good = f'"bucket-c","only object","{key}"\n'.encode()
+    broken.write_bytes(b"\x1f\x8b" + b"not gzip at all")  # gzip magic, then garbage: unreadable
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    ingest_listkeys(store, [str(listkeys)])
+    with pytest.raises(RingfsckError, match="bucket-c_keys.txt"):
+        ingest_s3keys(store, [str(exports)])
+    summary = analyze(store, AnalysisOptions(assume_no_splits=True)).summary
+    assert not summary["complete"]
+    assert any("bucket-c_keys.txt" in reason for reason in summary["incomplete_reasons"])
+    with pytest.raises(RefusedError, match="no option overrides"):
+        write_manifest(store, tmp_path / "m.csv", force=list(CHECKS))
+    broken.write_bytes(good)
+    ingest_s3keys(store, [str(exports)])
+    summary = analyze(store, AnalysisOptions(assume_no_splits=True)).summary
+    assert summary["complete"], summary["incomplete_reasons"]
+    assert store.connect().execute("SELECT count(*) FROM orphans WHERE ring_key = ?", [main]).fetchone()[0] == 0

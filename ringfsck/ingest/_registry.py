@@ -230,6 +230,8 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
                     except CancelledError:
                         continue
                     except BaseException as exc:  # the others finish and are recorded
+                        if isinstance(exc, InputError) and jobs[j].kind != "listkeys":
+                            store.save_source(_failed_source(jobs[j].kind, jobs[j].files[i], exc))
                         stop(exc)
                         continue
                     store.save_source(source)
@@ -307,6 +309,15 @@ def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, Fi
 
     prior = work.known.get(source_id(job.kind, file.location))
     return _parse_one(work.store, job.kind, file, job.parse, job.tables, prior, job.allow_empty, on_read)
+
+
+def _failed_source(kind: str, file: Input, error: InputError) -> Source:
+    """The record of an S3 export that could not be read: its references are unknown, so every analysis
+    stays incomplete until the file is ingested whole (its checksum never matches: it is read again)."""
+    sid = source_id(kind, file.location)
+    return Source(id=sid, kind=kind, location=file.location, size=0, checksum="failed", format="unreadable",
+                  captured_at=iso(utc_now()), ingested_at=iso(utc_now()),
+                  incomplete=[f"{error} (the references of this export are unknown until it is ingested whole)"])
 
 
 def _settled(kind: str, file: Input, known: dict[str, Source]) -> FileOutcome | None:
