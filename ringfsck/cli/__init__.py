@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from ringfsck import __version__
-from ringfsck.cli._common import RingfsckGroup
+from ringfsck.cli._common import RingfsckGroup, global_store_options
 
 
 @click.group(cls=RingfsckGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="ringfsck")
+@global_store_options
 def main() -> None:
     """Check a Scality RING against its S3 metadata: find orphans and gaps, size and delete orphans safely.
 
