@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ def _to_protocol(value: Any) -> str:
 
 
 _URL_SCHEMES = ("http", "https")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+")  # a DNS name, IPv4 or (bracketed) IPv6
 
 
 def _to_http_url(value: Any) -> str:
@@ -100,7 +102,7 @@ def _to_http_url(value: Any) -> str:
         port = parts.port  # raises ValueError when not a number from 0 to 65535
     except ValueError:
         parts, port = None, None
-    if (parts is None or parts.scheme not in _URL_SCHEMES or not parts.hostname or port == 0
+    if (parts is None or parts.scheme not in _URL_SCHEMES or not _HOSTNAME.fullmatch(parts.hostname or "") or port == 0
             or (parts.port is None and parts.netloc.endswith(":")) or parts.query or parts.fragment
             or any(c.isspace() for c in text)):
         raise ValueError(f"expected a URL such as http://10.0.0.5:81 or 10.0.0.5:81, got {value!r}")

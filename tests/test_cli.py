@@ -245,3 +245,40 @@ def test_malformed_srebuildd_settings_name_the_key(layer):
 
     with pytest.raises(ConfigError, match=next(iter(layer))):
         load_settings(None, layer, env={})
+
+
+def test_skipped_lines_are_named_in_words(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    node = tmp_path / "node.csv"
+    node.write_text("Use ringsh\nUse ringsh again\n" + "A" * 40 + "," + "B" * 40 + ",d,0\n")
+    result = run("ingest", "listkeys", str(node))
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 ringsh noise lines" in result.stdout
+    # ...and it says where the store is, absolute (the default store of this folder)
+    assert f"store {tmp_path / 'ringfsck-store'}" in result.stdout
+
+
+def test_check_says_where_the_store_is(tmp_path, monkeypatch):
+    world = _planted.build()
+    listkeys, exports = world.write(tmp_path / "inputs")
+    monkeypatch.chdir(tmp_path)
+    result = run("check", "--listkeys", str(listkeys), "--s3keys", str(exports), "--assume-no-splits", "--store", "here")
+    assert result.exit_code == 0, result.output
+    assert f"store {tmp_path / 'here'}" in result.stdout.splitlines()[-1]
+
+
+def test_ingest_bucketd_takes_timeout_and_retries_like_the_other_network_commands(store):
+    import socket
+    import time
+
+    with socket.socket() as listener:  # accepts connections, never answers: every request times out
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        result = run("ingest", "bucketd", "--url", url, "--bucket", "b", "--timeout", "0.2", "--retries", "0", "--store", store)
+    assert result.exit_code == 5, result.output
+    assert time.monotonic() - started < 10
+    help_text = run("ingest", "bucketd", "--help").stdout
+    for default in ("1,000 keys per listing page", "64 requests in flight", "30 s per request", "5 retries"):
+        assert default in help_text

@@ -100,6 +100,25 @@ def settings_options(**setting_names: str) -> Callable[[Callable[..., Any]], Cal
     return decorate
 
 
+def policy_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The request policy options, shared by every network command (srebuildd and bucketd)."""
+
+    @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64).")
+    @click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
+                  help="Ceiling on requests per second, retries included (config: max_rps, default none).")
+    @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30).")
+    @click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+# The settings the request policy options set (settings_options(**POLICY_SETTINGS)).
+POLICY_SETTINGS = dict(concurrency="concurrency", max_rps="max_rps", timeout="timeout", retries="retries")
+
+
 # Stores this command locked for writing: released when it ends (RingfsckGroup.invoke).
 _locked: list[Any] = []
 
