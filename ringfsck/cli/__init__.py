@@ -29,6 +29,13 @@ def main() -> None:
 
     Try it all on a simulated RING first: ringfsck demo
 
+    \b
+    --config, --store and --cache-dir go before the command or after it:
+      ringfsck --store /data/fsck/DATA analyze
+      ringfsck --config /etc/ringfsck/config.yml check
+    Precedence: the option after the command > the option before it >
+    RINGFSCK_* environment (RINGFSCK_STORE, RINGFSCK_CONFIG...) > config file > defaults.
+
     Exit codes: 0 ok, 1 some items failed, 2 usage or config error, 3 bad input,
     4 refused by a safety check, 5 remote service error, 130 interrupted.
     """
