@@ -9,6 +9,7 @@ credentials stay in the config file or the environment they came from.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from urllib.parse import urlsplit, urlunsplit
@@ -46,8 +47,6 @@ def remember_srebuildd(store: Store, url: str) -> None:
 
 def known_srebuildd(store: Store, *, from_settings: bool = True) -> str | None:
     """The srebuildd URL of this store: the settings' own, else the one its lookups last used."""
-    import json
-
     if from_settings and store.settings.srebuildd_base_url:
         return without_credentials(store.settings.srebuildd_base_url)
     path = store.root / SREBUILDD_FILE
