@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -81,6 +83,39 @@ def _to_protocol(value: Any) -> str:
     if text not in {"file", "s3a", "s3"}:
         raise ValueError(f"expected 'file' or 's3a', got {value!r}")
     return "s3a" if text == "s3" else text
+
+
+_URL_SCHEMES = ("http", "https")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+")  # a DNS name, IPv4 or (bracketed) IPv6
+
+
+def _to_http_url(value: Any) -> str:
+    """An HTTP service's base URL: ``http(s)://host[:port][/path]``, or ``host:port`` meaning plain HTTP.
+
+    Normalised without a trailing slash. A malformed URL is a usage error here, not a
+    remote error at the first request.
+    """
+    text = _to_str(value).strip()
+    url = text if "://" in text else f"http://{text}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when not a number from 0 to 65535
+    except ValueError:
+        parts, port = None, None
+    if (parts is None or parts.scheme not in _URL_SCHEMES or not _HOSTNAME.fullmatch(parts.hostname or "") or port == 0
+            or (parts.port is None and parts.netloc.endswith(":")) or parts.query or parts.fragment
+            or any(c.isspace() for c in text)):
+        raise ValueError(f"expected a URL such as http://10.0.0.5:81 or 10.0.0.5:81, got {value!r}")
+    return url.rstrip("/")
+
+
+def _to_host(value: Any) -> str:
+    """``srebuildd_ip``: a host, or ``host:port`` (then ``srebuildd_port`` is not used)."""
+    text = _to_str(value).strip()
+    if "://" in text:
+        raise ValueError(f"expected a host or host:port, got {value!r} (a URL goes in srebuildd_url)")
+    _to_http_url(text)
+    return text
 
 
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -160,7 +195,8 @@ class Settings:
         if self.srebuildd_url:
             return self.srebuildd_url.rstrip("/")
         if self.srebuildd_ip:
-            return f"http://{self.srebuildd_ip}:{self.srebuildd_port}"
+            with_port = urlsplit(f"http://{self.srebuildd_ip}").port is not None
+            return f"http://{self.srebuildd_ip}" if with_port else f"http://{self.srebuildd_ip}:{self.srebuildd_port}"
         return None
 
     @property
@@ -202,13 +238,13 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "min_chunks": _to_positive_int,
     "retention": _to_int,
     "max_orphan_share": _to_share,
-    "srebuildd_url": _optional(_to_str),
-    "srebuildd_ip": _optional(_to_str),
+    "srebuildd_url": _optional(_to_http_url),
+    "srebuildd_ip": _optional(_to_host),
     "srebuildd_port": _to_positive_int,
     "srebuildd_arc_path": _optional(_to_str),
     "srebuildd_arcdata_path": _optional(_to_str),
     "srebuildd_chord_path": _optional(_to_str),
-    "bucketd_url": _optional(_to_str),
+    "bucketd_url": _optional(_to_http_url),
     "split_threshold": _optional(_to_positive_int),
     "size_sample": _to_positive_int,
     "concurrency": _to_positive_int,

@@ -15,12 +15,14 @@ import jinja2
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
 from ringfsck.capacity import capacity_summary, human_bytes
+from ringfsck.commands import absolute_location, printed_command
 from ringfsck.s3 import is_s3_url, local_output
 from ringfsck.store import Store, iso, utc_now
 
 TEMPLATE = "report.html.j2"
 _FIRST_KEYS = 3
 _TOP_DISKS = 24
+MANIFEST_NAME = "orphans.csv"  # where the report's next steps put the manifest: in the store's folder
 
 
 def _bars(rows: list[dict[str, Any]], label: str, value: str, *, width: int = 560, bar_height: int = 18) -> dict[str, Any]:
@@ -45,18 +47,25 @@ def _gaps_by_bucket(con) -> list[dict[str, Any]]:
     return [{"bucket": b, "missing": m, "unrecoverable": u, "degraded": d, "first_keys": keys} for b, m, u, d, keys in rows]
 
 
-def _next_commands(summary: dict[str, Any], capacity: dict[str, Any]) -> list[tuple[str, str]]:
+def _next_commands(store: Store, summary: dict[str, Any], capacity: dict[str, Any]) -> list[tuple[str, str]]:
+    """The next steps, each a command that runs as printed from any folder (ringfsck.commands)."""
+    def command(*words: str, srebuildd: bool = False) -> str:
+        return printed_command(store, *words, srebuildd=srebuildd)
+
     if not summary["complete"]:
-        steps = [("ringfsck resolve --srebuildd URL", "finish the split lookups (failed or never made)")]
-        steps.append(("ringfsck analyze", "re-run the analysis once the inputs are complete"))
-        return steps
+        return [
+            (command("resolve", srebuildd=True), "finish the split lookups (failed or never made)"),
+            (command("analyze"), "re-run the analysis once the inputs are complete"),
+        ]
     steps = []
     if capacity["totals"]["unsized"] or capacity["totals"]["failed"]:
-        steps.append(("ringfsck size --srebuildd URL", "size the orphans still unsized"))
+        steps.append((command("size", srebuildd=True), "size the orphans still unsized"))
+    # Beside the store's own files, so it is found from any folder (on S3 too).
+    manifest = absolute_location(store.location_of(store.root / MANIFEST_NAME))
     steps += [
-        ("ringfsck manifest -o orphans.csv", "write the deletion manifest of this analysis"),
-        ("ringfsck delete --manifest orphans.csv", "dry run: what would be deleted, nothing sent"),
-        ("ringfsck delete --manifest orphans.csv --execute --max-rps 200", "delete, journaled and resumable"),
+        (command("manifest", "-o", manifest), "write the deletion manifest of this analysis"),
+        (command("delete", "--manifest", manifest), "dry run: what would be deleted, nothing sent"),
+        (command("delete", "--manifest", manifest, "--execute", "--max-rps", "200", srebuildd=True), "delete, journaled and resumable"),
     ]
     return steps
 
@@ -90,7 +99,7 @@ def render_report(store: Store, run_id: str | None = None) -> str:
         disk_chart=_bars(disks, "disk", "raw_bytes"),
         disks_shown=len(disks),
         histogram_chart=_bars(capacity["histogram"], "label", "orphans"),
-        next_commands=_next_commands(summary, capacity),
+        next_commands=_next_commands(store, summary, capacity),
         version=__version__,
         generated_at=iso(utc_now()),
     )

@@ -32,7 +32,7 @@ from ringfsck.errors import ConfigError
 from ringfsck.s3 import S3, S3Object, S3Url
 
 # The store's own names under its prefix; anything else there (the inputs) is left alone.
-OWNED = ("store.json", "sources.json", "tables/", "runs/", "bucketd/", "journal/")
+OWNED = ("store.json", "sources.json", "srebuildd.json", "tables/", "runs/", "bucketd/", "journal/")
 INDEX_NAME = ".ringfsck-mirror.jsonl"
 CACHE_ENV = "RINGFSCK_CACHE_DIR"
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from ringfsck import __version__
-from ringfsck.cli._common import RingfsckGroup
+from ringfsck.cli._common import RingfsckGroup, global_store_options
 
 
 @click.group(cls=RingfsckGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="ringfsck")
+@global_store_options
 def main() -> None:
     """Check a Scality RING against its S3 metadata: find orphans and gaps, size and delete orphans safely.
 
@@ -27,6 +28,13 @@ def main() -> None:
       ringfsck manifest -o orphans.csv && ringfsck delete --manifest orphans.csv
 
     Try it all on a simulated RING first: ringfsck demo
+
+    \b
+    --config, --store and --cache-dir go before the command or after it:
+      ringfsck --store /data/fsck/DATA analyze
+      ringfsck --config /etc/ringfsck/config.yml check
+    Precedence: the option after the command > the option before it >
+    RINGFSCK_* environment (RINGFSCK_STORE, RINGFSCK_CONFIG...) > config file > defaults.
 
     Exit codes: 0 ok, 1 some items failed, 2 usage or config error, 3 bad input,
     4 refused by a safety check, 5 remote service error, 130 interrupted.

@@ -39,7 +39,11 @@ def _format_summary(summary: dict) -> list[str]:
 def analysis_options(func):  # noqa: ANN001, ANN201
     """The options of an analysis (shared by analyze and check); the command gets ``options``."""
 
-    @click.option("--arc", default=None, metavar="K+M", help="ARC schema of the S3 data, e.g. 8+4 (config: arc_protection).")
+    @click.option("--arc", default=None, metavar="K+M",
+                  help="ARC schema the S3 data is written with, e.g. 8+4 (config: arc_protection, default 8+4). It predicts missing "
+                       "data: the ARC main chunk and chunk count expected for an S3 key found nowhere on the RING (missing gaps). "
+                       "It does not change which keys are orphans or how they are sized: each RING key is judged by the schema "
+                       "its own key encodes (a warning names candidates with another schema).")
     @click.option("--cos", default=None, type=int, metavar="N", help="COS level, 0-5 (config: cos_protection).")
     @click.option("--min-chunks", default=None, type=int, metavar="N", help="ARC main chunks need at least N distinct chunks to be candidates (default 4).")
     @click.option("--assume-no-splits", is_flag=True, help="State that no object is split, so no 'ringfsck resolve' is needed.")

@@ -10,7 +10,7 @@ from ringfsck.analysis import AnalysisOptions
 from ringfsck.check import check
 from ringfsck.cli._common import open_store
 from ringfsck.cli.analyze import analysis_options, print_summary
-from ringfsck.cli.ingest import ingest_report_data, inputs_or_reference, print_ingest_report
+from ringfsck.cli.ingest import ingest_report_data, inputs_or_reference, print_ingest_report, store_location
 
 
 @click.command("check")
@@ -39,15 +39,17 @@ def check_command(listkeys: tuple[str, ...], s3keys: tuple[str, ...], options: A
     s3keys = inputs_or_reference(s3keys, settings, "s3keys", required=False)
     if not listkeys and not s3keys:
         raise click.UsageError("nothing to ingest: give --listkeys and --s3keys (or path and ring in the config); 'ringfsck analyze' analyzes the store as it is")
-    result = check(open_store(settings), listkeys, s3keys, options)
+    store = open_store(settings)
+    result = check(store, listkeys, s3keys, options)
     if as_json:
         ingested = {report.kind: ingest_report_data(report) for report in (result.listkeys, result.s3keys)}
-        click.echo(json.dumps({"ingest": ingested, "analysis": result.analysis.summary}, indent=2))
+        click.echo(json.dumps({"store": store_location(store), "ingest": ingested, "analysis": result.analysis.summary}, indent=2))
         return
     for report in (result.listkeys, result.s3keys):
         if report.files:
-            print_ingest_report(report, as_json=False)
+            print_ingest_report(report, as_json=False, store=store)
     print_summary(result.analysis.summary, as_json=False)
+    click.echo(f"store {store_location(store)}")
 
 
 COMMANDS = [check_command]

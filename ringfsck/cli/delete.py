@@ -45,16 +45,19 @@ def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
       ringfsck manifest -o s3://fsck/DATA/orphans.csv --config config.yml
     """
     from ringfsck.capacity import human_bytes
+    from ringfsck.commands import absolute_location, printed_command
     from ringfsck.manifest import write_manifest
 
-    manifest = write_manifest(open_store(settings), output, force=force)
+    store = open_store(settings)
+    manifest = write_manifest(store, output, force=force)
     header = manifest.header
     click.echo(f"{output}: {header['key_count']:,} orphan main chunks of run {header['run_id']}, "
                f"{human_bytes(header['logical_bytes'])} logical ({header['unsized']:,} unsized); sha256 {header['keys_sha256'][:16]}…")
     for name, reason in header["forced"].items():
         click.echo(f"Warning: check '{name}' overridden: {reason}", err=True)
-    click.echo(f"Next: ringfsck delete --manifest {output}            (dry run)")
-    click.echo(f"      ringfsck delete --manifest {output} --execute")
+    manifest_location = absolute_location(output)
+    click.echo(f"Next: {printed_command(store, 'delete', '--manifest', manifest_location)}   # dry run")
+    click.echo(f"      {printed_command(store, 'delete', '--manifest', manifest_location, '--execute', srebuildd=True)}")
 
 
 @click.command("delete")
@@ -89,13 +92,15 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, set
     store = open_store(settings)
     report = delete_from_manifest(store, manifest_path, execute=execute, only_keys=only_keys, policy=HttpPolicy.from_settings(settings))
     todo = report.selected - report.already_confirmed
+    if not todo:  # a rerun after every key was confirmed: nothing was sent, with --execute or not
+        click.echo(f"{'' if execute else 'dry run: '}nothing left to delete: all {report.selected:,} selected of {report.manifest_keys:,} manifest keys "
+                   f"are already confirmed (deleted or already gone) in {report.journal_location}")
+        return
     if not report.executed:
-        verb = "would delete" if todo else "has nothing left to delete"
-        click.echo(f"dry run: {verb} {todo:,} of {report.manifest_keys:,} manifest keys "
+        click.echo(f"dry run: would delete {todo:,} of {report.manifest_keys:,} manifest keys "
                    f"({human_bytes(report.bytes_selected)} logical, {report.unsized_selected:,} unsized); "
                    f"{report.already_confirmed:,} already confirmed in {report.journal_location}")
-        if todo:
-            click.echo("Nothing was sent. Add --execute to delete.")
+        click.echo("Nothing was sent. Add --execute to delete.")
         return
     o = report.outcomes
     click.echo(f"deleted {o['deleted']:,}, already gone {o['already_gone']:,}, failed {o['failed']:,} in {report.seconds:.1f} s; "

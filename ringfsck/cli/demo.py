@@ -28,7 +28,10 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
       ringfsck demo --dir /tmp/demo --objects 20000
       ringfsck sql "select * from orphan_sizes limit 5" --store /tmp/demo/store
     """
+    import shlex
+
     from ringfsck.capacity import human_bytes
+    from ringfsck.commands import absolute_location
     from ringfsck.demo import run_demo
 
     result = run_demo(directory, objects=objects, seed=seed, faults=faults, echo=click.echo)
@@ -48,7 +51,9 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
     o = result.deletion.outcomes
     click.echo(f"deleted          {o['deleted']:,} orphans ({human_bytes(result.deletion.bytes_reclaimed)} logical reclaimed), failed {o['failed']:,}")
     click.echo(f"report: {result.report}")
-    click.echo(f"store:  {result.store}   (try: ringfsck sql \"select * from gaps\" --store {result.store})")
+    store = absolute_location(str(result.store))
+    click.echo(f"store:  {store}")
+    click.echo(f"Next: {shlex.join(['ringfsck', 'sql', 'select * from gaps', '--store', store])}")
     if result.matches_truth:
         click.echo("Everything matches what the lab planted.")
     else:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Any
 
 import click
 
-from ringfsck.cli._common import RingfsckGroup, open_store, settings_options
+from ringfsck.cli._common import POLICY_SETTINGS, RingfsckGroup, open_store, policy_options, settings_options
 from ringfsck.ingest import IngestReport, ingest_listkeys, ingest_s3keys
 
 
@@ -37,23 +38,42 @@ def ingest_report_data(report: IngestReport) -> dict:
     return {"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files]}
 
 
-def print_ingest_report(report: IngestReport, as_json: bool) -> None:
+# What the parsers' skip counts are, said in words ("2 noise" reads "2 ringsh noise lines").
+_SKIPPED_WORDS = {"noise": "ringsh noise line", "blank": "blank line", "header": "header line"}
+
+
+def _skipped(what: str, count: int) -> str:
+    words = _SKIPPED_WORDS.get(what)
+    if words is None:
+        return f"{count:,} {what}"
+    return f"{count:,} {words}" + ("" if count == 1 else "s")
+
+
+def store_location(store) -> str:  # noqa: ANN001
+    """The store, as every ingest and check says where it put the data (absolute: it means the same anywhere)."""
+    from ringfsck.commands import absolute_location
+
+    return absolute_location(store.location)
+
+
+def print_ingest_report(report: IngestReport, as_json: bool, store) -> None:  # noqa: ANN001
     if as_json:
         click.echo(json.dumps(ingest_report_data(report), indent=2))
         return
+    from ringfsck.commands import printed_command
+
     parts = [f"{report.count('ingested')} ingested"]
     for status in ("unchanged", "duplicate"):
         if report.count(status):
             parts.append(f"{report.count(status)} {status}")
-    click.echo(f"{report.kind}: {len(report.files)} file(s): {', '.join(parts)}; {report.rows:,} rows")
+    click.echo(f"{report.kind}: {len(report.files)} file(s): {', '.join(parts)}; {report.rows:,} rows; store {store_location(store)}")
     for outcome in report.files:
         if outcome.status == "ingested" and outcome.skipped:
-            skipped = ", ".join(f"{count:,} {what}" for what, count in sorted(outcome.skipped.items()))
+            skipped = ", ".join(_skipped(what, count) for what, count in sorted(outcome.skipped.items()))
             click.echo(f"  {outcome.location}: skipped {skipped}")
     if report.rejected:
-        click.echo(
-            f"{report.rejected:,} row(s) rejected; see them with: ringfsck sql \"select * from rejects\"", err=True
-        )
+        click.echo(f"{report.rejected:,} row(s) rejected; see them with:", err=True)
+        click.echo(f"Next: {printed_command(store, 'sql', 'select * from rejects')}", err=True)
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)
 
@@ -80,7 +100,8 @@ def ingest_listkeys_command(paths: tuple[str, ...], as_json: bool, settings) -> 
       ringfsck ingest listkeys s3://fsck/DATA/listkeys.csv/ --store s3://fsck/DATA
       ringfsck ingest listkeys --config config.yml
     """
-    print_ingest_report(ingest_listkeys(open_store(settings), inputs_or_reference(paths, settings, "listkeys")), as_json)
+    store = open_store(settings)
+    print_ingest_report(ingest_listkeys(store, inputs_or_reference(paths, settings, "listkeys")), as_json, store)
 
 
 @ingest.command("s3keys")
@@ -101,19 +122,21 @@ def ingest_s3keys_command(paths: tuple[str, ...], as_json: bool, settings) -> No
       ringfsck ingest s3keys 'exports/*_keys.txt' export.log.gz
       ringfsck ingest s3keys s3://fsck/DATA/s3-bucketd/ --store s3://fsck/DATA
     """
-    print_ingest_report(ingest_s3keys(open_store(settings), inputs_or_reference(paths, settings, "s3keys")), as_json)
+    store = open_store(settings)
+    print_ingest_report(ingest_s3keys(store, inputs_or_reference(paths, settings, "s3keys")), as_json, store)
 
 
 @ingest.command("bucketd")
-@click.option("--url", default=None, metavar="URL", help="bucketd base URL, e.g. http://127.0.0.1:9000 (config: bucketd_url).")
-@click.option("--raft-session", "raft_sessions", multiple=True, type=int, metavar="N", help="Export every bucket of this raft session (repeatable).")
+@click.option("--url", default=None, metavar="URL",
+              help="bucketd base URL, http://HOST:PORT or HOST:PORT, e.g. http://127.0.0.1:9000 (config: bucketd_url; no default).")
+@click.option("--raft-session", "raft_sessions", multiple=True, type=int, metavar="N",
+              help="Export every bucket of this raft session (repeatable; no default: give sessions or buckets).")
 @click.option("--bucket", "buckets", multiple=True, metavar="NAME", help="Export this bucket (repeatable).")
 @click.option("--skip-complete", is_flag=True, help="Keep buckets whose earlier export completed (finish a partly failed run).")
 @click.option("--page-size", default=1000, show_default=True, type=click.IntRange(1, 10_000), help="Keys per listing request.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency).")
-@click.option("--max-rps", type=click.FloatRange(min=0.1), default=None, help="Ceiling on requests per second (config: max_rps).")
-@settings_options(url="bucketd_url", concurrency="concurrency", max_rps="max_rps")
-def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size, concurrency, max_rps, settings) -> None:
+@policy_options
+@settings_options(url="bucketd_url", **POLICY_SETTINGS)
+def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size, settings, **_: Any) -> None:
     """Export S3 keys straight from bucketd (no Docker image, no jq).
 
     Keeps every version's RING locations, reads big MPU objects in full when a
@@ -124,17 +147,23 @@ def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size
     resumes from its last completed page; exporting a finished bucket again
     replaces it (--skip-complete keeps it, to finish a partly failed run).
 
+    Defaults: 1,000 keys per listing page, 64 requests in flight, no rate
+    ceiling, 30 s per request, 5 retries (the config's concurrency, max_rps,
+    timeout and retries, as for resolve, size and delete).
+
     \b
     Examples:
       ringfsck ingest bucketd --url http://127.0.0.1:9000 --raft-session 1 --raft-session 2
       ringfsck ingest bucketd --url http://127.0.0.1:9000 --bucket video --bucket photos
+      ringfsck ingest bucketd --url 127.0.0.1:9000 --raft-session 1 --timeout 60 --retries 10 --max-rps 300
     """
     from ringfsck.ingest.bucketd import ingest_bucketd
     from ringfsck.remote.http import HttpPolicy
 
     if not settings.bucketd_url:
         raise click.UsageError("give the bucketd URL with --url (or bucketd_url in the config)")
-    report = ingest_bucketd(open_store(settings), settings.bucketd_url, raft_sessions=raft_sessions, buckets=buckets,
+    store = open_store(settings)
+    report = ingest_bucketd(store, settings.bucketd_url, raft_sessions=raft_sessions, buckets=buckets,
                             policy=HttpPolicy.from_settings(settings), page_size=page_size, skip_complete=skip_complete)
     for outcome in report.buckets:
         skipped = ", ".join(f"{n:,} {what}" for what, n in sorted(outcome.skipped.items()))
@@ -142,7 +171,7 @@ def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size
         click.echo(f"  {outcome.bucket}: {outcome.rows:,} RING keys in {outcome.pages} page(s){resumed}" + (f"; skipped {skipped}" if skipped else ""))
         if outcome.other_locations:
             click.echo(f"    {outcome.other_locations:,} locations on other backends (see s3_other_locations)")
-    click.echo(f"bucketd: {len(report.buckets)} bucket(s), {report.rows:,} RING keys")
+    click.echo(f"bucketd: {len(report.buckets)} bucket(s), {report.rows:,} RING keys; store {store_location(store)}")
 
 
 COMMANDS = [ingest]

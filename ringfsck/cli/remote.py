@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ringfsck.cli._common import open_store, settings_options
+from ringfsck.cli._common import POLICY_SETTINGS, open_store, policy_options, settings_options
 from ringfsck.errors import EXIT_FAILURES
 from ringfsck.remote.batches import JobReport
 from ringfsck.remote.http import HttpPolicy
@@ -17,11 +17,10 @@ from ringfsck.remote.http import HttpPolicy
 def http_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--srebuildd and the request policy options, shared by every srebuildd command."""
 
-    @click.option("--srebuildd", "srebuildd_url", default=None, metavar="URL", help="srebuildd base URL, e.g. http://10.0.0.5:81 (config: srebuildd_url or srebuildd_ip).")
-    @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64).")
-    @click.option("--max-rps", type=click.FloatRange(min=0.1), default=None, help="Ceiling on requests per second, retries included (config: max_rps).")
-    @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30).")
-    @click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5).")
+    @click.option("--srebuildd", "srebuildd_url", default=None, metavar="URL",
+                  help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81 "
+                       "(config: srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81).")
+    @policy_options
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
@@ -29,7 +28,15 @@ def http_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-_POLICY_SETTINGS = dict(srebuildd_url="srebuildd_url", concurrency="concurrency", max_rps="max_rps", timeout="timeout", retries="retries")
+_POLICY_SETTINGS = dict(srebuildd_url="srebuildd_url", **POLICY_SETTINGS)
+
+
+def _remember_srebuildd(store, settings) -> None:  # noqa: ANN001
+    """The URL that answered, for the commands printed later (report, manifest) to carry."""
+    from ringfsck.commands import remember_srebuildd
+
+    if settings.srebuildd_base_url:
+        remember_srebuildd(store, settings.srebuildd_base_url)
 
 
 def _print(report: JobReport, what: str) -> None:
@@ -63,6 +70,7 @@ def resolve_command(settings, **_: Any) -> None:
 
     store = open_store(settings)
     report = resolve_splits(store, policy=HttpPolicy.from_settings(settings))
+    _remember_srebuildd(store, settings)
     _print(report, "resolve")
     if report.errors:
         raise SystemExit(EXIT_FAILURES)
@@ -99,6 +107,7 @@ def size_command(settings, **_: Any) -> None:
 
     store = open_store(settings)
     report = size_orphans(store, policy=HttpPolicy.from_settings(settings))
+    _remember_srebuildd(store, settings)
     _print(report, "size")
     capacity = capacity_summary(store)
     totals = capacity["totals"]
