@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 #    rejected row, still references), sources' incomplete reasons.
 STORE_FORMAT = 3
 MACROS_FILE = "00_macros.sql"
+# The format of a per-bucket CSV export (ringfsck.ingest.s3keys): its object names may be percent-encoded.
+CSV_EXPORT_FORMAT = "s3keys-csv"
 LOCK_FILE = ".lock"  # hidden: never mirrored to S3
 
 # Column contracts of the ingested tables (DuckDB types): the types of the views, and
@@ -469,6 +471,24 @@ class Store:
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[s["id"], s["kind"], s["location"], s["size"], s["checksum"], s["format"], s["captured_at"], s["ingested_at"], s["rows"], s["rejected"]] for s in sources],
             )
+        # Every S3 key row named as a reference: (bucket, object_key, version_id, sproxyd_key), whichever
+        # source gave it (DOMAIN.md section 5). The reference's CSV keeps objectUrl's percent-encoded last
+        # segment ("name%00versionId" for a version): decoded and split here (JSON lines and bucketd are
+        # decoded at ingest; a name that does not decode stays as written). s3utils names an object's
+        # current version by its master entry (no version id), bucketd by its version: a row without a
+        # version id takes the version id of a row of the same object naming the same key.
+        con.execute(
+            "CREATE OR REPLACE VIEW s3_objects AS SELECT bucket, object_key, "
+            "  coalesce(version_id, min(version_id) OVER (PARTITION BY bucket, object_key, sproxyd_key)) AS version_id, "
+            "  sproxyd_key, size, last_modified, on_ring, source "
+            "FROM (SELECT bucket, sproxyd_key, size, last_modified, on_ring, source, "
+            "  CASE WHEN versioned THEN regexp_extract(decoded, '(?s)^(.*)\\x00', 1) ELSE decoded END AS object_key, "
+            "  CASE WHEN versioned THEN regexp_extract(decoded, '(?s)\\x00([^\\x00]*)$', 1) ELSE version_id END AS version_id "
+            "  FROM (SELECT *, encoded AND contains(decoded, chr(0)) AS versioned "
+            "    FROM (SELECT *, CASE WHEN encoded THEN coalesce(try(url_decode(object_key)), object_key) ELSE object_key END AS decoded "
+            "      FROM (SELECT *, version_id IS NULL AND contains(object_key, '%') "
+            f"        AND source IN (SELECT location FROM sources WHERE format = {sql_literal(CSV_EXPORT_FORMAT)}) AS encoded FROM s3keys))))"
+        )
         # Rejected rows of S3 exports (files and bucketd): references ringfsck does not know. A listing's
         # rejects hold chunk keys, not references; a reject of no recorded source counts as an export's.
         con.execute(
