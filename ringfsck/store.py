@@ -380,6 +380,11 @@ class Store:
             self._mirror.mark_run_pulled(run_id)
         self.write_text(self.runs_dir / "LATEST", run_id + "\n")
 
+    def run_ids(self) -> list[str]:
+        """Every analysis run of the store, oldest first (run ids begin with their UTC start time)."""
+        directory = self.root / "runs"
+        return sorted(p.parent.name for p in directory.glob("*/summary.json")) if directory.is_dir() else []
+
     def latest_run_id(self) -> str | None:
         marker = self.root / "runs" / "LATEST"
         return marker.read_text().strip() if marker.exists() else None
