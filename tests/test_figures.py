@@ -93,3 +93,40 @@ def test_a_master_entry_and_its_version_are_one_reference(tmp_path):
     assert sorted(rows(store, "SELECT bucket, object_key, version_id, sproxyd_key FROM s3_references"), key=str) == [
         ("b", "a/key", "v1", KEY_B), ("b", "a/key", "v2", KEY_A), ("b", "other", None, KEY_A),
     ]
+
+
+def test_cos_setting_is_checked_against_the_keys_replica_counts(lab_world, tmp_path):
+    # The lab's COS data is COS 2; the reference's default setting is COS 3.
+    store = store_at(tmp_path / "store")
+    ingest_listkeys(store, [str(lab_world.listkeys_dir)])
+    ingest_s3keys(store, [str(lab_world.s3keys_dir)])
+    summary = analyze(store, AnalysisOptions(assume_no_splits=True)).summary
+    cos_main_chunks = rows(store, "SELECT count(*) FROM ring_main_chunks WHERE protection = 'cos' AND schema = '2'")[0][0]
+    assert cos_main_chunks > 0
+    assert {"protection": "cos", "schema": "2", "main_chunks": cos_main_chunks,
+            "candidates": cos_main_chunks} in summary["counts"]["protections"]
+    assert [w for w in summary["warnings"] if "configured COS 3" in w and f"COS 2 ({cos_main_chunks:,})" in w]
+    summary = analyze(Store.open(Settings(store=str(tmp_path / "store"), cos_protection=2)), AnalysisOptions(assume_no_splits=True)).summary
+    assert not [w for w in summary["warnings"] if "COS" in w]
+
+
+def test_gaps_total_and_unrecoverable_first(lab_stores, lab_world):
+    counts = lab_stores["bucketd"].run_summary()["counts"]
+    assert list(counts["gaps"]) == ["unrecoverable", "missing", "degraded"]
+    assert counts["gaps_total"] == sum(len(keys) for keys in lab_world.truth["gaps"].values())
+
+
+def test_history_lists_every_run_oldest_first_with_its_figures(lab_stores):
+    from ringfsck.analysis import run_history
+
+    store = lab_stores["csv"]
+    before = store.run_ids()
+    analyze(store)
+    history = run_history(store)
+    assert [run["run_id"] for run in history] == store.run_ids() == sorted(store.run_ids()) and len(history) == len(before) + 1
+    for run in history:
+        summary = store.run_summary(run["run_id"])
+        assert (run["orphans"], run["candidates"], run["gaps"]) == (
+            summary["counts"]["orphans"], summary["counts"]["candidates"], summary["counts"]["gaps"])
+        assert run["logical_bytes"] is None and run["deletion"] is None  # never sized, nothing deleted
+    assert [run["run_id"] for run in run_history(store, limit=1)] == [store.latest_run_id()]
