@@ -360,6 +360,33 @@ class Store:
         others = [s for s in self.sources() if s.id != source.id]
         self.write_json(self._sources_file, [asdict(s) for s in [*others, source]])
 
+    def find_source(self, name: str) -> Source:
+        """The source whose id or location is ``name`` (as ``ringfsck sql "select * from sources"`` shows them)."""
+        for source in self.sources():
+            if name in (source.id, source.location):
+                return source
+        raise InputError(f"{self.location}: no source {name!r} (list them with: ringfsck sql \"select id, kind, location from sources\")")
+
+    def forget_source(self, source: Source) -> list[str]:
+        """Remove a source from the store: every table part it brought, its bucketd progress marker, then its record.
+
+        The record goes last: a forget interrupted halfway leaves the source recorded (and is simply
+        run again), never parts of no source. Returns the files removed.
+        """
+        removed = []
+        tables = self.root / "tables"
+        for table in sorted(p.name for p in tables.iterdir() if p.is_dir()) if tables.is_dir() else []:
+            # A file's parts are named by its source id; a bucketd export's pages by the id and the page.
+            for part in self.part_names(table, source.id) + self.part_names(table, f"{source.id}-*"):
+                self.remove_part(table, part)
+                removed.append(f"tables/{table}/{part}.parquet")
+        marker = self.root / "bucketd" / f"{source.id}.json"
+        if marker.exists():
+            self.remove(marker)
+            removed.append(f"bucketd/{marker.name}")
+        self.write_json(self._sources_file, [asdict(s) for s in self.sources() if s.id != source.id])
+        return removed
+
     # --- runs -------------------------------------------------------------
     @property
     def runs_dir(self) -> Path:

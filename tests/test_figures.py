@@ -130,3 +130,88 @@ def test_history_lists_every_run_oldest_first_with_its_figures(lab_stores):
             summary["counts"]["orphans"], summary["counts"]["candidates"], summary["counts"]["gaps"])
         assert run["logical_bytes"] is None and run["deletion"] is None  # never sized, nothing deleted
     assert [run["run_id"] for run in run_history(store, limit=1)] == [store.latest_run_id()]
+
+
+# --- overlapping sources: said at ingest, dropped with 'ringfsck forget' ------------------------
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from ringfsck.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def _export(tmp_path, name: str, rows: list[tuple[str, str]]) -> str:
+    path = tmp_path / name
+    path.write_text("".join(f'"b","{obj}","{key}"\n' for obj, key in rows))
+    return str(path)
+
+
+def test_ingest_says_when_a_source_overlaps_another(tmp_path):
+    store = str(tmp_path / "store")
+    (tmp_path / "again").mkdir()
+    first = _export(tmp_path, "b_keys.txt", [("x", KEY_A), ("y", KEY_B)])
+    second = _export(tmp_path / "again", "b_keys.txt", [("x", KEY_A), ("z", KEY_C)])
+    result = _cli("ingest", "s3keys", first, "--store", store)
+    assert result.exit_code == 0 and "already in" not in result.output
+    result = _cli("ingest", "s3keys", second, "--store", store)
+    assert result.exit_code == 0, result.output
+    assert f"Note: 1 of 2 references of {second} are already in {first}" in result.output
+    assert "ringfsck forget SOURCE" in result.output
+
+
+def test_forget_drops_a_source_and_refuses_to_drop_unique_references(tmp_path):
+    store_dir = str(tmp_path / "store")
+    (tmp_path / "again").mkdir()
+    first = _export(tmp_path, "b_keys.txt", [("x", KEY_A), ("y", KEY_B)])
+    copy = _export(tmp_path / "again", "b_keys.txt", [("x", KEY_A), ("y", KEY_B), ("z", KEY_C)])
+    assert _cli("ingest", "s3keys", first, copy, "--store", store_dir).exit_code == 0
+    store = store_at(store_dir)
+    first_id = store.find_source(first).id
+    # The copy alone names KEY_C: forgetting it would make that data look orphaned.
+    refused = _cli("forget", copy, "--store", store_dir)
+    assert refused.exit_code == 4 and "1 of its sproxyd keys are in no other source" in refused.output
+    assert len(store.sources()) == 2
+    result = _cli("forget", first_id, "--store", store_dir)
+    assert result.exit_code == 0, result.output
+    assert f"Forgot s3keys source {first_id}: {first}" in result.output and "The next analysis will not count it" in result.output
+    assert [s.location for s in store.sources()] == [copy]
+    assert {key for (key,) in rows(store, "SELECT sproxyd_key FROM s3keys")} == {KEY_A, KEY_B, KEY_C}
+    assert not list((tmp_path / "store" / "tables").glob(f"*/{first_id}*"))
+    assert _cli("forget", "nothing-like-it", "--store", store_dir).exit_code == 3
+    assert _cli("forget", copy, "--store", str(tmp_path / "typo")).exit_code == 3 and not (tmp_path / "typo").exists()
+
+
+def test_forgetting_the_unreadable_export_makes_the_store_complete_only_if_nothing_else_does(tmp_path):
+    import gzip
+
+    from ringfsck.errors import InputError
+
+    store_dir = str(tmp_path / "store")
+    (tmp_path / "node.csv").write_text("A" * 40 + "," + "B" * 40 + ",d,0\n")
+    good = _export(tmp_path, "b_keys.txt", [("x", KEY_A)])
+    damaged = tmp_path / "c_keys.txt.gz"
+    damaged.write_bytes(gzip.compress(f'"c","y","{KEY_B}"\n'.encode() * 1000)[:-40])
+    bad_row = _export(tmp_path, "d_keys.txt", [("z", KEY_C), ("broken", "not-a-key-" + "0" * 30)])
+    store = store_at(store_dir)
+    ingest_listkeys(store, [str(tmp_path / "node.csv")])
+    ingest_s3keys(store, [good, bad_row])
+    with pytest.raises(InputError):
+        ingest_s3keys(store, [str(damaged)])
+    unreadable = store.find_source(str(damaged))
+    assert unreadable.incomplete
+    result = _cli("forget", unreadable.id, "--store", store_dir)
+    assert result.exit_code == 0, result.output
+    assert "they still are" in result.output and "could not be parsed" in result.output  # the rejected row still counts
+    result = _cli("forget", bad_row, "--store", store_dir, "--drop-unique-references")
+    assert result.exit_code == 0, result.output
+    assert "1 sproxyd keys only it named are no longer references" in result.output
+    summary = analyze(store_at(store_dir), AnalysisOptions(assume_no_splits=True)).summary
+    assert summary["complete"], summary["incomplete_reasons"]
+
+
+def test_help_says_what_arc_and_cos_change_and_what_they_do_not():
+    text = " ".join(_cli("analyze", "--help").output.split())
+    assert "predicts the main chunk of a missing gap" in text and "use each key's own schema" in text
+    assert "Checked against the keys" in text and "each key is judged and sized by its own" in text
