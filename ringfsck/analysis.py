@@ -33,7 +33,8 @@ from ringfsck.store import RUN_VIEWS, Store, iso, sql_literal, sql_steps, step_q
 
 # Steps whose output is written to the run (the others are intermediate, or views: RUN_VIEWS).
 PUBLIC_OUTPUTS = ("ring_main_chunks", "orphans", "gaps", "debris", "duplicates")
-GAP_STATUSES = ("missing", "unrecoverable", "degraded")
+# Unrecoverable first: data already lost (fewer than k chunks), whatever the other figures say.
+GAP_STATUSES = ("unrecoverable", "missing", "degraded")
 # A step whose SQL filters on this runs once per range of listkeys partitions.
 PARTITION_FILTER = "getvariable('partition_low')"
 # Listkeys rows per pass of such a step: its per-main-chunk aggregation then needs a few
@@ -241,6 +242,14 @@ def _summarize(
     counts["tombstones"], counts["tombstoned_main_chunks"] = _tombstone_counts(con)
     for status, count in con.execute("SELECT status, count(*) FROM gaps GROUP BY status").fetchall():
         counts["gaps"][status] = count
+    counts["gaps_total"] = sum(counts["gaps"].values())
+    # The protections read from the keys themselves (what the raw figures use), not the settings.
+    counts["protections"] = [
+        {"protection": protection, "schema": schema, "main_chunks": main_chunks, "candidates": candidates}
+        for protection, schema, main_chunks, candidates in con.execute(
+            "SELECT protection, schema, count(*), count(*) FILTER (WHERE candidate) FROM ring_main_chunks GROUP BY ALL ORDER BY 3 DESC, 1, 2"
+        ).fetchall()
+    ]
     counts["orphans_by_protection"] = dict(con.execute("SELECT protection, count(*) FROM orphans GROUP BY ALL ORDER BY 1").fetchall())
     if listing_time is not None:
         counts["references_newer_than_listing"] = _scalar(
@@ -264,6 +273,14 @@ def _summarize(
     if other_schemas:
         listed = ", ".join(f"{schema} ({count})" for schema, count in other_schemas)
         warnings.append(f"ARC candidates with a schema other than the configured {configured}: {listed}")
+    cos_others = [(row["schema"], row["main_chunks"]) for row in counts["protections"]
+                  if row["protection"] == "cos" and row["schema"] != str(settings.cos_protection)]
+    if cos_others:
+        listed = ", ".join(f"COS {schema} ({count:,})" for schema, count in cos_others)
+        warnings.append(
+            f"COS main chunks with a replica count other than the configured COS {settings.cos_protection} (--cos, cos_protection): {listed}; "
+            "each key is judged and sized by its own replica count"
+        )
     listkeys_times = [s["captured_at"] for s in sources if s["kind"] == "listkeys"]
     export_times = [s["captured_at"] for s in sources if s["kind"] != "listkeys"]
     return {
@@ -335,3 +352,59 @@ def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: A
         "split": split,
     }
 
+
+
+# Runs the history shows: about two months of weekly checks.
+HISTORY_RUNS = 8
+
+
+def run_history(store: Store, limit: int = HISTORY_RUNS) -> list[dict[str, Any]]:
+    """The store's last ``limit`` analyses, oldest first, with the figures an operator compares week to week.
+
+    Each run's own files are the source: its summary (orphans, gaps), the capacity ``size`` last
+    printed for it (None if never sized) and the deletion journal of its manifest (None if nothing
+    was deleted from it).
+    """
+    history = []
+    for run_id in store.run_ids()[-limit:]:
+        summary = store.run_summary(run_id)
+        counts = summary["counts"]
+        capacity_file = store.run_dir(run_id) / "capacity.json"
+        totals = json.loads(capacity_file.read_text())["totals"] if capacity_file.is_file() else None
+        gaps = counts["gaps"]
+        history.append({
+            "run_id": run_id,
+            "finished_at": summary.get("finished_at"),
+            "complete": bool(summary.get("complete")),
+            "candidates": counts["candidates"],
+            "orphans": counts["orphans"],
+            "orphan_share": summary.get("orphan_share", 0.0),
+            "logical_bytes": totals["logical_bytes"] if totals else None,
+            "raw_bytes": totals["raw_bytes"] if totals else None,
+            "gaps": {status: gaps.get(status, 0) for status in GAP_STATUSES},
+            "gaps_total": sum(gaps.values()),
+            "deletion": _run_deletions(store, run_id),
+        })
+    return history
+
+
+def _run_deletions(store: Store, run_id: str) -> dict[str, int] | None:
+    """Outcomes in the journal of the run's manifest (named by the checksum of the run's orphan keys), None without one."""
+    from ringfsck.deleter import Journal
+    from ringfsck.manifest import keys_checksum
+
+    orphans = store.run_dir(run_id) / "orphans.parquet"
+    if not orphans.is_file():
+        return None
+    con = duckdb.connect(":memory:")
+    try:
+        keys = [key for (key,) in con.execute(f"SELECT ring_key FROM read_parquet({sql_literal(str(orphans))})").fetchall()]
+    finally:
+        con.close()
+    outcomes = Journal(store, keys_checksum(keys)[:32]).outcomes()
+    if not outcomes:
+        return None
+    tally = {"deleted": 0, "already_gone": 0, "failed": 0}
+    for outcome in outcomes.values():
+        tally[outcome] = tally.get(outcome, 0) + 1
+    return tally

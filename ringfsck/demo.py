@@ -77,7 +77,8 @@ def run_demo(
         return value
 
     world = step(f"generate a lab world of {objects:,} objects", lambda: generate_world(root / "world", objects=objects, seed=seed))
-    store = Store.open(Settings(store=str(root / "store")))
+    # The world's protections, as an operator would configure them (a wrong COS level is warned about).
+    store = Store.open(Settings(store=str(root / "store"), cos_protection=world.truth["settings"]["cos"]))
     policy = HttpPolicy(concurrency=32, timeout=10, retries=8, backoff_base=0.01, backoff_max=0.2)
     with LabServers(world.path, srebuildd_faults=faults, bucketd_faults=faults) as lab:
         echo(f"   lab srebuildd {lab.srebuildd_url}, bucketd {lab.bucketd_url} (faults: {faults})")

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 #    rejected row, still references), sources' incomplete reasons.
 STORE_FORMAT = 3
 MACROS_FILE = "00_macros.sql"
+# The format of a per-bucket CSV export (ringfsck.ingest.s3keys): its object names may be percent-encoded.
+CSV_EXPORT_FORMAT = "s3keys-csv"
 LOCK_FILE = ".lock"  # hidden: never mirrored to S3
 
 # Column contracts of the ingested tables (DuckDB types): the types of the views, and
@@ -358,6 +360,33 @@ class Store:
         others = [s for s in self.sources() if s.id != source.id]
         self.write_json(self._sources_file, [asdict(s) for s in [*others, source]])
 
+    def find_source(self, name: str) -> Source:
+        """The source whose id or location is ``name`` (as ``ringfsck sql "select * from sources"`` shows them)."""
+        for source in self.sources():
+            if name in (source.id, source.location):
+                return source
+        raise InputError(f"{self.location}: no source {name!r} (list them with: ringfsck sql \"select id, kind, location from sources\")")
+
+    def forget_source(self, source: Source) -> list[str]:
+        """Remove a source from the store: every table part it brought, its bucketd progress marker, then its record.
+
+        The record goes last: a forget interrupted halfway leaves the source recorded (and is simply
+        run again), never parts of no source. Returns the files removed.
+        """
+        removed = []
+        tables = self.root / "tables"
+        for table in sorted(p.name for p in tables.iterdir() if p.is_dir()) if tables.is_dir() else []:
+            # A file's parts are named by its source id; a bucketd export's pages by the id and the page.
+            for part in self.part_names(table, source.id) + self.part_names(table, f"{source.id}-*"):
+                self.remove_part(table, part)
+                removed.append(f"tables/{table}/{part}.parquet")
+        marker = self.root / "bucketd" / f"{source.id}.json"
+        if marker.exists():
+            self.remove(marker)
+            removed.append(f"bucketd/{marker.name}")
+        self.write_json(self._sources_file, [asdict(s) for s in self.sources() if s.id != source.id])
+        return removed
+
     # --- runs -------------------------------------------------------------
     @property
     def runs_dir(self) -> Path:
@@ -377,6 +406,11 @@ class Store:
             self._mirror.publish_tree(self.runs_dir / run_id)
             self._mirror.mark_run_pulled(run_id)
         self.write_text(self.runs_dir / "LATEST", run_id + "\n")
+
+    def run_ids(self) -> list[str]:
+        """Every analysis run of the store, oldest first (run ids begin with their UTC start time)."""
+        directory = self.root / "runs"
+        return sorted(p.parent.name for p in directory.glob("*/summary.json")) if directory.is_dir() else []
 
     def latest_run_id(self) -> str | None:
         marker = self.root / "runs" / "LATEST"
@@ -469,6 +503,24 @@ class Store:
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[s["id"], s["kind"], s["location"], s["size"], s["checksum"], s["format"], s["captured_at"], s["ingested_at"], s["rows"], s["rejected"]] for s in sources],
             )
+        # Every S3 key row named as a reference: (bucket, object_key, version_id, sproxyd_key), whichever
+        # source gave it (DOMAIN.md section 5). The reference's CSV keeps objectUrl's percent-encoded last
+        # segment ("name%00versionId" for a version): decoded and split here (JSON lines and bucketd are
+        # decoded at ingest; a name that does not decode stays as written). s3utils names an object's
+        # current version by its master entry (no version id), bucketd by its version: a row without a
+        # version id takes the version id of a row of the same object naming the same key.
+        con.execute(
+            "CREATE OR REPLACE VIEW s3_objects AS SELECT bucket, object_key, "
+            "  coalesce(version_id, min(version_id) OVER (PARTITION BY bucket, object_key, sproxyd_key)) AS version_id, "
+            "  sproxyd_key, size, last_modified, on_ring, source "
+            "FROM (SELECT bucket, sproxyd_key, size, last_modified, on_ring, source, "
+            "  CASE WHEN versioned THEN regexp_extract(decoded, '(?s)^(.*)\\x00', 1) ELSE decoded END AS object_key, "
+            "  CASE WHEN versioned THEN regexp_extract(decoded, '(?s)\\x00([^\\x00]*)$', 1) ELSE version_id END AS version_id "
+            "  FROM (SELECT *, encoded AND contains(decoded, chr(0)) AS versioned "
+            "    FROM (SELECT *, CASE WHEN encoded THEN coalesce(try(url_decode(object_key)), object_key) ELSE object_key END AS decoded "
+            "      FROM (SELECT *, version_id IS NULL AND contains(object_key, '%') "
+            f"        AND source IN (SELECT location FROM sources WHERE format = {sql_literal(CSV_EXPORT_FORMAT)}) AS encoded FROM s3keys))))"
+        )
         # Rejected rows of S3 exports (files and bucketd): references ringfsck does not know. A listing's
         # rejects hold chunk keys, not references; a reject of no recorded source counts as an export's.
         con.execute(

@@ -2,16 +2,24 @@
 -- The set over-approximates (DOMAIN.md sections 5 and 8): whatever might be a reference is one.
 -- * key: every 40-hex key of every export row, whatever its backend (on_ring = false: another
 --   backend's key, a reference for the orphan check only; NULL: a file export, backend unknown).
+--   The same (bucket, object key, version, sproxyd key) from several sources (bucketd and a file
+--   export of the same buckets, a CSV and its JSON-lines log) is ONE reference, so duplicates and
+--   gaps are counted once; grouping by the sproxyd key never drops one.
 -- * index: a split object's index is stored under the input key itself (the reference forgot it):
 --   it is the 'key' row; 'subkey': every subkey its index lists.
 -- * rejected: every 40-hex token of an S3 export row ringfsck could not parse (the analysis is
 --   incomplete anyway, but nothing it shows may call that key's data unreferenced).
 WITH input_keys AS (
-    SELECT bucket, object_key, version_id, sproxyd_key, NULL::VARCHAR AS parent_key, 'key' AS role, last_modified, on_ring
-    FROM s3keys
+    SELECT bucket, object_key, version_id, sproxyd_key, NULL::VARCHAR AS parent_key, 'key' AS role,
+           max(last_modified) AS last_modified,
+           -- A RING location if any source says so, another backend's if one says so and none says
+           -- RING; unknown (file exports only) otherwise.
+           CASE WHEN bool_or(on_ring) THEN true ELSE bool_and(on_ring) END AS on_ring
+    FROM s3_objects
+    GROUP BY bucket, object_key, version_id, sproxyd_key
 ),
 rejected AS (
-    SELECT NULL::VARCHAR AS bucket, NULL::VARCHAR AS object_key, NULL::VARCHAR AS version_id, unnest(r.keys) AS sproxyd_key,
+    SELECT DISTINCT NULL::VARCHAR AS bucket, NULL::VARCHAR AS object_key, NULL::VARCHAR AS version_id, unnest(r.keys) AS sproxyd_key,
            NULL::VARCHAR AS parent_key, 'rejected' AS role, NULL::TIMESTAMPTZ AS last_modified, NULL::BOOLEAN AS on_ring
     FROM s3_rejects AS r
 ),

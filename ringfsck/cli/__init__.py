@@ -52,6 +52,7 @@ _COMMAND_MODULES = {
     "report": "delete",
     "manifest": "delete",
     "delete": "delete",
+    "forget": "forget",
     "sql": "query",
     "demo": "demo",
     "lab": "lab",

@@ -18,11 +18,12 @@ def _format_summary(summary: dict) -> list[str]:
     lines = [
         f"run {summary['run_id']} ({summary['duration_s']:.1f} s)",
         f"  RING listkeys rows     {counts['listkeys_rows']:>14,}",
+        f"  RING main chunks       {counts['ring_main_chunks']:>14,}",
         f"  S3 references          {counts['s3_references']:>14,}",
         f"  candidates             {counts['candidates']:>14,}",
         f"  orphans                {counts['orphans']:>14,}  ({summary['orphan_share']:.2%} of candidates"
         + ("" if summary["reclaimable"] else "; unconfirmed: some references are unknown") + ")",
-        f"  gaps                   {sum(gaps.values()):>14,}  (missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,})",
+        f"  gaps                   {sum(gaps.values()):>14,}  (unrecoverable {gaps['unrecoverable']:,}: data loss; missing {gaps['missing']:,}, degraded {gaps['degraded']:,})",
         f"  debris                 {counts['debris']:>14,}",
         f"  tombstones             {counts['tombstones']:>14,}  (deleted, awaiting purge; {counts['tombstoned_main_chunks']:,} S3 main chunks hold only tombstones)",
         f"  duplicate keys         {counts['duplicates']:>14,}",
@@ -44,7 +45,9 @@ def analysis_options(func):  # noqa: ANN001, ANN201
                        "data: the ARC main chunk and chunk count expected for an S3 key found nowhere on the RING (missing gaps). "
                        "It does not change which keys are orphans or how they are sized: each RING key is judged by the schema "
                        "its own key encodes (a warning names candidates with another schema).")
-    @click.option("--cos", default=None, type=int, metavar="N", help="COS level, 0-5 (config: cos_protection).")
+    @click.option("--cos", default=None, type=int, metavar="N",
+                  help="COS level of the S3 data, 0-5 (config: cos_protection). Checked against the keys: a warning names other replica "
+                       "counts; each key is judged and sized by its own.")
     @click.option("--min-chunks", default=None, type=int, metavar="N", help="ARC main chunks need at least N distinct chunks to be candidates (default 4).")
     @click.option("--assume-no-splits", is_flag=True, help="State that no object is split, so no 'ringfsck resolve' is needed.")
     @click.option("--listing-time", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]), default=None,

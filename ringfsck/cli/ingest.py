@@ -35,7 +35,8 @@ def inputs_or_reference(paths: tuple[str, ...], settings, kind: str, *, required
 
 def ingest_report_data(report: IngestReport) -> dict:
     """An ingest report as JSON-ready data."""
-    return {"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files]}
+    return {"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files],
+            "overlaps": report.overlaps}
 
 
 # What the parsers' skip counts are, said in words ("2 noise" reads "2 ringsh noise lines").
@@ -76,6 +77,12 @@ def print_ingest_report(report: IngestReport, as_json: bool, store) -> None:  # 
         click.echo(f"Next: {printed_command(store, 'sql', 'select * from rejects')}", err=True)
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)
+    print_overlaps(report.overlaps)
+
+
+def print_overlaps(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
 
 
 @ingest.command("listkeys")
@@ -172,6 +179,7 @@ def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size
         if outcome.other_locations:
             click.echo(f"    {outcome.other_locations:,} locations on other backends (see s3_other_locations)")
     click.echo(f"bucketd: {len(report.buckets)} bucket(s), {report.rows:,} RING keys; store {store_location(store)}")
+    print_overlaps(report.overlaps)
 
 
 COMMANDS = [ingest]

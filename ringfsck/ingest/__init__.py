@@ -25,6 +25,7 @@ def ingest_s3keys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestRep
     (report,) = ingest_jobs(store, [_s3keys_job(store, paths)])
     _check_some_valid_row([report])
     _check_s3keys(report, paths)
+    report.overlaps = _overlaps(store, report)
     return report
 
 
@@ -40,6 +41,7 @@ def ingest_inputs(store: Store, listkeys: list[str] | tuple[str, ...], s3keys: l
     _check_some_valid_row([listkeys_report, s3keys_report])
     if s3keys:
         _check_s3keys(s3keys_report, s3keys)
+        s3keys_report.overlaps = _overlaps(store, s3keys_report)
     return listkeys_report, s3keys_report
 
 
@@ -54,6 +56,12 @@ def _s3keys_job(store: Store, paths: list[str] | tuple[str, ...]) -> IngestJob:
     from ringfsck.ingest.s3keys import parse_s3keys
 
     return IngestJob("s3keys", expand_paths(paths, store.settings), parse_s3keys, ("s3keys",), allow_empty=True)
+
+
+def _overlaps(store: Store, report: IngestReport) -> list[str]:
+    from ringfsck.ingest.overlap import overlap_notes
+
+    return overlap_notes(store, [f.location for f in report.files if f.status == "ingested" and f.rows])
 
 
 def _check_some_valid_row(reports: list[IngestReport]) -> None:

@@ -113,6 +113,8 @@ class FileOutcome:
 class IngestReport:
     kind: str
     files: list[FileOutcome] = field(default_factory=list)
+    # Where the S3 sources just stored repeat references other sources hold (ringfsck.ingest.overlap).
+    overlaps: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:

@@ -53,6 +53,8 @@ class BucketOutcome:
 class BucketdReport:
     url: str
     buckets: list[BucketOutcome] = field(default_factory=list)
+    # Where the buckets just exported repeat references other sources hold (ringfsck.ingest.overlap).
+    overlaps: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -72,13 +74,18 @@ def _timestamp(text: str | None) -> datetime | None:
         return None
 
 
+def bucket_location(url: str, bucket: str) -> str:
+    """Where a bucket's export comes from: its rows' source and its source record's location."""
+    return f"{url}/default/bucket/{bucket}"
+
+
 class _BucketExport:
     """One bucket's export: pages in, parts and a progress marker out."""
 
     def __init__(self, store: Store, url: str, bucket: str, *, skip_complete: bool = False) -> None:
         self.store = store
         self.bucket = bucket
-        self.location = f"{url}/default/bucket/{bucket}"
+        self.location = bucket_location(url, bucket)
         # Identity is the bucket, not the URL: the same bucketd reached by another
         # address (hostname or IP, another connector) must replace, never add.
         self.sid = source_id("bucketd", bucket)
@@ -252,6 +259,9 @@ def ingest_bucketd(
                 progress.close()
 
     asyncio.run(run())
+    from ringfsck.ingest.overlap import overlap_notes
+
+    report.overlaps = overlap_notes(store, [bucket_location(url, b.bucket) for b in report.buckets if b.status == "complete" and b.rows])
     if report.failed:
         first = report.failed[0]
         raise RemoteError(

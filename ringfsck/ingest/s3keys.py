@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.keys import is_other_backend_key, is_valid_key
-from ringfsck.store import arrow_schema
+from ringfsck.store import CSV_EXPORT_FORMAT, arrow_schema
 
 S3KEYS_SCHEMA = arrow_schema("s3keys")
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
@@ -104,14 +104,14 @@ class _RowWriter:
 
 def detect_format(opened: OpenedInput) -> str:
     head = opened.peek_text().lstrip("\ufeff \t\r\n")
-    return "s3keys-jsonl" if head.startswith("{") else "s3keys-csv"
+    return "s3keys-jsonl" if head.startswith("{") else CSV_EXPORT_FORMAT
 
 
 def parse_s3keys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     result = ParseResult(format=detect_format(opened))
     opened.skip_utf8_bom()
     with ctx.store.writing_part("s3keys", ctx.source_id) as tmp:
-        if result.format == "s3keys-csv":
+        if result.format == CSV_EXPORT_FORMAT:
             try:
                 writer = s3keys_writer(tmp)
                 try:
