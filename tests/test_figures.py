@@ -213,5 +213,5 @@ def test_forgetting_the_unreadable_export_makes_the_store_complete_only_if_nothi
 
 def test_help_says_what_arc_and_cos_change_and_what_they_do_not():
     text = " ".join(_cli("analyze", "--help").output.split())
-    assert "predicts the main chunk of a missing gap" in text and "use each key's own schema" in text
+    assert "missing gaps" in text and "judged by the schema its own key encodes" in text
     assert "Checked against the keys" in text and "each key is judged and sized by its own" in text
