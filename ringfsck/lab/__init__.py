@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -130,7 +131,8 @@ class LabServers:
         urls = {"srebuildd": self.srebuildd_url, "bucketd": self.bucketd_url, "supervisor": self.supervisor_url}
         if server not in urls:
             raise ValueError(f"server is 'srebuildd' or 'bucketd', not {server!r}")
-        response = httpx.request(method, f"{urls[server]}/_lab/{path}", json=payload, timeout=10, verify=self.ca_bundle or True)
+        verify = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
+        response = httpx.request(method, f"{urls[server]}/_lab/{path}", json=payload, timeout=10, verify=verify)
         if response.status_code == 400:  # a bad fault: the server says which
             raise ValueError(response.json()["error"])
         response.raise_for_status()
