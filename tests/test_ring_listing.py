@@ -273,3 +273,24 @@ def test_a_killed_listing_resumes_without_relisting_finished_nodes(tmp_path, rin
         assert requested["node-03"] >= 1 and sum(requested.values()) == requested["node-03"]
     assert _listed_rows(Store.open(Settings(store=str(store_dir)))) == _dump_rows(ring_world)
     assert not any(s.incomplete for s in Store(store_dir).sources() if s.kind == "listkeys")
+
+
+def test_check_takes_the_native_listing_when_a_supervisor_is_configured(tmp_path, ring_world, ring_lab):
+    config = tmp_path / "config.yml"
+    config.write_text(f"ring: DATA\nsup:\n  url: {ring_lab.supervisor_url}\n  login: {ring_lab.sup_login}\n"
+                      f"  password: {ring_lab.sup_password}\n  ca_bundle: {ring_lab.ca_bundle}\n")
+    store = tmp_path / "store"
+    done = _ringfsck("check", "--config", str(config), "--s3keys", str(ring_world.s3keys_dir), "--assume-no-splits", "--store", str(store), "--json", env={})
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)["analysis"]
+    assert summary["complete"] and summary["counts"]["orphans"] == len(ring_world.truth["orphans"])
+    assert {s.format for s in Store(store).sources() if s.kind == "listkeys"} == {RING_FORMAT}
+    assert ring_lab.sup_password not in done.stdout + done.stderr
+
+
+def test_the_demo_lists_the_ring_natively(tmp_path):
+    from ringfsck.demo import run_demo
+
+    result = run_demo(tmp_path, objects=200, seed=2, faults="error_rate=0.02", echo=lambda line: None)
+    assert result.matches_truth
+    assert {s.format for s in Store(result.store).sources() if s.kind == "listkeys"} == {RING_FORMAT}

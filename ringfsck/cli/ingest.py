@@ -185,6 +185,18 @@ def ring_options(func):  # noqa: ANN001, ANN201
     return func
 
 
+def node_line(outcome, echo=click.echo) -> None:  # noqa: ANN001
+    """The closing line of one node of a native listing."""
+    where = f"  {outcome.name} ({outcome.address})"
+    if outcome.status == "failed":
+        echo(f"{where}: FAILED after {outcome.seconds:.1f} s: {outcome.error}")
+    elif outcome.status == "kept":
+        echo(f"{where}: {outcome.rows:,} rows, listed before (--refresh lists it again)")
+    else:
+        rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
+        echo(f"{where}: {outcome.rows:,} rows in {outcome.seconds:.1f} s{rate}")
+
+
 def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refresh: bool = False, echo=click.echo):  # noqa: ANN001, ANN201
     """``ingest ring`` on the configured supervisor (or the given nodes): a closing line per node, then totals."""
     from ringfsck.ingest.ring import ingest_ring, sup_credentials
@@ -195,19 +207,9 @@ def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refres
     if not settings.sup.verify_tls:
         click.echo("Warning: TLS certificates of the supervisor and nodes are not checked (verify_tls: false)", err=True)
     credentials = sup_credentials(settings, [u for u in (settings.sup.url, *node_urls) if u])
-
-    def closing_line(outcome) -> None:  # noqa: ANN001
-        if outcome.status == "failed":
-            echo(f"  {outcome.name} ({outcome.address}): FAILED after {outcome.seconds:.1f} s: {outcome.error}")
-        elif outcome.status == "kept":
-            echo(f"  {outcome.name} ({outcome.address}): {outcome.rows:,} rows, listed before (--refresh lists it again)")
-        else:
-            rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
-            echo(f"  {outcome.name} ({outcome.address}): {outcome.rows:,} rows in {outcome.seconds:.1f} s{rate}")
-
     report = ingest_ring(store, supervisor=settings.sup.url if not node_urls else None, node_urls=node_urls, credentials=credentials,
                          policy=HttpPolicy.from_settings(settings), concurrency=settings.concurrency,
-                         refresh=refresh, on_node=closing_line)
+                         refresh=refresh, on_node=lambda outcome: node_line(outcome, echo))
     echo(f"ring {report.ring}: {len(report.nodes)} node(s), {report.rows:,} rows (chunks written up to mtime {report.mtime_max})")
     return report
 
