@@ -25,7 +25,7 @@ from ringfsck.keys import ArcSchema, parse_arc, parse_cos
 DEFAULT_CONFIG_NAME = "ringfsck.yml"
 DEFAULT_STORE = "./ringfsck-store"
 ENV_PREFIX = "RINGFSCK_"
-SECRET_FIELDS = frozenset({"access_key", "secret_key", "session_token"})
+SECRET_FIELDS = frozenset({"access_key", "secret_key", "session_token", "password"})
 REDACTED = "***"
 # The reference's input directories under {path}/{ring}/.
 REFERENCE_INPUTS = {"listkeys": "listkeys.csv", "s3keys": "s3-bucketd"}
@@ -137,6 +137,17 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class SupSettings:
+    """The RING's supervisor (DOMAIN.md section 9), the reference's ``sup`` block; the password is never printed."""
+
+    url: str | None = None  # e.g. https://10.0.0.2:2443
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None  # PEM file the supervisor's and nodes' certificates are checked against
+    verify_tls: bool = True  # false only when asked: the reference turns it off
+
+
+@dataclass(frozen=True)
 class DuckDBSettings:
     # DuckDB's own default is 80 % of RAM; a fixed ceiling makes large analyses
     # spill to temp_directory instead of crowding a RING server's memory.
@@ -172,6 +183,7 @@ class Settings:
     timeout: float = 30.0
     retries: int = 5
     s3: S3Settings = S3Settings()
+    sup: SupSettings = SupSettings()
     # Local mirror of an S3 store (all DuckDB work reads it); default under ~/.cache/ringfsck/s3/.
     cache_dir: str | None = None
     duckdb: DuckDBSettings = DuckDBSettings()
@@ -263,6 +275,16 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "session_token": _optional(_to_str),
             "region": _optional(_to_str),
             "profile": _optional(_to_str),
+            "ca_bundle": _optional(_to_str),
+            "verify_tls": _to_bool,
+        },
+    ),
+    "sup": (
+        SupSettings,
+        {
+            "url": _optional(_to_str),
+            "login": _optional(_to_str),
+            "password": _optional(_to_str),
             "ca_bundle": _optional(_to_str),
             "verify_tls": _to_bool,
         },

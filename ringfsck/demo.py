@@ -1,7 +1,8 @@
 """``ringfsck demo``: the whole job on a simulated RING, start to finish, on 127.0.0.1.
 
-Generates a small lab world, serves its srebuildd and bucketd, and runs what an
-operator runs: ingest the listing, export S3 keys from bucketd, resolve split
+Generates a small lab world, serves its srebuildd, bucketd, supervisor and RING nodes
+(HTTPS with a generated certificate when the ``cryptography`` package is there, else plain
+HTTP), and runs what an operator runs: list the RING natively, export S3 keys from bucketd, resolve split
 objects, analyze, size the orphans, write the report and the manifest, delete.
 The results are checked against what the lab planted (the lab records every
 deletion), so the demo doubles as a smoke test of an installation.
@@ -21,9 +22,9 @@ from ringfsck.capacity import capacity_summary
 from ringfsck.deleter import DeleteReport, delete_from_manifest
 from ringfsck.manifest import write_manifest
 from ringfsck.report import write_report
-from ringfsck.config import Settings
-from ringfsck.ingest import ingest_listkeys
+from ringfsck.config import Settings, SupSettings
 from ringfsck.ingest.bucketd import ingest_bucketd
+from ringfsck.ingest.ring import ingest_ring, sup_credentials
 from ringfsck.lab import LabServers, generate_world
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.resolve import resolve_splits
@@ -77,12 +78,15 @@ def run_demo(
         return value
 
     world = step(f"generate a lab world of {objects:,} objects", lambda: generate_world(root / "world", objects=objects, seed=seed))
-    # The world's protections, as an operator would configure them (a wrong COS level is warned about).
-    store = Store.open(Settings(store=str(root / "store"), cos_protection=world.truth["settings"]["cos"]))
     policy = HttpPolicy(concurrency=32, timeout=10, retries=8, backoff_base=0.01, backoff_max=0.2)
     with LabServers(world.path, srebuildd_faults=faults, bucketd_faults=faults) as lab:
         echo(f"   lab srebuildd {lab.srebuildd_url}, bucketd {lab.bucketd_url} (faults: {faults})")
-        step("ingest the RING listing (taken first)", lambda: ingest_listkeys(store, [str(world.listkeys_dir)]))
+        echo(f"   lab supervisor {lab.supervisor_url} and {len(lab.node_urls)} nodes")
+        sup = SupSettings(url=lab.supervisor_url, login=lab.sup_login, password=lab.sup_password, ca_bundle=lab.ca_bundle)
+        # The world's protections, as an operator would configure them (a wrong COS level is warned about).
+        store = Store.open(Settings(store=str(root / "store"), sup=sup, cos_protection=world.truth["settings"]["cos"]))
+        step("list the RING natively, every node (taken first)", lambda: ingest_ring(
+            store, supervisor=sup.url, credentials=sup_credentials(store.settings, []), policy=policy))
         step("export S3 keys from bucketd", lambda: ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=policy))
         step("resolve split objects on srebuildd", lambda: resolve_splits(store, base_url=lab.srebuildd_url, policy=policy))
         result = step("analyze", lambda: analyze(store, AnalysisOptions()))

@@ -169,6 +169,8 @@ class Source:
     # Why this source leaves the reference set incomplete (an export that logged a lost object, an
     # interrupted scan…): each makes any analysis over it incomplete, with no override.
     incomplete: list[str] = field(default_factory=list)
+    # What the kind of input adds (a RING node's listing: ring, node, address, listing window…).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def utc_now() -> datetime:

@@ -10,7 +10,7 @@ from ringfsck.analysis import AnalysisOptions
 from ringfsck.check import check
 from ringfsck.cli._common import open_store
 from ringfsck.cli.analyze import analysis_options, print_summary
-from ringfsck.cli.ingest import ingest_report_data, inputs_or_reference, print_ingest_report, store_location
+from ringfsck.cli.ingest import ingest_report_data, inputs_or_reference, node_line, print_ingest_report, store_location
 
 
 @click.command("check")
@@ -30,21 +30,30 @@ def check_command(listkeys: tuple[str, ...], s3keys: tuple[str, ...], options: A
     keep what the store holds: after 'ringfsck ingest bucketd', give --listkeys only.
 
     \b
+    With a supervisor configured (sup.url, sup.login, sup.password: the
+    reference's config.yml) and no --listkeys, the listing is taken natively
+    from every node first, as 'ringfsck ingest ring' does.
+
+    \b
     Examples:
+      ringfsck check --config config.yml --s3keys /var/tmp/s3-bucketd/    # sup: in config.yml: native listing
       ringfsck check --listkeys /var/tmp/listkeys/ --s3keys /var/tmp/s3-bucketd/ --arc 8+4 --cos 2
       ringfsck check --config config.yml --assume-no-splits
       ringfsck check --listkeys s3://fsck/DATA/listkeys.csv/ --s3keys s3://fsck/DATA/s3-bucketd/ --store s3://fsck/DATA --json
     """
-    listkeys = inputs_or_reference(listkeys, settings, "listkeys", required=False)
+    native = not listkeys and bool(settings.sup.url)  # the supervisor's nodes, listed natively
+    listkeys = () if native else inputs_or_reference(listkeys, settings, "listkeys", required=False)
     s3keys = inputs_or_reference(s3keys, settings, "s3keys", required=False)
-    if not listkeys and not s3keys:
+    if not listkeys and not s3keys and not native:
         raise click.UsageError("nothing to ingest: give --listkeys and --s3keys (or path and ring in the config); 'ringfsck analyze' analyzes the store as it is")
     store = open_store(settings)
-    result = check(store, listkeys, s3keys, options)
+    result = check(store, listkeys, s3keys, options, on_node=None if as_json else node_line)
     if as_json:
         ingested = {report.kind: ingest_report_data(report) for report in (result.listkeys, result.s3keys)}
         click.echo(json.dumps({"store": store_location(store), "ingest": ingested, "analysis": result.analysis.summary}, indent=2))
         return
+    if result.ring is not None:
+        click.echo(f"ring {result.ring.ring}: {len(result.ring.nodes)} node(s), {result.ring.rows:,} rows")
     for report in (result.listkeys, result.s3keys):
         if report.files:
             print_ingest_report(report, as_json=False, store=store)

@@ -182,4 +182,100 @@ def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size
     print_overlaps(report.overlaps)
 
 
+def sup_overrides(settings, *, supervisor: str | None, login: str | None, password_file: str | None, ca_bundle: str | None,  # noqa: ANN001, ANN201
+                  insecure: bool):
+    """Settings with the supervisor options applied (they win over the config and the environment)."""
+    import dataclasses
+
+    from ringfsck.errors import ConfigError
+
+    values = {"url": supervisor, "login": login, "ca_bundle": ca_bundle}
+    if password_file is not None:
+        try:
+            values["password"] = open(password_file, encoding="utf-8").read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{password_file}: cannot read the password file: {exc.strerror}") from None
+    if insecure:
+        values["verify_tls"] = False
+    changed = {k: v for k, v in values.items() if v is not None}
+    return dataclasses.replace(settings, sup=dataclasses.replace(settings.sup, **changed)) if changed else settings
+
+
+def ring_options(func):  # noqa: ANN001, ANN201
+    """The options that reach the supervisor and nodes (never a password: config, environment or a file)."""
+    for option in reversed([
+        click.option("--supervisor", default=None, metavar="URL", help="The supervisor, e.g. https://10.0.0.2:2443 (config: sup.url, env RINGFSCK_SUP_URL)."),
+        click.option("--node", "node_urls", multiple=True, metavar="URL",
+                     help="List this node's admin endpoint without a supervisor, e.g. https://10.0.0.5:6444?vnode=4244 (repeatable)."),
+        click.option("--ring", default=None, metavar="NAME", help="The ring (DSO) to list (config: ring)."),
+        click.option("--login", default=None, metavar="USER", help="Supervisor and node login (config: sup.login, env RINGFSCK_SUP_LOGIN)."),
+        click.option("--password-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="Read the password from this file (else sup.password in the config, or env RINGFSCK_SUP_PASSWORD)."),
+        click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="PEM file the supervisor's and nodes' certificates are checked against (config: sup.ca_bundle)."),
+        click.option("--no-verify-tls", "insecure", is_flag=True, help="Do not check certificates (config: sup.verify_tls: false). Warned about."),
+        click.option("--retention", type=click.IntRange(min=0), default=None, metavar="SECONDS",
+                     help="Chunks written in the last SECONDS are not listed (config: retention; default 604800, 7 days)."),
+        click.option("--refresh", is_flag=True, help="List again the nodes a previous run listed completely."),
+    ]):
+        func = option(func)
+    return func
+
+
+def node_line(outcome, echo=click.echo) -> None:  # noqa: ANN001
+    """The closing line of one node of a native listing."""
+    where = f"  {outcome.name} ({outcome.address})"
+    if outcome.status == "failed":
+        echo(f"{where}: FAILED after {outcome.seconds:.1f} s: {outcome.error}")
+    elif outcome.status == "kept":
+        echo(f"{where}: {outcome.rows:,} rows, listed before (--refresh lists it again)")
+    else:
+        rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
+        echo(f"{where}: {outcome.rows:,} rows in {outcome.seconds:.1f} s{rate}")
+
+
+def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refresh: bool = False, echo=click.echo):  # noqa: ANN001, ANN201
+    """``ingest ring`` on the configured supervisor (or the given nodes): a closing line per node, then totals."""
+    from ringfsck.ingest.ring import ingest_ring, sup_credentials
+    from ringfsck.remote.http import HttpPolicy
+
+    if not settings.sup.url and not node_urls:
+        raise click.UsageError("give the supervisor with --supervisor (or sup.url in the config), or the nodes with --node URL")
+    if not settings.sup.verify_tls:
+        click.echo("Warning: TLS certificates of the supervisor and nodes are not checked (verify_tls: false)", err=True)
+    credentials = sup_credentials(settings, [u for u in (settings.sup.url, *node_urls) if u])
+    report = ingest_ring(store, supervisor=settings.sup.url if not node_urls else None, node_urls=node_urls, credentials=credentials,
+                         policy=HttpPolicy.from_settings(settings), concurrency=settings.concurrency,
+                         refresh=refresh, on_node=lambda outcome: node_line(outcome, echo))
+    echo(f"ring {report.ring}: {len(report.nodes)} node(s), {report.rows:,} rows (chunks written up to mtime {report.mtime_max})")
+    return report
+
+
+@ingest.command("ring")
+@ring_options
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes listed at once (default: all nodes, at most 16).")
+@settings_options(ring="ring", retention="retention", concurrency="concurrency")
+def ingest_ring_command(supervisor, node_urls, ring, login, password_file, ca_bundle, insecure, retention, refresh, concurrency, settings) -> None:
+    """List every node of the RING natively: the supervisor names them, each streams its keys.
+
+    What the reference's listkey.py (Spark) does, straight into the store: no
+    CSV on disk, memory flat whatever the size of a node. Chunks written in the
+    last 'retention' seconds (default 7 days) are not listed, so in-flight
+    writes can never look orphaned. Nodes already listed completely are kept
+    (--refresh lists them again); a node that cannot be listed is recorded as
+    failed and leaves the analysis incomplete until it is listed. Take this
+    listing BEFORE the S3 export starts. Credentials: sup.login and sup.password
+    in the config (the reference's config.yml works), RINGFSCK_SUP_LOGIN and
+    RINGFSCK_SUP_PASSWORD, or --login and --password-file; never printed.
+
+    \b
+    Examples:
+      ringfsck ingest ring --config config.yml
+      ringfsck ingest ring --supervisor https://10.0.0.2:2443 --ring DATA --login root --password-file ~/.sup-password --ca-bundle sup-ca.pem
+      ringfsck ingest ring --node https://10.0.0.5:6444?vnode=4244 --ring DATA --password-file ~/.sup-password
+    """
+    settings = sup_overrides(settings, supervisor=supervisor, login=login, password_file=password_file, ca_bundle=ca_bundle, insecure=insecure)
+    run_ring_listing(settings, open_store(settings), node_urls=node_urls, refresh=refresh)
+
+
 COMMANDS = [ingest]

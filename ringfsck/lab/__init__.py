@@ -2,7 +2,9 @@
 
 :func:`generate_world` writes a consistent world (RING listings, S3 exports,
 server state) with a ``truth.json`` of what was planted; :class:`LabServers`
-serves it as a real srebuildd and bucketd on 127.0.0.1, with faults on demand::
+serves it as a real srebuildd, bucketd, supervisor and RING nodes on 127.0.0.1
+(``lab.supervisor_url``, ``lab.sup_login``/``lab.sup_password``, ``lab.ca_bundle``),
+with faults on demand::
 
     world = generate_world(tmp / "world", objects=500, seed=1)
     with LabServers(world.path, srebuildd_faults="error_rate=0.1,drop_rate=0.05") as lab:
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -26,10 +29,11 @@ from typing import IO, Any, Literal
 
 import httpx
 
+from ringfsck.lab.ring_nodes import LAB_LOGIN, LAB_PASSWORD
 from ringfsck.lab.servers import Faults
 from ringfsck.lab.world import World, generate_world
 
-__all__ = ["Faults", "LabServers", "World", "generate_world"]
+__all__ = ["Faults", "LabServers", "World", "generate_world", "tls_available"]
 
 Server = Literal["srebuildd", "bucketd"]
 _STARTUP_SECONDS = 30
@@ -45,11 +49,20 @@ class LabServers:
     X-Scal-Size measures: ``object`` (the object's size) or ``chunk`` (one ARC
     chunk's, ceil(size / k)). The child exits with this process even
     when :meth:`stop` is never reached.
+
+    The RING's supervisor and nodes (``ringfsck.lab.ring_nodes``) serve HTTPS with a generated
+    certificate (``ca_bundle``) when ``ring_tls`` is true, or by default when the ``cryptography``
+    package is there (else plain HTTP); ``node_faults`` maps a node name (or ``supervisor``)
+    to its faults, see :class:`ringfsck.lab.ring_nodes.NodeFaults`.
     """
+
+    sup_login = LAB_LOGIN
+    sup_password = LAB_PASSWORD
 
     def __init__(self, world: str | Path | World, *, ring: str = "DATA",
                  srebuildd_faults: str | Mapping[str, Any] | None = None,
-                 bucketd_faults: str | Mapping[str, Any] | None = None, size_reading: str = "object") -> None:
+                 bucketd_faults: str | Mapping[str, Any] | None = None, size_reading: str = "object",
+                 node_faults: Mapping[str, str | Mapping[str, Any]] | None = None, ring_tls: bool | None = None) -> None:
         self.world = world.path if isinstance(world, World) else Path(world)
         self.ring = ring
         self._args = [sys.executable, "-m", "ringfsck.lab.serve", "--world", str(self.world), "--ring", ring,
@@ -57,10 +70,17 @@ class LabServers:
         for flag, faults in (("--srebuildd-faults", srebuildd_faults), ("--bucketd-faults", bucketd_faults)):
             if faults:
                 self._args += [flag, faults if isinstance(faults, str) else _spec(faults)]
+        for node, faults in (node_faults or {}).items():
+            self._args += ["--node-faults", f"{node}:{faults if isinstance(faults, str) else _spec(faults)}"]
+        if tls_available() if ring_tls is None else ring_tls:
+            self._args.append("--ring-tls")
         self._proc: subprocess.Popen[str] | None = None
         self._finalizer: weakref.finalize | None = None
         self.srebuildd_url = ""
         self.bucketd_url = ""
+        self.supervisor_url = ""
+        self.node_urls: dict[str, str] = {}
+        self.ca_bundle: str | None = None
 
     def start(self) -> "LabServers":
         """Start the servers and wait until both answer; RuntimeError with the server's stderr if not."""
@@ -83,7 +103,9 @@ class LabServers:
                 raise RuntimeError("no ready line")
             urls = json.loads(line[0])
             self.srebuildd_url, self.bucketd_url = urls["srebuildd"], urls["bucketd"]
-            for server in ("srebuildd", "bucketd"):
+            ring = urls["ring"]
+            self.supervisor_url, self.node_urls, self.ca_bundle = ring["supervisor"], ring["nodes"], ring["ca_bundle"]
+            for server in ("srebuildd", "bucketd", "supervisor"):
                 self._admin(server, "GET", "health")
         except (RuntimeError, ValueError, KeyError, httpx.HTTPError) as exc:
             self._finalizer.detach()
@@ -105,11 +127,12 @@ class LabServers:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _admin(self, server: Server, method: str, path: str, payload: Any = None) -> Any:
-        if server not in ("srebuildd", "bucketd"):
+    def _admin(self, server: Server | Literal["supervisor"], method: str, path: str, payload: Any = None) -> Any:
+        urls = {"srebuildd": self.srebuildd_url, "bucketd": self.bucketd_url, "supervisor": self.supervisor_url}
+        if server not in urls:
             raise ValueError(f"server is 'srebuildd' or 'bucketd', not {server!r}")
-        url = self.srebuildd_url if server == "srebuildd" else self.bucketd_url
-        response = httpx.request(method, f"{url}/_lab/{path}", json=payload, timeout=10)
+        verify = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
+        response = httpx.request(method, f"{urls[server]}/_lab/{path}", json=payload, timeout=10, verify=verify)
         if response.status_code == 400:  # a bad fault: the server says which
             raise ValueError(response.json()["error"])
         response.raise_for_status()
@@ -135,9 +158,25 @@ class LabServers:
         return self._admin(server, "GET", "requests")
 
     def reset_stats(self) -> None:
-        """Forget the request counts of both servers."""
-        for server in ("srebuildd", "bucketd"):
+        """Forget the request counts of every server."""
+        for server in ("srebuildd", "bucketd", "supervisor"):
             self._admin(server, "POST", "reset-stats")
+
+    def set_node_faults(self, node: str, **faults: Any) -> dict[str, Any]:
+        """Change a RING node's (or the ``supervisor``'s) faults at run time: ``unreachable``, ``bad_login``,
+        ``cut_at`` (a share of the body, None to clear), ``slow_ms``, ``fail_requests``. Returns every node's faults."""
+        return self._admin("supervisor", "POST", "node-faults", {node: faults})
+
+    def ring_request_counts(self) -> dict[str, dict[str, int]]:
+        """Per node (and ``supervisor``): requests received (``listkeys``, ``login``; ``do``)."""
+        return self._admin("supervisor", "GET", "requests")
+
+
+def tls_available() -> bool:
+    """Whether the lab can generate a certificate (the ``cryptography`` package is a test extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("cryptography") is not None
 
 
 def _spec(faults: Mapping[str, Any]) -> str:

@@ -10,6 +10,8 @@ what the requests touch. Layout::
     lab/split_keys.npy        S40, sorted: the split indexes among them
     lab/split_bodies.arrow    raw index bodies, in split_keys order
     lab/main_chunks.npy       S40, sorted: every main chunk on the RING (arcdata HEAD, chord DELETE)
+    lab/main_chunk_mtimes.npy int64, in main_chunks order: its chunks' mtime (epoch s; -age: in flight)
+    lab/ring/                 what the nodes serve beyond the world's dumps (in-flight chunks)
     lab/bucketd-NNNN.arrow    one bucket, sorted by key: literal metadata, or compact rows
 
 Most objects are stored as *compact* bucketd rows (location key, size, time) and
@@ -25,7 +27,9 @@ import bisect
 import hashlib
 import itertools
 import json
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,15 +41,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 STATE_DIR = "lab"
+RING_STATE_DIR = f"{STATE_DIR}/ring"
 MANIFEST = "state.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: chunk mtimes and the nodes' listings
 DATA_STORE = "us-east-1"
 KEY_DTYPE = "S40"  # uppercase ASCII hex: byte order is key order
 LISTING_TRIM_CHARS = 10_000  # Arsenal's listing drops `location` from metadata this long or longer
 _SORT_BATCH = 200_000
 
 _ARC_SCHEMA = pa.schema([("input_key", pa.string()), ("body", pa.binary())])
-_MAIN_SCHEMA = pa.schema([("main_chunk", pa.string())])
+_MAIN_SCHEMA = pa.schema([("main_chunk", pa.string()), ("mtime", pa.int64())])
 _BUCKETD_SCHEMA = pa.schema([
     ("bucket", pa.string()),
     ("key", pa.string()),
@@ -188,23 +193,59 @@ def _zero_under_nulls(column: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(column.type, len(column), [valid.buffers()[1], filled.buffers()[1]], column.null_count)
 
 
+@dataclass
+class NodeListing:
+    """What one lab node serves, as byte ranges of files under the world, each of one chunk mtime.
+
+    ``runs``: (mtime, start, end) in ``dump`` (the node's ringsh dump), in mtime order;
+    ``recent_runs``: (age, start, end) in ``recent``, in-flight chunks whose mtime is ``age``
+    seconds before the serving clock (so they stay in flight whenever the world is served).
+    """
+
+    name: str
+    dump: str
+    recent: str
+    rows: int = 0
+    runs: list[tuple[int, int, int]] = field(default_factory=list)
+    recent_runs: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dump": self.dump, "recent": self.recent, "rows": self.rows,
+                "runs": [list(r) for r in self.runs], "recent_runs": [list(r) for r in self.recent_runs]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "NodeListing":
+        return cls(data["name"], data["dump"], data["recent"], data["rows"],
+                   [tuple(r) for r in data["runs"]], [tuple(r) for r in data["recent_runs"]])  # type: ignore[misc]
+
+
 class StateWriter:
     """Collects what the servers need while the generator streams, then sorts it into ``lab/``."""
 
     def __init__(self, world: Path, tmp: Path) -> None:
         self.dir = world / STATE_DIR
         self.dir.mkdir(parents=True)
+        self.ring_dir = world / RING_STATE_DIR
         self.arc = ParquetParts(tmp / "arc.parquet", _ARC_SCHEMA)
         self.mains = ParquetParts(tmp / "mains.parquet", _MAIN_SCHEMA)
         self.bucketd = ParquetParts(tmp / "bucketd.parquet", _BUCKETD_SCHEMA)
 
-    def finish(self, con: duckdb.DuckDBPyConnection, sessions: dict[str, int], sizes: tuple[int, int]) -> None:
+    def finish(self, con: duckdb.DuckDBPyConnection, sessions: dict[str, int], sizes: tuple[int, int], nodes: list[NodeListing]) -> None:
         """Sort the parts into the served files; ``sessions`` maps every bucket to its raft session."""
         for parts in (self.arc, self.mains, self.bucketd):
             parts.close()
         arc, mains, rows = (f"read_parquet('{p.path}')" for p in (self.arc, self.mains, self.bucketd))
         _sorted_keys(self.dir / "arc_keys.npy", self.arc.rows, sorted_batches(con, f"SELECT input_key AS key FROM {arc} ORDER BY key"))
-        _sorted_keys(self.dir / "main_chunks.npy", self.mains.rows, sorted_batches(con, f"SELECT main_chunk AS key FROM {mains} ORDER BY key"))
+        main_keys = _KeyArray(self.dir / "main_chunks.npy", self.mains.rows)
+        mtimes = np.lib.format.open_memmap(self.dir / "main_chunk_mtimes.npy", mode="w+", dtype=np.int64, shape=(self.mains.rows,))
+        at = 0
+        for batch in sorted_batches(con, f"SELECT main_chunk AS key, mtime FROM {mains} ORDER BY key"):
+            main_keys.extend(batch.column("key"))
+            mtimes[at:at + batch.num_rows] = batch.column("mtime").to_numpy()
+            at += batch.num_rows
+        main_keys.close()
+        mtimes.flush()
+        del mtimes
         splits = con.sql(f"SELECT count(*) FROM {arc} WHERE body IS NOT NULL").fetchall()[0][0]
         split_keys = _KeyArray(self.dir / "split_keys.npy", splits)
         bodies_schema = pa.schema([("body", pa.binary())])
@@ -214,7 +255,8 @@ class StateWriter:
                 bodies.write_batch(pa.record_batch([batch.column("body").cast(pa.binary())], schema=bodies_schema))
         split_keys.close()
         buckets = self._write_buckets(sorted_batches(con, f"SELECT * FROM {rows} ORDER BY bucket, key"), sessions)
-        manifest = {"format": FORMAT_VERSION, "sizes": list(sizes), "input_keys": self.arc.rows, "split_indexes": splits, "main_chunks": self.mains.rows, "buckets": buckets}
+        manifest = {"format": FORMAT_VERSION, "sizes": list(sizes), "input_keys": self.arc.rows, "split_indexes": splits, "main_chunks": self.mains.rows,
+                    "buckets": buckets, "nodes": [node.to_json() for node in nodes]}
         (self.dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
     def _write_buckets(self, batches: Iterator[pa.RecordBatch], sessions: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -296,9 +338,14 @@ def _listed(value: str) -> str:
 
 
 class WorldState:
-    """The ``lab/`` directory of a world, memory-mapped for the servers."""
+    """The ``lab/`` directory of a world, memory-mapped for the servers.
 
-    def __init__(self, world: Path) -> None:
+    ``clock`` (epoch seconds, when the state was opened) is the "now" of in-flight chunks.
+    """
+
+    def __init__(self, world: Path, *, clock: int | None = None) -> None:
+        self.world = Path(world)
+        self.clock = int(time.time()) if clock is None else clock
         directory = Path(world) / STATE_DIR
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
@@ -311,6 +358,8 @@ class WorldState:
         self.split_keys = np.load(directory / "split_keys.npy", mmap_mode="r")
         self.split_bodies = pa.ipc.open_file(pa.memory_map(str(directory / "split_bodies.arrow"))).read_all().column("body")
         self.main_chunks = np.load(directory / "main_chunks.npy", mmap_mode="r")
+        self.main_chunk_mtimes = np.load(directory / "main_chunk_mtimes.npy", mmap_mode="r")
+        self.nodes = [NodeListing.from_json(node) for node in manifest["nodes"]]
         self.buckets: dict[str, Bucket] = {}
         for name, info in manifest["buckets"].items():
             table = pa.ipc.open_file(pa.memory_map(str(directory / info["file"]))).read_all() if info["file"] else None
@@ -335,3 +384,11 @@ class WorldState:
 
     def size_of(self, main_chunk: str) -> int:
         return logical_size(main_chunk, self.sizes)
+
+    def chunk_mtime(self, main_chunk: str) -> int | None:
+        """When the main chunk's chunks were written (epoch seconds), as the nodes report it; None if not on the RING."""
+        i = self._find(self.main_chunks, main_chunk.upper())
+        if i is None:
+            return None
+        stored = int(self.main_chunk_mtimes[i])
+        return stored if stored >= 0 else self.clock + stored  # in flight: -age

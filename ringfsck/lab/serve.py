@@ -1,41 +1,100 @@
 """``python -m ringfsck.lab.serve``: the lab servers as a process of their own.
 
-Prints one JSON line with the servers' URLs once both listen (what
-:class:`ringfsck.lab.LabServers` waits for), then serves until SIGTERM or SIGINT.
-A world that cannot be served is one line on stderr and exit status 2.
+Prints one JSON line with the servers' URLs once all listen (what
+:class:`ringfsck.lab.LabServers` waits for): srebuildd, bucketd, and the RING's supervisor
+and nodes (``ring``: their URLs and, with ``--ring-tls``, the CA bundle of the certificate
+generated for them), then serves until SIGTERM or SIGINT. A world that cannot be served is
+one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import shutil
+import signal
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from ringfsck.errors import ConfigError
-from ringfsck.lab.servers import SIZE_READINGS, Faults, run
+from ringfsck.lab.ring_nodes import make_certificate, parse_node_faults, serve_ring, server_ssl_context
+from ringfsck.lab.servers import SIZE_READINGS, Faults, serve
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ringfsck.lab.serve", description=__doc__)
     parser.add_argument("--world", required=True, type=Path, help="a directory written by 'ringfsck lab generate'")
-    parser.add_argument("--ring", default="DATA", help="RING name in the srebuildd paths")
+    parser.add_argument("--ring", default="DATA", help="RING name in the srebuildd paths and the supervisor's dso")
     parser.add_argument("--srebuildd-port", type=int, default=0, help="0: any free port")
     parser.add_argument("--bucketd-port", type=int, default=0, help="0: any free port")
     parser.add_argument("--srebuildd-faults", default=None, help="e.g. error_rate=0.1,drop_rate=0.05")
     parser.add_argument("--bucketd-faults", default=None)
+    parser.add_argument("--node-faults", action="append", default=[], metavar="NODE:SPEC",
+                        help="faults of one RING node (or 'supervisor'), e.g. node-02:cut_at=0.5 (repeatable)")
+    parser.add_argument("--ring-tls", action="store_true", help="serve the supervisor and nodes over HTTPS with a generated certificate")
     parser.add_argument("--size-reading", choices=SIZE_READINGS, default="object",
                         help="what srebuildd's X-Scal-Size measures: the object's size, or one ARC chunk's (ceil(size / k))")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer our parent")
     args = parser.parse_args(argv)
+    tls_dir = Path(tempfile.mkdtemp(prefix="ringfsck-lab-tls-")) if args.ring_tls else None
     try:
         faults = {"srebuildd_faults": Faults.parse(args.srebuildd_faults), "bucketd_faults": Faults.parse(args.bucketd_faults)}
-        run(args.world, ring=args.ring, srebuildd_port=args.srebuildd_port, bucketd_port=args.bucketd_port, parent_pid=args.parent_pid,
-            size_reading=args.size_reading, ready=lambda urls: print(json.dumps(urls), flush=True), **faults)
+        node_faults = parse_node_faults(args.node_faults)
+        ssl_context, ca_bundle = None, None
+        if tls_dir is not None:
+            certificate, key = make_certificate(tls_dir)
+            ssl_context, ca_bundle = server_ssl_context(certificate, key), str(certificate)
+        urls: dict[str, Any] = {}
+
+        def ready(part: dict[str, Any]) -> None:
+            urls.update(part)
+            if "srebuildd" in urls and "ring" in urls:
+                print(json.dumps(urls), flush=True)
+
+        servers = [
+            serve(args.world, ring=args.ring, srebuildd_port=args.srebuildd_port, bucketd_port=args.bucketd_port,
+                  size_reading=args.size_reading, ready=ready, **faults),
+            serve_ring(args.world, ring=args.ring, faults=node_faults, ssl_context=ssl_context,
+                       ready=lambda ring: ready({"ring": ring | {"ca_bundle": ca_bundle}})),
+        ]
+        _run(servers, args.parent_pid)
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lab servers: {exc}", file=sys.stderr, flush=True)
         return 2
+    finally:
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
     return 0
+
+
+def _run(servers: list, parent_pid: int | None) -> None:  # noqa: ANN001 - coroutines
+    """Serve until SIGTERM or SIGINT, or until process ``parent_pid`` is gone; the first server error ends all."""
+
+    async def watch_parent(task: asyncio.Future) -> None:
+        # A killed test runner cannot stop its servers: they notice they were orphaned.
+        while os.getppid() == parent_pid:
+            await asyncio.sleep(0.5)
+        task.cancel()
+
+    async def main() -> None:
+        task = asyncio.gather(*servers)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        watcher = asyncio.ensure_future(watch_parent(task)) if parent_pid else None
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    asyncio.run(main())
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ goes through Parquet parts sorted out of core by DuckDB. Memory stays flat
 whatever ``objects`` is. Layout of a world directory::
 
     listkeys/node-NN.csv           ringsh listKeys: chunk,main chunk,disk,flag (a few "Use …" lines)
+    lab/ring/node-NN.recent.csv    rows the nodes serve beyond the dumps: in-flight chunks (see _Ring)
     s3-bucketd/<bucket>_keys.txt   "bucket","encoded object key","sproxyd key" (QUOTE_ALL): jq over the log
     s3-bucketd-jsonl/<bucket>.log  s3utils verifyBucketSproxydKeys.js's JSON-lines log (see _Exports)
     lab/                           what the servers serve (see ringfsck.lab._state)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 import re
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 from urllib.parse import quote
 
 import duckdb
@@ -38,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 
 from ringfsck import keys
-from ringfsck.lab._state import (DEFAULT_SIZES, LISTING_TRIM_CHARS, ParquetParts, StateWriter, duckdb_connection, iso_time, logical_size,
-                                 object_metadata, scality_location, sorted_batches)
+from ringfsck.lab._state import (DEFAULT_SIZES, LISTING_TRIM_CHARS, RING_STATE_DIR, NodeListing, ParquetParts, StateWriter, duckdb_connection,
+                                 iso_time, logical_size, object_metadata, scality_location, sorted_batches)
 from ringfsck.split_index import encode_split_index
 
 MIN_CHUNKS = 4  # ARC main chunks need more than 3 distinct chunks to be candidates (DOMAIN.md section 6)
@@ -80,6 +82,14 @@ _FIXED_SHARES = {
     "big_versions": 0.0005,
 }
 _SIMPLE = ("arc", "cos", "service50")  # one key, every chunk, one plain object: planted vectorised
+# Chunk mtimes (epoch seconds, as the nodes report them): every main chunk's chunks are written
+# together, at the time of the batch that plants them, one batch an hour from the world's start,
+# so each node's dump is in mtime order and the lab's nodes select an mtime range as a byte range.
+_CHUNK_BASE_S = _BASE_MS // 1000
+_FLUSH_SECONDS = 3600
+# In-flight chunks: written this long before the lab's nodes are asked (seconds), within the default
+# retention (7 days), unreferenced: orphans if a listing took them. Only the lab's nodes serve them.
+IN_FLIGHT_AGES = (3 * 86_400, 3600)
 
 
 @dataclass(frozen=True)
@@ -119,11 +129,21 @@ class _Ring:
     """The RING listing: main chunks are buffered per layout and written as listkeys rows with numpy."""
 
     def __init__(self, directory: Path, nodes: int, rng: np.random.Generator, layouts: dict[str, _Layout],
-                 on_main_chunks: Callable[[np.ndarray], None]) -> None:
+                 on_main_chunks: Callable[[np.ndarray, int], None], recent_dir: Path | None) -> None:
         directory.mkdir(parents=True)
-        self.files: list[BinaryIO] = [open(directory / f"node-{n:02d}.csv", "wb") for n in range(nodes)]
-        for n, handle in enumerate(self.files[::2]):  # ringsh noise at the top of some files
+        self.dumps: list[BinaryIO] = [open(directory / f"node-{n:02d}.csv", "wb") for n in range(nodes)]
+        for n, handle in enumerate(self.dumps[::2]):  # ringsh noise at the top of some files
             handle.write(f"Use ring DATA\nUse node {2 * n} to list keys\n".encode())
+        # What each node serves: its dump's rows (after the noise) in mtime runs, then in-flight runs
+        # in a file of their own (a world without server state discards them: nothing serves them).
+        if recent_dir is not None:
+            recent_dir.mkdir(parents=True)
+        self.recent: list[IO[bytes]] = [open(recent_dir / f"node-{n:02d}.recent.csv", "wb") if recent_dir else io.BytesIO() for n in range(nodes)]
+        self.listings = [NodeListing(f"node-{n:02d}", f"listkeys/node-{n:02d}.csv", f"{RING_STATE_DIR}/node-{n:02d}.recent.csv") for n in range(nodes)]
+        self.files = self.dumps
+        self._age: int | None = None  # seconds before the nodes' clock of the batch being flushed; None: a dated batch
+        self._batches = 0
+        self.in_flight_rows = 0
         self.rng = rng
         self.layouts = layouts
         self.rows = 0
@@ -155,7 +175,21 @@ class _Ring:
         if self._pending >= 4 * BATCH_OBJECTS:
             self.flush()
 
+    def flush_in_flight(self, age: int) -> None:
+        """Flush what was added since the last flush as in-flight chunks written ``age`` seconds before the nodes are asked."""
+        self._age, self.files = age, self.recent
+        counted = (self.rows, self.main_chunks, self.tombstone_rows, self.tombstoned_main_chunks)
+        try:
+            self.flush()
+        finally:
+            self._age, self.files = None, self.dumps
+        self.in_flight_rows += self.rows - counted[0]
+        # The counts describe the dumps: in-flight chunks are in none.
+        self.rows, self.main_chunks, self.tombstone_rows, self.tombstoned_main_chunks = counted
+
     def flush(self) -> None:
+        self._batches += 1
+        self._mtime = _CHUNK_BASE_S + self._batches * _FLUSH_SECONDS if self._age is None else -self._age
         out: list[list[bytes]] = [[] for _ in self.files]
         for name, spec in self.layouts.items():
             width = len(spec.chunk_tails)
@@ -172,8 +206,13 @@ class _Ring:
                 present.append(states)
             if parts:
                 self._emit(spec, np.concatenate(parts), np.concatenate(present), out)
-        for handle, chunks in zip(self.files, out):
+        for handle, chunks, listing in zip(self.files, out, self.listings):
+            start = handle.tell()
             handle.write(b"".join(chunks))
+            if handle.tell() > start:
+                runs = listing.runs if self._age is None else listing.recent_runs
+                time = self._mtime if self._age is None else self._age
+                runs.append((time, start, handle.tell()))
         self._pending = 0
 
     def _emit(self, spec: _Layout, prefixes: np.ndarray, present: np.ndarray, out: list[list[bytes]]) -> None:
@@ -185,7 +224,7 @@ class _Ring:
         has_data = (present == _LIVE).any(axis=1)
         if spec.holds_s3_data:
             self.tombstoned_main_chunks += int((~has_data & (present == _TOMBSTONE).any(axis=1)).sum())
-        self._on_main_chunks(mains[has_data])  # only tombstones: no data for srebuildd to serve
+        self._on_main_chunks(mains[has_data], self._mtime)  # only tombstones: no data for srebuildd to serve
         first_node = rng.integers(0, nodes, size=n)
         for position, tail in enumerate(spec.chunk_tails):
             rows = np.flatnonzero(present[:, position] != _ABSENT)
@@ -223,9 +262,11 @@ class _Ring:
                 continue
             n_, f = divmod(int(group[rows[0]]), 64)
             out[n_].append(self._lines(lines[rows], n_, position, f))
+            self.listings[n_].rows += len(rows)
             again = rows[twice[rows]]
             if len(again):  # the same chunk and main chunk, listed by the next node too
                 out[(n_ + 1) % nodes].append(self._lines(lines[again], (n_ + 1) % nodes, position, f))
+                self.listings[(n_ + 1) % nodes].rows += len(again)
         deleted = (flag & 1) == 1
         self.rows += len(lines) + int(twice.sum())
         self.tombstone_rows += int(deleted.sum() + (deleted & twice).sum())
@@ -237,7 +278,7 @@ class _Ring:
 
     def close(self) -> None:
         self.flush()
-        for handle in self.files:
+        for handle in (*self.dumps, *self.recent):
             handle.close()
 
 
@@ -373,7 +414,7 @@ class _Generator:
         self.state = StateWriter(out, self.tmp) if server_state else None
         self.truth = _Truth(self.tmp)
         self.layouts = _layouts(arc, cos)
-        self.ring = _Ring(out / "listkeys", nodes, self.np, self.layouts, self._main_chunks)
+        self.ring = _Ring(out / "listkeys", nodes, self.np, self.layouts, self._main_chunks, self.state.ring_dir if self.state else None)
         self.exports = _Exports(out, self.buckets, lost_object=export_error)
         self.shares = self._shares(gaps, splits)
         self._names = 0
@@ -413,9 +454,9 @@ class _Generator:
         self._arc_rows["input_key"].append(key)
         self._arc_rows["body"].append(index)
 
-    def _main_chunks(self, mains: np.ndarray) -> None:
+    def _main_chunks(self, mains: np.ndarray, mtime: int) -> None:
         if self.state is not None:
-            self.state.mains.write({"main_chunk": pa.array(mains.view("S40").ravel()).cast(pa.string())})
+            self.state.mains.write({"main_chunk": pa.array(mains.view("S40").ravel()).cast(pa.string()), "mtime": np.full(len(mains), mtime, dtype=np.int64)})
 
     def _name(self) -> str:
         self._names += 1
@@ -753,6 +794,15 @@ class _Generator:
                 self._plain_object(self.rng.choice(self.buckets), self._name(), key)
             self._flush_if_full(i)
 
+    def _plant_in_flight(self) -> None:
+        """Main chunks written within the retention window, unreferenced: only the nodes list them (lab/ring/)."""
+        count = max(len(IN_FLIGHT_AGES) * 2, round(self.objects * 0.005))
+        for age_index, age in enumerate(IN_FLIGHT_AGES):
+            for i in range(age_index, count, len(IN_FLIGHT_AGES)):
+                self.truth.add("in_flight", self._store(self._key(), ("arc", "cos")[i % 2]))
+            self.ring.flush_in_flight(age)
+        self.truth.flush()
+
     def _plant_bucketd_noise(self) -> None:
         for bucket in self.buckets:
             # Replay entries name data that must never be read as live (the key is on no RING).
@@ -806,13 +856,14 @@ class _Generator:
         self._plant_tombstones()
         self._plant_bucketd_noise()
         self._flush()
+        self._plant_in_flight()
         self.ring.close()
         self.exports.close()
         self.truth.parts.close()
         con = duckdb_connection(self.tmp)
         try:
             if self.state is not None:
-                self.state.finish(con, self.sessions, self.sizes)
+                self.state.finish(con, self.sessions, self.sizes, self.ring.listings)
             self._write_truth(con)
         finally:
             con.close()
@@ -825,7 +876,8 @@ class _Generator:
             for batch in sorted_batches(con, f"SELECT DISTINCT key FROM {source} WHERE kind = '{kind}' ORDER BY key"):
                 yield from batch.column("key").to_pylist()
 
-        counts: dict[str, int] = {"listkeys_rows": self.ring.rows, "main_chunks": self.ring.main_chunks, "objects": self.objects,
+        counts: dict[str, int] = {"listkeys_rows": self.ring.rows, "in_flight_rows": self.ring.in_flight_rows,
+                                  "main_chunks": self.ring.main_chunks, "objects": self.objects,
                                   "tombstone_rows": self.ring.tombstone_rows, "tombstoned_main_chunks": self.ring.tombstoned_main_chunks,
                                   "export_rows": self.exports.rows, "input_keys": self._input_keys, "buckets": len(self.buckets)}
         with open(self.out / "truth.json", "w", encoding="utf-8") as out:
@@ -859,6 +911,9 @@ class _Generator:
             counts["other_backend_keys"] = _write_list(out, "other_backend_keys", keys_of("other_backend"))
             out.write(",\n")
             counts["subkey_main_chunks"] = _write_list(out, "subkey_main_chunks", keys_of("subkey_main"))
+            out.write(",\n")
+            # Unreferenced main chunks written within the retention window: never orphans of a native listing.
+            counts["in_flight"] = _write_list(out, "in_flight", keys_of("in_flight"))
             out.write(',\n"counts": ' + json.dumps(counts) + "\n}\n")
 
 

@@ -1,0 +1,438 @@
+"""The lab's supervisor and RING node admin endpoints (DOMAIN.md section 9), over a generated world.
+
+The supervisor answers ``GET /do?cmd=supervisor config dso&action=view&dsoname=RING`` with the
+XML configuration of the ring (credentials as the ``suser``/``spass`` query parameters); each
+node answers ``GET /listkeys?dso=RING&vnode=PORT&mtime_min=…&mtime_max=…`` behind the daemons'
+cookie login (``302 /login``, a multipart ``POST /login``, a cookie), streaming its listing: the
+world's dump of that node (``lab/state.json`` gives it as byte ranges, one per chunk mtime) and
+its in-flight chunks, with keep-alive empty lines. A listing is selected by mtime as whole byte
+ranges and sent with ``sendfile``: no per-row work, so a benchmark measures the client.
+
+Per-node faults (:class:`NodeFaults`, keyed by node name, or ``supervisor``), settable at start
+(``--node-faults``) or through ``POST /_lab/node-faults`` on the supervisor: ``unreachable`` (the
+node's port is closed), ``bad_login`` (every login refused), ``cut_at`` (the connection dies after
+that share of the body), ``slow_ms`` (a pause per 64 KiB sent), ``fail_requests`` (the next N
+requests answer 503). Admin endpoints on the supervisor, never faulted: ``GET /_lab/health``,
+``GET /_lab/requests`` (per node: listkeys requests, logins), ``POST /_lab/reset-stats``,
+``GET|POST /_lab/node-faults``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import secrets
+import ssl
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
+
+from ringfsck.errors import ConfigError
+from ringfsck.lab._state import NodeListing, WorldState
+
+HOST = "127.0.0.1"
+# The lab's credentials (what a test scans every output for: they must never be printed).
+LAB_LOGIN = "lab-admin"
+LAB_PASSWORD = "lab-Sup3r-secret-never-printed"
+COOKIE = "ringsession"
+CHORD_PORT_BASE = 4244
+SUPERVISOR = "supervisor"
+_SLOW_BLOCK = 64 * 1024
+_REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+@dataclass
+class NodeFaults:
+    """What goes wrong on one node (or the supervisor). See the module docstring."""
+
+    unreachable: bool = False
+    bad_login: bool = False
+    cut_at: float | None = None
+    slow_ms: float = 0.0
+    fail_requests: int = 0
+
+    def update(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if name in ("unreachable", "bad_login"):
+                setattr(self, name, str(value).lower() in ("1", "true", "yes", "on"))
+            elif name == "cut_at":
+                number = None if value in (None, "", "none") else _number(name, value)
+                if number is not None and not 0 <= number < 1:
+                    raise ConfigError(f"fault cut_at: {value!r} out of range (a share of the body, 0 to 1)")
+                self.cut_at = number
+            elif name in ("slow_ms", "fail_requests"):
+                number = _number(name, value)
+                if number < 0:
+                    raise ConfigError(f"fault {name}: {value!r} out of range")
+                setattr(self, name, int(number) if name == "fail_requests" else number)
+            else:
+                raise ConfigError(f"unknown node fault {name!r} (known: {', '.join(f.name for f in fields(self))})")
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"fault {name}: expected a number, got {value!r}") from None
+
+
+def parse_node_faults(specs: list[str] | None) -> dict[str, NodeFaults]:
+    """From ``["node-02:cut_at=0.5", "node-03:unreachable=1,slow_ms=5"]``."""
+    faults: dict[str, NodeFaults] = {}
+    for spec in specs or []:
+        name, sep, rest = spec.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"node faults {spec!r}: expected NODE:name=value[,name=value], e.g. node-02:cut_at=0.5")
+        values = {}
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ConfigError(f"node fault {item!r}: expected name=value")
+            values[key.strip()] = value.strip()
+        faults.setdefault(name.strip(), NodeFaults()).update(values)
+    return faults
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (its own CA bundle): (certificate, key).
+
+    Needs the ``cryptography`` package (imported here only: without it the lab serves plain HTTP).
+    """
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ringfsck lab")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    public = key.public_key()
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "lab-ca.pem", directory / "lab-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+class _Request:
+    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
+        self.method, self.headers, self.body = method, headers, body
+        parts = urlsplit(target)
+        self.path, self.target = parts.path, target
+        self.query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        found = {}
+        for item in self.headers.get("cookie", "").split(";"):
+            name, sep, value = item.strip().partition("=")
+            if sep:
+                found[name] = value
+        return found
+
+
+def _head(status: int, headers: dict[str, str], length: int) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", *(f"{k}: {v}" for k, v in headers.items()), f"Content-Length: {length}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _Daemon:
+    """One HTTP/1.1 keep-alive listener; subclasses answer requests."""
+
+    def __init__(self, name: str, faults: NodeFaults, ssl_context: ssl.SSLContext | None) -> None:
+        self.name, self.faults, self.ssl_context = name, faults, ssl_context
+        self.requests: Counter[str] = Counter()
+        self.port = 0
+        self._listener: asyncio.AbstractServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl_context else 'http'}://{HOST}:{self.port}"
+
+    async def listen(self) -> None:
+        self._listener = await asyncio.start_server(self._connection, HOST, self.port, ssl=self.ssl_context, backlog=256, limit=1 << 20)
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    async def set_reachable(self, reachable: bool) -> None:
+        """Close the port (the node is unreachable: connections are refused) or open it again."""
+        if reachable and self._listener is None:
+            await self.listen()
+        elif not reachable:
+            self.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
+                headers = {}
+                for line in lines[1:]:
+                    name, sep, value = line.partition(":")
+                    if sep:
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                body = await reader.readexactly(length) if length else b""
+                try:
+                    keep = await self.respond(_Request(method, target, headers, body), writer)
+                except (ConnectionError, ssl.SSLError):
+                    return
+                except Exception as exc:  # a lab bug: say so on stderr, which LabServers forwards
+                    traceback.print_exc()
+                    await self.send(writer, 500, {}, json.dumps({"error": f"lab bug: {exc!r}"}).encode())
+                    keep = True
+                if not keep or headers.get("connection", "").lower() == "close":
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            return
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            return
+        finally:
+            if not writer.is_closing():
+                writer.close()
+
+    @staticmethod
+    async def send(writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes) -> bool:
+        writer.write(_head(status, {"Content-Type": "text/plain"} | headers, len(body)) + body)
+        await writer.drain()
+        return True
+
+    def injected_failure(self) -> bool:
+        """Whether this request is one of the next ``fail_requests`` (answered 503)."""
+        if self.faults.fail_requests > 0:
+            self.faults.fail_requests -= 1
+            return True
+        return False
+
+    async def respond(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+        raise NotImplementedError
+
+
+class NodeServer(_Daemon):
+    """One node's admin endpoint: cookie login and streamed listkeys."""
+
+    def __init__(self, listing: NodeListing, index: int, state: WorldState, ring: str, faults: NodeFaults,
+                 ssl_context: ssl.SSLContext | None) -> None:
+        super().__init__(listing.name, faults, ssl_context)
+        self.listing, self.state, self.ring = listing, state, ring
+        self.chord_port = CHORD_PORT_BASE + index
+        self._sessions: set[str] = set()
+
+    async def respond(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+        if request.path == "/login" and request.method == "POST":
+            return await self._login(request, writer)
+        if request.path != "/listkeys":
+            return await self.send(writer, 404, {}, b"unknown path")
+        self.requests["listkeys"] += 1
+        if request.cookies.get(COOKIE) not in self._sessions:
+            return await self.send(writer, 302, {"Location": "/login"}, b"")
+        if self.injected_failure():
+            return await self.send(writer, 503, {}, b"injected failure")
+        query = request.query
+        if query.get("dso") != self.ring or query.get("vnode", str(self.chord_port)) != str(self.chord_port):
+            return await self.send(writer, 404, {}, f"no vnode {query.get('vnode')} of dso {query.get('dso')} here".encode())
+        try:
+            low, high = int(query.get("mtime_min", "0")), int(query.get("mtime_max", str(1 << 62)))
+        except ValueError:
+            return await self.send(writer, 400, {}, b"bad mtime_min or mtime_max")
+        return await self._stream(writer, self.ranges(low, high))
+
+    def ranges(self, low: int, high: int) -> list[tuple[str, int, int]]:
+        """(file, start, end) of the rows whose chunk mtime is within [low, high]."""
+        dated = [(self.listing.dump, start, end) for mtime, start, end in self.listing.runs if low <= mtime <= high]
+        clock = self.state.clock
+        recent = [(self.listing.recent, start, end) for age, start, end in self.listing.recent_runs if low <= clock - age <= high]
+        return dated + recent
+
+    async def _stream(self, writer: asyncio.StreamWriter, ranges: list[tuple[str, int, int]]) -> bool:
+        keepalive = b"\n"  # one before each range: the daemons send empty lines while they work
+        length = sum(end - start for _, start, end in ranges) + len(keepalive) * len(ranges)
+        writer.write(_head(200, {"Content-Type": "text/plain"}, length))
+        cut = None if self.faults.cut_at is None else int(length * self.faults.cut_at)
+        sent = 0
+        loop = asyncio.get_running_loop()
+        for path, start, end in ranges:
+            writer.write(keepalive)
+            sent += len(keepalive)
+            await writer.drain()
+            with open(self.state.world / path, "rb") as handle:
+                while start < end:
+                    step = end - start
+                    if self.faults.slow_ms:
+                        step = min(step, _SLOW_BLOCK)
+                        await asyncio.sleep(self.faults.slow_ms / 1000)
+                    if cut is not None:
+                        step = min(step, cut - sent)
+                        if step <= 0:
+                            writer.transport.abort()  # the stream breaks off: no more bytes, no clean end
+                            return False
+                    await loop.sendfile(writer.transport, handle, start, step)
+                    start += step
+                    sent += step
+        return True
+
+    async def _login(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+        self.requests["login"] += 1
+        form = _multipart_fields(request)
+        good = form.get("login") == LAB_LOGIN and form.get("password") == LAB_PASSWORD and not self.faults.bad_login
+        if not good:
+            return await self.send(writer, 302, {"Location": "/login?loginerror=password"}, b"")
+        token = secrets.token_hex(16)
+        self._sessions.add(token)
+        return await self.send(writer, 302, {"Location": form.get("url") or "/", "Set-Cookie": f"{COOKIE}={token}; Path=/; HttpOnly"}, b"")
+
+
+def _multipart_fields(request: _Request) -> dict[str, str]:
+    """The plain fields of a multipart/form-data body (what the daemons' login form takes)."""
+    content_type = request.headers.get("content-type", "")
+    marker = "boundary="
+    if "multipart/form-data" not in content_type or marker not in content_type:
+        return {}
+    boundary = content_type.split(marker, 1)[1].split(";")[0].strip().strip('"').encode()
+    found = {}
+    for part in request.body.split(b"--" + boundary):
+        head, sep, value = part.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        for line in head.decode("latin-1").split("\r\n"):
+            if line.lower().startswith("content-disposition") and 'name="' in line:
+                found[line.split('name="', 1)[1].split('"', 1)[0]] = value.removesuffix(b"\r\n").decode("utf-8", "replace")
+    return found
+
+
+class SupervisorServer(_Daemon):
+    """The supervisor's XML configuration of the ring, and the lab's admin endpoints for every node."""
+
+    def __init__(self, nodes: list[NodeServer], ring: str, faults: NodeFaults, ssl_context: ssl.SSLContext | None) -> None:
+        super().__init__(SUPERVISOR, faults, ssl_context)
+        self.nodes, self.ring = nodes, ring
+
+    async def respond(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+        if request.path.startswith("/_lab/"):
+            status, body = await self._admin(request)
+            return await self.send(writer, status, {"Content-Type": "application/json"}, json.dumps(body).encode())
+        if request.path != "/do":
+            return await self.send(writer, 404, {}, b"unknown path")
+        self.requests["do"] += 1
+        if self.injected_failure():
+            return await self.send(writer, 503, {}, b"injected failure")
+        query = request.query
+        command = query.get("cmd", "")
+        if query.get("suser") != LAB_LOGIN or query.get("spass") != LAB_PASSWORD or self.faults.bad_login:
+            return await self._xml(writer, command, _error("auth", "authentication failed"))
+        if command != "supervisor config dso" or query.get("action") != "view":
+            return await self._xml(writer, command, _error("command", f"unknown command {command!r}"))
+        if query.get("dsoname") != self.ring:
+            return await self._xml(writer, command, _error("param", f"no dso named {query.get('dsoname')!r}", "dsoname"))
+        nodes = "".join(self._node_xml(node) for node in self.nodes)
+        return await self._xml(writer, command, f"<config><dso><name>{escape(self.ring)}</name><nodes>{nodes}</nodes></dso></config>")
+
+    def _node_xml(self, node: NodeServer) -> str:
+        reachable = 0 if node.faults.unreachable else 1
+        return (f"<node><name>{escape(node.name)}</name><addr>{HOST}:{node.port}</addr><vnodeid>{node.chord_port - CHORD_PORT_BASE}</vnodeid>"
+                f"<reachable>{reachable}</reachable><key>{node.chord_port:040X}</key>"
+                f"<config><ip>{HOST}</ip><port>{node.chord_port}</port><adminport>{node.port}</adminport></config>"
+                f"<stats><chunks><nb>{node.listing.rows}</nb></chunks></stats><ring><dsoname>{escape(self.ring)}</dsoname></ring>"
+                f"<states><state>{'RUN' if reachable else 'OUT_OF_SERVICE'}</state></states></node>")
+
+    async def _xml(self, writer: asyncio.StreamWriter, command: str, result: str) -> bool:
+        body = f"<?xml version=\"1.0\"?><xcommand><name>{escape(command)}</name><res>{result}</res></xcommand>".encode()
+        return await self.send(writer, 200, {"Content-Type": "text/xml"}, body)
+
+    async def _admin(self, request: _Request) -> tuple[int, Any]:
+        by_name: dict[str, _Daemon] = {node.name: node for node in self.nodes} | {SUPERVISOR: self}
+        if request.path == "/_lab/health":
+            return 200, {"ok": True, "server": SUPERVISOR}
+        if request.path == "/_lab/requests":
+            return 200, {name: dict(daemon.requests) for name, daemon in by_name.items()}
+        if request.path == "/_lab/reset-stats" and request.method == "POST":
+            for daemon in by_name.values():
+                daemon.requests.clear()
+            return 200, {}
+        if request.path == "/_lab/node-faults":
+            if request.method == "POST":
+                try:
+                    values = json.loads(request.body or b"{}")
+                    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+                        raise ConfigError("expected a JSON object of node name -> faults")
+                    unknown = sorted(set(values) - set(by_name))
+                    if unknown:
+                        raise ConfigError(f"no node named {unknown[0]!r} (known: {', '.join(by_name)})")
+                    changed = {name: replace(by_name[name].faults) for name in values}
+                    for name, faults in values.items():
+                        changed[name].update(faults)  # all or nothing: a bad value changes no node
+                except (ConfigError, ValueError) as exc:
+                    return 400, {"error": str(exc)}
+                for name, faults in changed.items():
+                    by_name[name].faults = faults
+                    await by_name[name].set_reachable(not faults.unreachable)
+            return 200, {name: asdict(daemon.faults) for name, daemon in by_name.items()}
+        return 404, {"error": "unknown admin endpoint"}
+
+
+def _error(kind: str, message: str, param: str | None = None) -> str:
+    extra = f"<param>{escape(param)}</param>" if param else ""
+    return f"<reserror><type>{escape(kind)}</type><msg>{escape(message)}</msg>{extra}</reserror>"
+
+
+def server_ssl_context(certificate: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    return context
+
+
+async def serve_ring(world: Path, *, ring: str = "DATA", faults: dict[str, NodeFaults] | None = None,
+                     ssl_context: ssl.SSLContext | None = None, state: WorldState | None = None,
+                     ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Serve the supervisor and one admin endpoint per node until cancelled; ``ready`` gets their URLs."""
+    state = state or WorldState(world)
+    faults = dict(faults or {})
+    unknown = sorted(set(faults) - {n.name for n in state.nodes} - {SUPERVISOR})
+    if unknown:
+        raise ConfigError(f"node faults: no node named {unknown[0]!r} in this world")
+    nodes = [NodeServer(listing, i, state, ring, faults.get(listing.name, NodeFaults()), ssl_context) for i, listing in enumerate(state.nodes)]
+    supervisor = SupervisorServer(nodes, ring, faults.get(SUPERVISOR, NodeFaults()), ssl_context)
+    try:
+        for daemon in [supervisor, *nodes]:
+            await daemon.listen()
+        for node in nodes:
+            await node.set_reachable(not node.faults.unreachable)  # the port stays known: it opens again when the fault is cleared
+        if ready is not None:
+            ready({"supervisor": supervisor.url, "nodes": {node.name: node.url for node in nodes}})
+        await asyncio.Event().wait()
+    finally:
+        for daemon in [supervisor, *nodes]:
+            daemon.close()
