@@ -167,6 +167,9 @@ class Source:
     # Why this source leaves the reference set incomplete (an export that logged a lost object, an
     # interrupted scan…): each makes any analysis over it incomplete, with no override.
     incomplete: list[str] = field(default_factory=list)
+    # A native RING listing's ``mtime_max`` (ISO UTC): no chunk written after it is listed, which
+    # is evidence of age for a key srebuildd gives no X-Scal-Mtime for (ringfsck.deleter).
+    mtime_max: str | None = None
 
 
 def utc_now() -> datetime:
