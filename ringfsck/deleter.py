@@ -391,3 +391,72 @@ def delete_from_manifest(
         report.seconds = time.perf_counter() - started
         report.canary_rounds = len(canaries.rounds)
     return report
+
+
+@dataclass
+class DeletionHistory:
+    """What the journals say of the deletions of one analysis run's manifests (the report's deletion section)."""
+
+    manifests: int = 0
+    manifest_keys: int = 0
+    runs: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    bytes_reclaimed: int = 0
+    canary_rounds: list[dict[str, Any]] = field(default_factory=list)  # {"at", "after_deletions", "asked"}
+    forced: list[dict[str, Any]] = field(default_factory=list)  # {"at", "forced"} of runs that overrode a guard
+    budget_stops: int = 0
+    stopped: list[dict[str, Any]] = field(default_factory=list)  # {"at", "reason"}
+    last_at: str | None = None
+
+    @property
+    def confirmed(self) -> int:
+        return self.outcomes["deleted"] + self.outcomes["already_gone"]
+
+    @property
+    def left(self) -> int:
+        """Manifest keys not confirmed deleted or gone: kept, failed, or not reached (budget, stop)."""
+        return self.manifest_keys - self.confirmed
+
+    @property
+    def not_reached(self) -> int:
+        return self.left - self.outcomes[KEPT_TOO_RECENT] - self.outcomes[KEPT_NO_MTIME] - self.outcomes["failed"]
+
+    @property
+    def canaries_asked(self) -> int:
+        return sum(r["asked"] for r in self.canary_rounds)
+
+
+def deletion_history(store: Store, run_id: str) -> DeletionHistory:
+    """Aggregate every journal whose runs deleted from a manifest of ``run_id`` (last outcome per key)."""
+    history = DeletionHistory()
+    root = store.root / "journal"
+    for directory in sorted(root.iterdir()) if root.is_dir() else []:
+        if not directory.is_dir():
+            continue
+        records = list(journal_records(directory))
+        runs = [r for r in records if r.get("event") == "run" and r.get("run_id") == run_id]
+        if not runs:
+            continue
+        history.manifests += 1
+        history.runs += len(runs)
+        history.manifest_keys += max(r.get("manifest_keys", 0) for r in runs)
+        last: dict[str, dict[str, Any]] = {}
+        for record in records:
+            history.last_at = max(filter(None, (history.last_at, record.get("at"))), default=None)
+            event = record.get("event")
+            if "ring_key" in record and "outcome" in record:
+                last[record["ring_key"]] = record
+            elif event == "canaries":
+                history.canary_rounds.append({"at": record.get("at"), "after_deletions": record.get("after_deletions", 0), "asked": record.get("asked", 0)})
+            elif event == "run" and record.get("forced"):
+                history.forced.append({"at": record.get("at"), "forced": record["forced"]})
+            elif event == "stopped":
+                history.stopped.append({"at": record.get("at"), "reason": record.get("reason", "")})
+            elif event == "finished" and record.get("budget_reached"):
+                history.budget_stops += 1
+        for record in last.values():
+            outcome = record["outcome"] if record["outcome"] in history.outcomes else "failed"
+            history.outcomes[outcome] += 1
+            if outcome == "deleted":
+                history.bytes_reclaimed += record.get("size") or 0
+    return history

@@ -230,3 +230,66 @@ def test_sizes_take_units(text, size):
 def test_bad_sizes_are_refused(text):
     with pytest.raises(ValueError, match="expected a size"):
         parse_size(text)
+
+
+def _figures(html: str) -> dict[str, str]:
+    import re
+
+    return dict(re.findall(r'data-testid="([a-z-]+)">([^<]*)<', html))
+
+
+def _deleted_then_reported(lab_world, lab, tmp_path: Path) -> tuple[Store, dict[str, str]]:
+    """Three deletion runs of one manifest: budgeted with in-flight keys, a key gone meanwhile, then forced retention."""
+    store, orphans = _manifest(lab_world, lab, tmp_path)
+    lab.set_faults("srebuildd", recent_keys=orphans[-2:])
+    _delete(store, tmp_path, lab, max_keys=5)
+    assert httpx.delete(f"{lab.srebuildd_url}/rebuild/chord-DATA/{orphans[6]}").status_code == 200
+    lab.set_faults("srebuildd", mtime_format="absent", recent_keys=[])
+    _delete(store, tmp_path, lab, max_keys=3)  # every key of unknown age: kept
+    lab.set_faults("srebuildd", mtime_format="http", recent_keys=orphans[-2:])
+    _delete(store, tmp_path, lab, force=["retention"])
+    return store, read_journal(next((store.root / "journal").iterdir()))
+
+
+def test_the_report_has_a_deletion_section_with_the_journals_figures(lab_world, lab_servers, tmp_path):
+    from ringfsck.capacity import human_bytes
+    from ringfsck.report import render_report
+
+    store, journal = _deleted_then_reported(lab_world, lab_servers, tmp_path)
+    figures = _figures(render_report(store))
+    outcomes = {o: sum(1 for v in journal.values() if v == o) for o in ("deleted", "already_gone", "kept_too_recent", "kept_no_mtime", "failed")}
+    assert outcomes["deleted"] == len(lab_servers.deleted()) - 1 and outcomes["already_gone"] == 1 and outcomes["kept_too_recent"] == 2
+    assert figures["deleted"] == f"{outcomes['deleted']:,}" and figures["already-gone"] == "1"
+    assert figures["kept-too-recent"] == "2" and figures["kept-no-mtime"] == "0" and figures["delete-failed"] == "0"
+    reclaimed = sum(lab_world.truth["orphan_sizes"][k] for k, o in journal.items() if o == "deleted")
+    assert figures["reclaimed"] == human_bytes(reclaimed)
+    assert figures["left"] == "2" and figures["not-reached"] == "0"
+    assert "--force retention" in render_report(store)
+    # 20 canaries asked before each run's first DELETE and after its last; the run that deleted nothing asked them once.
+    assert figures["canaries-asked"] == str(20 * (2 + 1 + 2))
+
+
+def test_a_report_before_any_deletion_says_so(lab_world, lab_servers, tmp_path):
+    from ringfsck.report import render_report
+
+    store, _ = _manifest(lab_world, lab_servers, tmp_path)
+    assert "Nothing deleted from this analysis yet" in render_report(store)
+
+
+@pytest.mark.browser
+def test_the_deletion_section_renders_in_headless_chromium(lab_world, lab_servers, tmp_path):
+    from test_report import CHROMIUM, CHROMIUM_FLAGS
+
+    from ringfsck.report import write_report
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed")
+    store, journal = _deleted_then_reported(lab_world, lab_servers, tmp_path)
+    page = Path(write_report(store, tmp_path / "report.html"))
+    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    figures = _figures(dom.stdout)
+    assert figures["deleted"] == f"{sum(1 for o in journal.values() if o == 'deleted'):,}"
+    assert figures["already-gone"] == "1" and figures["kept-too-recent"] == "2" and figures["left"] == "2"
+    assert 'data-testid="canary-rounds"' in dom.stdout and 'data-testid="forced"' in dom.stdout
