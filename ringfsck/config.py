@@ -179,7 +179,11 @@ class Settings:
     delete_budget: DeleteBudget = DeleteBudget()
     canaries: CanarySettings = CanarySettings()
     # ``ringfsck verify``: the command that reverse-looks-up one main chunk (ringfsck.reverse_lookup).
+    # Placeholders: {key} (the main chunk), {node}, {ip}, {port} (the settings below).
     reverse_lookup_command: str | None = None
+    reverse_lookup_node: str | None = None
+    reverse_lookup_ip: str | None = None
+    reverse_lookup_port: int | None = None
     reverse_lookup_timeout: float = 60.0
     # Local mirror of an S3 store (all DuckDB work reads it); default under ~/.cache/ringfsck/s3/.
     cache_dir: str | None = None
@@ -261,6 +265,9 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "retries": _to_int,
     "cache_dir": _optional(_to_str),
     "reverse_lookup_command": _optional(_to_str),
+    "reverse_lookup_node": _optional(_to_str),
+    "reverse_lookup_ip": _optional(_to_str),
+    "reverse_lookup_port": _optional(_to_positive_int),
     "reverse_lookup_timeout": _to_float,
 }
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {

@@ -39,6 +39,7 @@ from ringfsck.progress import bar
 from ringfsck.remote.batches import preflight, require_srebuildd
 from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, RequestFailed, Result, run_batched, send
 from ringfsck.remote.srebuildd import MainChunkHead, head_main_chunk
+from ringfsck.reverse_lookup import refuse_if_disproved
 from ringfsck.s3 import local_input
 from ringfsck.store import Store, iso, utc_now
 
@@ -254,6 +255,7 @@ def delete_from_manifest(
     with local_input(manifest_path, store.settings) as local:
         manifest = read_manifest(local, location=str(manifest_path))
     verify_against_store(manifest, store)
+    refuse_if_disproved(store, manifest)  # a reverse lookup (ringfsck verify) traced a key to a live S3 reference
     selected = _only(manifest, only_keys)
     sizes = {row["ring_key"]: row["size"] for row in manifest.rows}
     journal = Journal(store, manifest.header["keys_sha256"][:32])

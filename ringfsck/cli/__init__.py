@@ -44,6 +44,7 @@ _COMMAND_MODULES = {
     "report": "delete",
     "manifest": "delete",
     "delete": "delete",
+    "verify": "delete",
     "sql": "query",
     "demo": "demo",
     "lab": "lab",

@@ -143,6 +143,41 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, max
         raise SystemExit(EXIT_FAILURES)
 
 
+@click.command("verify")
+@click.option("--manifest", "manifest_path", required=True, callback=_existing_or_s3, metavar="FILE",
+              help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.")
+@click.option("--sample", type=click.IntRange(min=1), default=None, help="Look up N random keys of the manifest (default: all).")
+@settings_options(reverse_lookup_command="reverse_lookup_command")
+@click.option("--command", "reverse_lookup_command", default=None, metavar="TEMPLATE",
+              help="The reverse-lookup command (config: reverse_lookup_command); placeholders {key}, {node}, {ip}, {port} "
+                   "(config: reverse_lookup_node, reverse_lookup_ip, reverse_lookup_port).")
+def verify_command(manifest_path: str, sample: int | None, settings, **_: Any) -> None:
+    """Reverse-look-up a manifest's keys on a node: which input key wrote each orphan.
+
+    Runs the configured command for each key (no shell; a timeout,
+    reverse_lookup_timeout, default 60 s; the exit status checked) and reads
+    the one 40-hex input key it prints other than the queried key. A found
+    input key that S3 references proves the analysis wrong: the manifest is
+    refused (exit 4), and 'delete' refuses it too from then on. Lookups that
+    fail or print something else are reported as unverified, never verified.
+    Results are kept in STORE/verify/.
+
+    \b
+    Examples:
+      ringfsck verify --manifest orphans.csv --sample 50
+      ringfsck verify --manifest orphans.csv --command 'ssh {node} scalarcrevlookupid -b {ip}:{port} {key}'
+      ringfsck verify --manifest orphans.csv --command 'python -m ringfsck.lab.revlookup --world lab-world {key}'
+    """
+    from ringfsck.reverse_lookup import verify_manifest
+
+    report = verify_manifest(open_store(settings), manifest_path, sample=sample)
+    o = report.outcomes
+    click.echo(f"verify: {report.asked:,} keys looked up: {o['verified']:,} verified (written by an input key S3 does not reference), "
+               f"{o['unverified']:,} unverified; results {report.results}")
+    for line in report.first_unverified:
+        click.echo(f"  unverified: {line}", err=True)
+
+
 @click.command("report")
 @click.option("-o", "--output", default="ringfsck-report.html", show_default=True, type=click.Path(dir_okay=False),
               help="HTML file to write, or s3://BUCKET/KEY.")
@@ -166,4 +201,4 @@ def report_command(output: str, run_id: str | None, settings) -> None:
     click.echo(f"report: {write_report(open_store(settings, writes=False), output, run_id)}")
 
 
-COMMANDS = [manifest_command, delete_command, report_command]
+COMMANDS = [manifest_command, delete_command, verify_command, report_command]
