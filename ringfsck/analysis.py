@@ -223,7 +223,7 @@ def _summarize(
     completeness: Completeness,
 ) -> dict[str, Any]:
     sources = [
-        {k: v for k, v in vars(s).items() if k in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings", "incomplete")}
+        {k: v for k, v in vars(s).items() if k in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings", "incomplete", "mtime_max")}
         for s in store.sources()
     ]
     counts: dict[str, Any] = {

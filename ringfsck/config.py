@@ -116,6 +116,25 @@ def _to_host(value: Any) -> str:
         raise ValueError(f"expected a host or host:port, got {value!r} (a URL goes in srebuildd_url)")
     _to_http_url(text)
     return text
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+               "p": 10**15, "pb": 10**15, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``10GiB``, ``500 MB``, ``1.5TiB`` or a plain number (KiB = 1024, KB = 1000); ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        text = _to_str(value).strip().replace(" ", "").replace("_", "")
+        digits = len(text) - len(text.lstrip("0123456789."))
+        number_text, unit = text[:digits], text[digits:].lower()
+        try:
+            number = float(number_text)
+        except ValueError:
+            raise ValueError(f"expected a size such as 10GiB or 500MB, got {value!r}") from None
+    if unit not in _SIZE_UNITS or number < 0:
+        raise ValueError(f"expected a size such as 10GiB or 500MB, got {value!r}")
+    return int(number * _SIZE_UNITS[unit])
 
 
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -157,6 +176,24 @@ class DuckDBSettings:
 
 
 @dataclass(frozen=True)
+class DeleteBudget:
+    """The most one ``delete --execute`` run deletes; None: no limit. The next run continues."""
+
+    keys: int | None = None
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class CanarySettings:
+    """Referenced input keys asked while deleting (DOMAIN.md section 8): stop if one disappears."""
+
+    sample: int = 20  # asked before the first DELETE
+    first_after: int = 10  # asked again after this many deletions…
+    every: int = 100  # …and then at least every this many
+    wait_seconds: float = 300.0  # a canary that cannot be asked pauses deletion this long at most, then exit 5
+
+
+@dataclass(frozen=True)
 class Settings:
     store: str = DEFAULT_STORE
     ring: str = "DATA"
@@ -184,6 +221,15 @@ class Settings:
     retries: int = 5
     s3: S3Settings = S3Settings()
     sup: SupSettings = SupSettings()
+    delete_budget: DeleteBudget = DeleteBudget()
+    canaries: CanarySettings = CanarySettings()
+    # ``ringfsck verify``: the command that reverse-looks-up one main chunk (ringfsck.reverse_lookup).
+    # Placeholders: {key} (the main chunk), {node}, {ip}, {port} (the settings below).
+    reverse_lookup_command: str | None = None
+    reverse_lookup_node: str | None = None
+    reverse_lookup_ip: str | None = None
+    reverse_lookup_port: int | None = None
+    reverse_lookup_timeout: float = 60.0
     # Local mirror of an S3 store (all DuckDB work reads it); default under ~/.cache/ringfsck/s3/.
     cache_dir: str | None = None
     duckdb: DuckDBSettings = DuckDBSettings()
@@ -264,6 +310,11 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "timeout": _to_float,
     "retries": _to_int,
     "cache_dir": _optional(_to_str),
+    "reverse_lookup_command": _optional(_to_str),
+    "reverse_lookup_node": _optional(_to_str),
+    "reverse_lookup_ip": _optional(_to_str),
+    "reverse_lookup_port": _optional(_to_positive_int),
+    "reverse_lookup_timeout": _to_float,
 }
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "s3": (
@@ -288,6 +339,11 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "ca_bundle": _optional(_to_str),
             "verify_tls": _to_bool,
         },
+    ),
+    "delete_budget": (DeleteBudget, {"keys": _optional(_to_positive_int), "bytes": _optional(parse_size)}),
+    "canaries": (
+        CanarySettings,
+        {"sample": _to_int, "first_after": _to_positive_int, "every": _to_positive_int, "wait_seconds": _to_float},
     ),
     "duckdb": (
         DuckDBSettings,

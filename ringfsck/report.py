@@ -18,6 +18,7 @@ from ringfsck._resources import resource_dir
 from ringfsck.analysis import GAP_STATUSES, run_history
 from ringfsck.capacity import capacity_summary, human_bytes
 from ringfsck.commands import absolute_location, printed_command
+from ringfsck.deleter import deletion_history
 from ringfsck.s3 import is_s3_url, local_output
 from ringfsck.store import Store, iso, utc_now
 
@@ -170,6 +171,7 @@ def render_report(store: Store, run_id: str | None = None) -> str:
         disks_shown=len(disks),
         histogram_chart=_bars(capacity["histogram"], "label", "orphans"),
         next_commands=_next_commands(store, summary, capacity),
+        deletion=deletion_history(store, summary["run_id"]),
         version=__version__,
         generated_at=iso(utc_now()),
     )

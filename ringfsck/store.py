@@ -171,6 +171,9 @@ class Source:
     incomplete: list[str] = field(default_factory=list)
     # What the kind of input adds (a RING node's listing: ring, node, address, listing window…).
     details: dict[str, Any] = field(default_factory=dict)
+    # A native RING listing's ``mtime_max`` (ISO UTC): no chunk written after it is listed, which
+    # is evidence of age for a key srebuildd gives no X-Scal-Mtime for (ringfsck.deleter).
+    mtime_max: str | None = None
 
 
 def utc_now() -> datetime:

@@ -53,6 +53,7 @@ _COMMAND_MODULES = {
     "manifest": "delete",
     "delete": "delete",
     "forget": "forget",
+    "verify": "delete",
     "sql": "query",
     "demo": "demo",
     "lab": "lab",

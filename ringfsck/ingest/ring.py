@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import httpx
 import xxhash
@@ -149,8 +149,10 @@ class _Listing:
         values["details"] = details | values["details"]
         values.setdefault("size", 0)
         values.setdefault("checksum", "unfinished")
+        # Nothing written after mtime_max is listed: evidence of age for the deleter's guard.
+        mtime_max = iso(datetime.fromtimestamp(self.mtime_max, timezone.utc))
         return Source(id=sid, kind="listkeys", location=node_location(self.ring, node), format=RING_FORMAT,
-                      captured_at=iso(started), ingested_at=iso(utc_now()), **values)
+                      captured_at=iso(started), ingested_at=iso(utc_now()), mtime_max=mtime_max, **values)
 
     def list_node(self, node: RingNode) -> NodeOutcome:
         sid, location = node_source_id(self.ring, node), node_location(self.ring, node)

@@ -142,11 +142,13 @@ class LabServers:
         """Change some of a server's faults at run time; returns all of them.
 
         ``latency_ms``, ``error_rate``, ``drop_rate``, ``hang_rate``, ``hang_seconds``,
-        ``fail_keys`` (an iterable of keys or bucket names; empty to clear), and for bucketd
-        ``common_prefixes`` and ``unknown_shape`` (a bucket name; None to clear).
+        ``fail_keys`` (an iterable of keys or bucket names; empty to clear), for bucketd
+        ``common_prefixes`` and ``unknown_shape`` (a bucket name; None to clear), for srebuildd
+        ``mtime_format``, ``recent_keys``, ``recent_share`` and ``vanish_after_deletes``.
         """
-        if "fail_keys" in faults:
-            faults["fail_keys"] = sorted(faults["fail_keys"])
+        for name in ("fail_keys", "recent_keys"):
+            if name in faults:
+                faults[name] = sorted(faults[name])
         return self._admin(server, "POST", "faults", faults)
 
     def deleted(self) -> set[str]:
@@ -180,7 +182,7 @@ def tls_available() -> bool:
 
 
 def _spec(faults: Mapping[str, Any]) -> str:
-    return ",".join(f"{k}={';'.join(map(str, v)) if k == 'fail_keys' else v}" for k, v in faults.items())
+    return ",".join(f"{k}={';'.join(map(str, v)) if k in ('fail_keys', 'recent_keys') else v}" for k, v in faults.items())
 
 
 def _terminate(proc: subprocess.Popen[str], stderr: IO[str] | None) -> None:

@@ -24,6 +24,8 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -38,6 +40,11 @@ HOST = "127.0.0.1"
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 _NUMERIC_FAULTS = ("latency_ms", "error_rate", "drop_rate", "hang_rate", "hang_seconds")
+_SHARE_KNOBS = ("recent_share",)
+MTIME_FORMATS = ("http", "iso", "epoch", "absent")
+# The X-Scal-Mtime srebuildd answers by default: older than any lab world's S3 export (and its
+# objects), so that only the knobs below make a key look recently written.
+LAB_OLD_MTIME = datetime(2024, 1, 1, tzinfo=timezone.utc)
 Response = tuple[int, dict[str, str], bytes]
 _DROP = None  # a handler's answer meaning: close the connection without a response
 
@@ -55,6 +62,12 @@ class Faults:
     keys under a common prefix are grouped in ``CommonPrefixes`` and not listed; it serves the
     metadata of the bucket named by ``unknown_shape`` in a shape no ringfsck knows (each location's
     ``key`` field renamed, as a future metadata version might), in listings and GETs alike.
+
+    srebuildd's arcdata HEAD answers ``X-Scal-Mtime`` (DOMAIN.md section 8) in ``mtime_format``
+    (``http``, ``iso``, ``epoch``, or ``absent``: no header); the time is the chunk's mtime as the lab's nodes list it (LAB_OLD_MTIME if it has none), or now for
+    the main chunks in ``recent_keys`` and a ``recent_share`` of all main chunks (picked by key hash,
+    the same on every request: uploads in flight). ``vanish_after_deletes``: once that many DELETEs
+    succeeded, every input key answers 404 on the arc path (live data lost while deleting).
     """
 
     latency_ms: float = 0.0
@@ -66,6 +79,10 @@ class Faults:
     fail_after: int | None = None
     common_prefixes: str | None = None  # bucketd: this bucket's listings group keys under CommonPrefixes
     unknown_shape: str | None = None  # bucketd: this bucket's locations name their key "dataKey"
+    mtime_format: str = "http"  # srebuildd: how X-Scal-Mtime is written (absent: not at all)
+    recent_keys: set[str] = field(default_factory=set)  # srebuildd: main chunks written just now
+    recent_share: float = 0.0  # srebuildd: this share of main chunks written just now
+    vanish_after_deletes: int | None = None  # srebuildd: input keys 404 on the arc path after this many DELETEs
 
     @classmethod
     def parse(cls, spec: str | dict[str, Any] | None) -> "Faults":
@@ -85,31 +102,37 @@ class Faults:
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
-            if name == "fail_after":
+            if name in ("fail_after", "vanish_after_deletes"):
                 try:
-                    self.fail_after = None if value in (None, "", "none") else int(value)
+                    count = None if value in (None, "", "none") else int(value)
                 except (TypeError, ValueError):
-                    raise ConfigError(f"fault fail_after: expected a number of requests, got {value!r}") from None
-                if self.fail_after is not None and self.fail_after < 0:
-                    raise ConfigError(f"fault fail_after: {value!r} out of range")
+                    raise ConfigError(f"fault {name}: expected a number of requests, got {value!r}") from None
+                if count is not None and count < 0:
+                    raise ConfigError(f"fault {name}: {value!r} out of range")
+                setattr(self, name, count)
+            elif name == "mtime_format":
+                if value not in MTIME_FORMATS:
+                    raise ConfigError(f"fault mtime_format: expected one of {', '.join(MTIME_FORMATS)}, got {value!r}")
+                self.mtime_format = value
             elif name in ("common_prefixes", "unknown_shape"):
                 setattr(self, name, None if value in (None, "", "none") else str(value))
-            elif name == "fail_keys":
+            elif name in ("fail_keys", "recent_keys"):
                 items = value.split(";") if isinstance(value, str) else value
-                self.fail_keys = {str(k).strip().upper() for k in items if str(k).strip()}
-            elif name in _NUMERIC_FAULTS:
+                setattr(self, name, {str(k).strip().upper() for k in items if str(k).strip()})
+            elif name in _NUMERIC_FAULTS or name in _SHARE_KNOBS:
                 try:
                     number = float(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"fault {name}: expected a number, got {value!r}") from None
-                if number < 0 or (name.endswith("_rate") and number > 1):
+                if number < 0 or ((name.endswith("_rate") or name in _SHARE_KNOBS) and number > 1):
                     raise ConfigError(f"fault {name}: {value!r} out of range")
                 setattr(self, name, number)
             else:
-                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after, common_prefixes, unknown_shape)")
+                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after, common_prefixes, "
+                                  "unknown_shape, mtime_format, recent_keys, recent_share, vanish_after_deletes)")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"fail_keys": sorted(self.fail_keys)}
+        return asdict(self) | {"fail_keys": sorted(self.fail_keys), "recent_keys": sorted(self.recent_keys)}
 
 
 class _Server:
@@ -205,7 +228,7 @@ class _Server:
                     values = json.loads(body or b"{}")
                     if not isinstance(values, dict):
                         raise ConfigError("expected a JSON object of faults")
-                    changed = replace(self.faults, fail_keys=set(self.faults.fail_keys))
+                    changed = replace(self.faults, fail_keys=set(self.faults.fail_keys), recent_keys=set(self.faults.recent_keys))
                     changed.update(values)  # all or nothing: a bad value leaves the faults as they were
                     self.faults = changed
                     self._since_faults = 0
@@ -269,7 +292,7 @@ class SrebuilddServer(_Server):
         if kind == "arcdata":
             if method != "HEAD":
                 return 405, {}, b""
-            return (200, {"X-Scal-Size": str(self.x_scal_size(key))}, b"") if on_ring else (404, {}, b"")
+            return (200, {"X-Scal-Size": str(self.x_scal_size(key))} | self.x_scal_mtime(key), b"") if on_ring else (404, {}, b"")
         if method != "DELETE":
             return 405, {}, b""
         if not on_ring:
@@ -286,9 +309,28 @@ class SrebuilddServer(_Server):
             return -(-size // k)
         return size
 
+    def x_scal_mtime(self, main_chunk: str) -> dict[str, str]:
+        """The ``X-Scal-Mtime`` header of a present main chunk, as the faults say (see :class:`Faults`)."""
+        faults = self.faults
+        if faults.mtime_format == "absent":
+            return {}
+        # The key's md5 chars are uniform: the same share of keys, the same keys, on every request.
+        recent = main_chunk in faults.recent_keys or int(main_chunk[:8], 16) < faults.recent_share * 0x1_0000_0000
+        stored = self.state.chunk_mtime(main_chunk)  # what the lab's nodes list for it
+        written = (datetime.now(timezone.utc) if recent
+                   else datetime.fromtimestamp(stored, timezone.utc) if stored is not None else LAB_OLD_MTIME)
+        if faults.mtime_format == "iso":
+            return {"X-Scal-Mtime": written.isoformat(timespec="seconds")}
+        if faults.mtime_format == "epoch":
+            return {"X-Scal-Mtime": str(int(written.timestamp()))}
+        return {"X-Scal-Mtime": format_datetime(written, usegmt=True)}
+
     def _arc(self, method: str, key: str, headers: dict[str, str]) -> Response:
         if method not in ("HEAD", "GET"):
             return 405, {}, b""
+        vanish = self.faults.vanish_after_deletes
+        if vanish is not None and len(self.deleted) >= vanish:
+            return 404, {}, b""  # live data lost while deleting: the canaries must notice
         index = self.state.split_body(key)
         if index is None and not self.state.knows_input_key(key):
             return 404, {}, b""

@@ -758,7 +758,7 @@ class _Generator:
                 main = self._store(key, "cos", 1)
             else:
                 main = self._store(key, "arc50", self.rng.randint(MIN_CHUNKS, max(MIN_CHUNKS, self.arc.stripes - 1)))
-            self.truth.add("orphan", main)
+            self.truth.add("orphan", main, key)  # the input key that wrote it: what a reverse lookup finds
             self._flush_if_full(i)
 
     def _plant_noise(self) -> None:
@@ -886,6 +886,11 @@ class _Generator:
             out.write(',\n"orphan_sizes": {')
             for i, key in enumerate(keys_of("orphan")):
                 out.write(f'{"," if i else ""}\n "{key}": {self._size(key)}')
+            out.write("\n},\n")
+            out.write('"orphan_input_keys": {')
+            query = f"SELECT key, any_value(aux) FROM {source} WHERE kind = 'orphan' GROUP BY key ORDER BY key"
+            for i, (main, input_key) in enumerate(con.execute(query).fetchall()):
+                out.write(f'{"," if i else ""}\n "{main}": "{input_key}"')
             out.write("\n},\n")
             out.write('"gaps": {\n')
             for i, status in enumerate(GAP_STATUSES):

@@ -7,6 +7,8 @@ is never turned into "not found" or "not split".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, RequestFailed, send
 from ringfsck.split_index import parse_split_index
@@ -33,25 +35,76 @@ def split_header_says(value: str | None) -> bool:
     return said
 
 
-async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> SplitAnswer:
-    """HEAD the input key on the arc path; for a split key, GET its raw index and parse the subkeys."""
+async def arc_split_state(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None) -> bool | None:
+    """HEAD an input key on the arc path: None when not found, else whether it is a split index."""
     url = f"/{arc_path}/{input_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
     if head.status_code == 404:
-        return SplitAnswer("not_found", False, [])
+        return None
     if head.status_code != 200:
         raise RequestFailed(f"HEAD {url}: unexpected HTTP {head.status_code}", 1)
     try:
-        is_split = split_header_says(head.headers.get("X-Scal-Attr-Is-Split"))
+        return split_header_says(head.headers.get("X-Scal-Attr-Is-Split"))
     except ValueError as exc:
         raise RequestFailed(f"HEAD {url}: {exc}", 1) from None
+
+
+async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> SplitAnswer:
+    """HEAD the input key on the arc path; for a split key, GET its raw index and parse the subkeys."""
+    is_split = await arc_split_state(client, arc_path, input_key, policy=policy, limiter=limiter)
+    if is_split is None:
+        return SplitAnswer("not_found", False, [])
     if not is_split:
         return SplitAnswer("ok", False, [])
+    url = f"/{arc_path}/{input_key}"
     raw = await send(client, "GET", url, policy=policy, limiter=limiter, headers={"x-scal-split-policy": "raw"})
     if raw.status_code != 200:
         # The key was there a moment ago: a 404 now is not an answer we can trust.
         raise RequestFailed(f"GET {url} (raw split index): unexpected HTTP {raw.status_code}", 1)
     return SplitAnswer("ok", True, parse_split_index(raw.content))
+
+
+@dataclass(frozen=True)
+class MainChunkHead:
+    """What a HEAD on the arcdata path says of a main chunk just before it is deleted."""
+
+    present: bool
+    mtime: datetime | None = None  # None: absent or not a date ringfsck reads (never guessed)
+    mtime_text: str | None = None  # the header as received, for the journal
+
+
+def parse_scal_mtime(value: str | None) -> datetime | None:
+    """``X-Scal-Mtime`` as an aware UTC datetime: an HTTP date, ISO 8601 with a zone, or epoch seconds.
+
+    Anything else (a date without a time zone included) is None: no usable mtime, which keeps the key.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        if text.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(text), tz=timezone.utc)
+        if "," in text or " GMT" in text:
+            parsed = parsedate_to_datetime(text)
+        else:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, TypeError, OverflowError, OSError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None  # a local time of an unknown zone: no evidence of age either way
+    return parsed.astimezone(timezone.utc)
+
+
+async def head_main_chunk(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None) -> MainChunkHead:
+    """HEAD a main chunk on the arcdata path: present (with its X-Scal-Mtime) or not; RequestFailed otherwise."""
+    url = f"/{arcdata_path}/{ring_key}"
+    head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
+    if head.status_code == 404:
+        return MainChunkHead(False)
+    if head.status_code != 200:
+        raise RequestFailed(f"HEAD {url}: unexpected HTTP {head.status_code}", 1)
+    text = head.headers.get("X-Scal-Mtime")
+    return MainChunkHead(True, parse_scal_mtime(text), text)
 
 
 async def main_chunk_size(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> int | None:
