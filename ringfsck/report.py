@@ -15,7 +15,8 @@ import jinja2
 
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
-from ringfsck.analysis import GAP_STATUSES, run_history
+from ringfsck.analysis import GAP_STATUSES
+from ringfsck.history import run_history
 from ringfsck.capacity import capacity_summary, human_bytes
 from ringfsck.commands import absolute_location, printed_command
 from ringfsck.deleter import deletion_history

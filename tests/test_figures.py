@@ -117,7 +117,7 @@ def test_gaps_total_and_unrecoverable_first(lab_stores, lab_world):
 
 
 def test_history_lists_every_run_oldest_first_with_its_figures(lab_stores):
-    from ringfsck.analysis import run_history
+    from ringfsck.history import run_history
 
     store = lab_stores["csv"]
     before = store.run_ids()
