@@ -13,6 +13,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -291,10 +292,32 @@ def _forked_pool(work: _Work, workers: int) -> Iterator[ProcessPoolExecutor]:
     _inherited = work
     try:
         # With fork, every worker is started at the first submit (before the progress bar exists).
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             yield pool
     finally:
         _inherited = None
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a forked worker: exit when the ingest process dies, even by ``kill -9``.
+
+    Without this a worker blocked on its work queue waits forever for a parent that is gone.
+    The kernel delivers SIGKILL when the forking thread exits (the pool forks from the main
+    thread, which lives as long as the process); a worker killed mid-file publishes nothing
+    (parts are written to a temporary name first).
+    """
+    import ctypes
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handling is the parent's
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, FileOutcome]:

@@ -27,6 +27,7 @@ from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.ingest._registry import RejectWriter, source_id
 from ringfsck.ingest.s3keys import S3KEYS_SCHEMA
 from ringfsck.progress import bar
+from ringfsck.redact import redact
 from ringfsck.remote.batches import preflight
 from ringfsck.remote.bucketd import USERS_BUCKET, VERSION_SEPARATOR, BucketdClient, Entry, parse_entry
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client
@@ -78,7 +79,7 @@ class _BucketExport:
     def __init__(self, store: Store, url: str, bucket: str, *, skip_complete: bool = False) -> None:
         self.store = store
         self.bucket = bucket
-        self.location = f"{url}/default/bucket/{bucket}"
+        self.location = f"{redact(url)}/default/bucket/{bucket}"
         # Identity is the bucket, not the URL: the same bucketd reached by another
         # address (hostname or IP, another connector) must replace, never add.
         self.sid = source_id("bucketd", bucket)
@@ -218,7 +219,7 @@ def ingest_bucketd(
     policy = policy or HttpPolicy.from_settings(store.settings)
     preflight(url, policy, service="bucketd")
     limiter = RateLimiter(policy.max_rps)
-    report = BucketdReport(url)
+    report = BucketdReport(redact(url))
 
     async def run() -> None:
         async with make_client(url, policy, connections=policy.concurrency) as client:
@@ -228,7 +229,7 @@ def ingest_bucketd(
                 try:
                     names += await api.buckets(session)
                 except RequestFailed as exc:
-                    raise RemoteError(f"bucketd {url}: cannot list raft session {session}: {exc.reason}") from None
+                    raise RemoteError(f"bucketd {redact(url)}: cannot list raft session {session}: {exc.reason}") from None
             names = sorted({n for n in names if n != USERS_BUCKET})  # users..bucket holds no data
             progress = bar(desc=f"bucketd: {len(names)} buckets", unit="entry", position=0)
             gate = asyncio.Semaphore(_PARALLEL_BUCKETS)
@@ -255,7 +256,7 @@ def ingest_bucketd(
     if report.failed:
         first = report.failed[0]
         raise RemoteError(
-            f"bucketd {url}: {len(report.failed)} bucket(s) not exported ({first.bucket}: {first.error}); "
+            f"bucketd {redact(url)}: {len(report.failed)} bucket(s) not exported ({first.bucket}: {first.error}); "
             "rerun with --skip-complete to resume only the unfinished ones"
         )
     return report
