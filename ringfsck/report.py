@@ -15,6 +15,7 @@ import jinja2
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
 from ringfsck.capacity import capacity_summary, human_bytes
+from ringfsck.redact import redact
 from ringfsck.s3 import is_s3_url, local_output
 from ringfsck.store import Store, iso, utc_now
 
@@ -90,7 +91,7 @@ def render_report(store: Store, run_id: str | None = None) -> str:
         disk_chart=_bars(disks, "disk", "raw_bytes"),
         disks_shown=len(disks),
         histogram_chart=_bars(capacity["histogram"], "label", "orphans"),
-        next_commands=_next_commands(summary, capacity),
+        next_commands=[(redact(command), why) for command, why in _next_commands(summary, capacity)],  # a URL given with credentials
         version=__version__,
         generated_at=iso(utc_now()),
     )

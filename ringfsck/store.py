@@ -337,7 +337,7 @@ class Store:
                 if tmp.exists():
                     _fsync_file(tmp)
                     os.replace(tmp, final)
-            self.publish(final)
+                    self.publish(final)
         finally:
             tmp.unlink(missing_ok=True)
 

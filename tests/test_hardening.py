@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import _planted
 from ringfsck.cli import main
-from ringfsck.errors import EXIT_INPUT, EXIT_NO_SPACE, EXIT_TERMINATED, EXIT_USAGE
+from ringfsck.errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SPACE, EXIT_TERMINATED, EXIT_USAGE
 from ringfsck.redact import redact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,14 +326,16 @@ def _lock_is_free(store: Path) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are used on Linux only")
-def test_sigterm_stops_an_ingest_like_ctrl_c(tmp_path):
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, EXIT_TERMINATED, "Terminated"), (signal.SIGINT, EXIT_INTERRUPTED, "Interrupted")])
+def test_sigterm_stops_an_ingest_like_ctrl_c(tmp_path, signum, code, word):
     store = tmp_path / "store"
     proc, workers = _start_ingest(store, _big_listings(tmp_path))
-    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signum)  # the parent only, as kill or a service manager does
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_TERMINATED, stderr
+    assert proc.returncode == code, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("Terminated: ") and "run the same command again" in last and str(store) in last, stderr
+    assert last.startswith(f"{word}: ") and "ingested before the interrupt is recorded" in last, stderr
+    assert "run the same command again" in last and str(store) in last, stderr
     assert "Traceback" not in stderr, stderr
     assert not any(map(_alive, workers))
     assert _lock_is_free(store)

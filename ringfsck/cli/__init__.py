@@ -29,7 +29,8 @@ def main() -> None:
     Try it all on a simulated RING first: ringfsck demo
 
     Exit codes: 0 ok, 1 some items failed, 2 usage or config error, 3 bad input,
-    4 refused by a safety check, 5 remote service error, 130 interrupted.
+    4 refused by a safety check, 5 remote service error, 6 no space left on a disk,
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
 
 
