@@ -224,6 +224,21 @@ class Store:
         handle.write(f"{holder} (pid {os.getpid()}, since {iso(utc_now())})")
         handle.flush()
         self._lock = handle
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """What a writer killed outright (``kill -9``, a power cut) left half-written: never published, now removed.
+
+        Only the lock holder writes, so with the lock taken no temporary part or unpublished run is in flight.
+        """
+        import shutil
+
+        for tmp in self.root.glob("tables/*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        latest = self.latest_run_id()
+        for run in self.root.glob("runs/*/"):
+            if run.name != latest and not (run / "summary.json").exists():
+                shutil.rmtree(run, ignore_errors=True)
 
     def unlock(self) -> None:
         if self._lock is not None:

@@ -367,3 +367,18 @@ def test_sigterm_stops_resolve_with_its_answers_saved(lab_world, tmp_path):
         assert result.exit_code == 0, result.output
         assert f"{int(saved):,} already final" in result.stdout
     assert asked >= int(saved)
+
+
+def test_a_writer_removes_what_a_killed_writer_left_half_written(analysed_store, tmp_path):
+    """A kill -9 leaves a temporary part or an unpublished run folder: the next writer removes them, nothing else."""
+    stale_part = analysed_store / "tables" / "s3keys" / ".0123456789abcdef.parquet.0f0f.tmp"
+    stale_part.write_bytes(b"PAR1 half")
+    stale_run = analysed_store / "runs" / "20260101T000000Z-dead00"
+    stale_run.mkdir()
+    (stale_run / "orphans.parquet").write_bytes(b"PAR1 half")
+    published = sorted(p.name for p in (analysed_store / "runs").iterdir() if (p / "summary.json").exists())
+    assert run("sql", "select count(*) from orphans", "--store", str(analysed_store)).exit_code == 0
+    assert stale_part.exists() and stale_run.exists()  # a reader changes nothing
+    assert run("analyze", "--assume-no-splits", "--store", str(analysed_store)).exit_code == 0
+    assert not stale_part.exists() and not stale_run.exists()
+    assert set(published) < {p.name for p in (analysed_store / "runs").iterdir() if (p / "summary.json").exists()}
