@@ -64,11 +64,18 @@ class AnalysisResult:
 
 def analyze(store: Store, options: AnalysisOptions | None = None) -> AnalysisResult:
     """Run every SQL step, write the outputs and the run summary, mark the run as latest."""
-    options = options or AnalysisOptions()
+    run_id, run_path = store.new_run_dir()
+    try:
+        return _write_run(store, options or AnalysisOptions(), run_id, run_path)
+    except BaseException:
+        store.discard_run(run_id)  # a run is published whole or leaves nothing behind
+        raise
+
+
+def _write_run(store: Store, options: AnalysisOptions, run_id: str, run_path: Path) -> AnalysisResult:
     settings = store.settings
     started = utc_now()
     clock = time.perf_counter()
-    run_id, run_path = store.new_run_dir()
     con = store.connect(run_id=None)
     listing_time = options.listing_time or _listing_time(store)
     _set_variables(con, settings, listing_time)

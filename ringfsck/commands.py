@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from urllib.parse import urlsplit, urlunsplit
 
 from ringfsck.config import load_settings
+from ringfsck.redact import redact
 from ringfsck.s3 import is_s3_url
 from ringfsck.store import Store
 
@@ -22,14 +22,6 @@ from ringfsck.store import Store
 SREBUILDD_FILE = "srebuildd.json"
 # Printed when no URL is known: the operator fills it in (as printed, it is a usage error, exit 2).
 UNKNOWN_SREBUILDD = "<SREBUILDD_URL>"
-
-
-def without_credentials(url: str) -> str:
-    """``url`` without its ``user:password@`` part."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def absolute_location(location: str) -> str:
@@ -40,7 +32,7 @@ def absolute_location(location: str) -> str:
 def remember_srebuildd(store: Store, url: str) -> None:
     """Record the srebuildd URL a lookup used, so the next steps printed later can name it."""
     path = store.root / SREBUILDD_FILE
-    url = without_credentials(url.rstrip("/"))
+    url = redact(url.rstrip("/"))
     if known_srebuildd(store, from_settings=False) != url:
         store.write_json(path, {"url": url})
 
@@ -48,7 +40,7 @@ def remember_srebuildd(store: Store, url: str) -> None:
 def known_srebuildd(store: Store, *, from_settings: bool = True) -> str | None:
     """The srebuildd URL of this store: the settings' own, else the one its lookups last used."""
     if from_settings and store.settings.srebuildd_base_url:
-        return without_credentials(store.settings.srebuildd_base_url)
+        return redact(store.settings.srebuildd_base_url)
     path = store.root / SREBUILDD_FILE
     try:
         return json.loads(path.read_text())["url"]
@@ -78,4 +70,4 @@ def printed_command(store: Store, *words: str, srebuildd: bool = False) -> str:
         options += ["--srebuildd", url]  # the config file, when it has the URL, already carries it
     elif srebuildd and not url:
         options += ["--srebuildd", UNKNOWN_SREBUILDD]
-    return shlex.join(["ringfsck", *words, *options])
+    return redact(shlex.join(["ringfsck", *words, *options]))  # whatever URL a word holds

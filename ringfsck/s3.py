@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ringfsck.config import Settings
 from ringfsck.errors import ConfigError, InputError, RemoteError, RingfsckError
+from ringfsck.redact import redact
 
 SCHEME = "s3://"
 DEFAULT_REGION = "us-east-1"
@@ -65,7 +66,9 @@ class S3Url:
     def parse(cls, text: str) -> "S3Url":
         bucket, _, key = text[len(SCHEME):].partition("/")
         if not text.startswith(SCHEME) or not bucket:
-            raise ConfigError(f"{text}: not an S3 location (expected s3://BUCKET/PREFIX)")
+            raise ConfigError(f"{redact(text)}: not an S3 location (expected s3://BUCKET/PREFIX)")
+        if "@" in bucket:  # s3a://KEY:SECRET@bucket (old Hadoop style): the location would carry the secret
+            raise ConfigError(f"{redact(text)}: credentials in an S3 location are not accepted; set s3.access_key and s3.secret_key")
         return cls(bucket, key)
 
     def __str__(self) -> str:
@@ -104,11 +107,7 @@ def _display(endpoint: str | None) -> str:
     """An endpoint fit for a message: any user:password@ part removed."""
     if not endpoint:
         return "the AWS S3 endpoint"
-    parts = urlsplit(endpoint)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return redact(endpoint)
 
 
 def _quiet_botocore() -> None:

@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
-from ringfsck.errors import InputError, RefusedError
+from ringfsck.errors import InputError, RefusedError, no_space_error
 
 if TYPE_CHECKING:
     import duckdb
@@ -231,6 +231,21 @@ class Store:
         handle.write(f"{holder} (pid {os.getpid()}, since {iso(utc_now())})")
         handle.flush()
         self._lock = handle
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """What a writer killed outright (``kill -9``, a power cut) left half-written: never published, now removed.
+
+        Only the lock holder writes, so with the lock taken no temporary part or unpublished run is in flight.
+        """
+        import shutil
+
+        for tmp in self.root.glob("tables/*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        latest = self.latest_run_id()
+        for run in self.root.glob("runs/*/"):
+            if run.name != latest and not (run / "summary.json").exists():
+                shutil.rmtree(run, ignore_errors=True)
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -240,6 +255,7 @@ class Store:
     # --- opening ----------------------------------------------------------
     @classmethod
     def open(cls, settings: Settings, *, create: bool = True) -> "Store":
+        """Open the configured store; ``create=False`` (commands that only read) never creates nor changes one."""
         location = settings.store_location
         mirror = None
         if location.startswith("s3://"):
@@ -253,7 +269,7 @@ class Store:
         marker = root / "store.json"
         if not marker.exists():
             if not create:
-                raise InputError(f"{store.location}: no ringfsck store here (run 'ringfsck ingest' first)")
+                raise InputError(f"no store at {store.location} (check --store or the config's store; 'ringfsck ingest' creates one)")
             if root.exists() and not root.is_dir():
                 raise InputError(f"{root}: exists and is not a directory")
             root.mkdir(parents=True, exist_ok=True)
@@ -301,13 +317,12 @@ class Store:
 
     @property
     def store_id(self) -> str:
-        """A stable identity, so a manifest cannot be replayed against another store."""
+        """A stable identity, so a manifest cannot be replayed against another store (written at creation)."""
         marker = self.root / "store.json"
-        info = json.loads(marker.read_text())
-        if "id" not in info:
-            info["id"] = uuid.uuid4().hex
-            self.write_json(marker, info)
-        return info["id"]
+        store_id = json.loads(marker.read_text()).get("id")
+        if not store_id:
+            raise InputError(f"{self.location_of(marker)}: no store id (the file was edited by hand?)")
+        return str(store_id)
 
     # --- tables -----------------------------------------------------------
     def table_dir(self, table: str) -> Path:
@@ -339,11 +354,12 @@ class Store:
         final = self.part_path(table, part)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
         try:
-            yield tmp
-            if tmp.exists():
-                _fsync_file(tmp)
-                os.replace(tmp, final)
-                self.publish(final)
+            with naming_a_full_disk(self.location_of(final)):
+                yield tmp
+                if tmp.exists():
+                    _fsync_file(tmp)
+                    os.replace(tmp, final)
+                    self.publish(final)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -405,6 +421,13 @@ class Store:
         path.mkdir(parents=True)
         return run_id, path
 
+    def discard_run(self, run_id: str) -> None:
+        """Remove the folder of a run that failed before it was published (a full disk, an interrupt)."""
+        import shutil
+
+        if self.latest_run_id() != run_id:  # never the latest: LATEST names published runs only
+            shutil.rmtree(self.root / "runs" / run_id, ignore_errors=True)
+
     def set_latest_run(self, run_id: str) -> None:
         """Publish the run's files, then point LATEST at it (so LATEST never names a half-uploaded run)."""
         if self._mirror is not None:
@@ -446,13 +469,17 @@ class Store:
     # --- DuckDB -----------------------------------------------------------
     @property
     def temp_dir(self) -> Path:
+        """DuckDB's spill space (DuckDB creates it when it first spills)."""
         configured = self.settings.duckdb.temp_directory
-        path = Path(configured) if configured else self.root / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return Path(configured) if configured else self.root / "tmp"
 
-    def connect(self, *, run_id: str | None = None) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with the store's views (the ``ringfsck sql`` contract)."""
+    def connect(self, *, run_id: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the store's views (the ``ringfsck sql`` contract).
+
+        ``read_only``: files are reachable under the store only, and the configuration is locked (a
+        query cannot lift that). DuckDB still lets a ``COPY`` write there: ``ringfsck sql`` runs
+        only statements that read.
+        """
         import duckdb  # ingesting needs no DuckDB: imported by the commands that query
 
         con = duckdb.connect(":memory:")
@@ -467,6 +494,10 @@ class Store:
         con.execute("SET enable_progress_bar = false")
         load_macros(con)
         self.create_views(con, run_id=run_id)
+        if read_only:
+            con.execute(f"SET allowed_directories = [{sql_literal(str(self.root.resolve()) + os.sep)}]")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         return con
 
     def table_select(self, table: str) -> str:
@@ -598,11 +629,23 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+@contextmanager
+def naming_a_full_disk(path: str) -> Iterator[None]:
+    """A full disk while writing ``path`` is one line naming it (Arrow's and Python's errors name no file)."""
+    try:
+        yield
+    except Exception as exc:
+        full = no_space_error(exc, path)
+        if full is None:
+            raise
+        raise full from None
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with naming_a_full_disk(str(path)), os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -61,8 +61,8 @@ def test_config_of_the_wrong_shape(store, tmp_path):
     assert_one_line_error(run("analyze", "--config", str(config), "--store", store), EXIT_USAGE, str(config), "arc_protection")
 
 
-def test_bad_sql_is_one_line(store):
-    assert_one_line_error(run("sql", "select * from nothing_here", "--store", store), EXIT_INPUT, "nothing_here")
+def test_sql_on_a_missing_store_is_one_line(store):
+    assert_one_line_error(run("sql", "select * from nothing_here", "--store", store), EXIT_INPUT, f"no store at {store}")
 
 
 def test_every_command_has_help_with_examples():
@@ -103,6 +103,11 @@ def test_sql_formats(analysed_store):
     table = run("sql", "select count(*) as n from orphans", "--store", store).stdout
     assert str(len(world.orphans)) in table
     assert summary["counts"]["orphans"] == len(world.orphans)
+
+
+def test_bad_sql_is_one_line(analysed_store):
+    _, store, _ = analysed_store
+    assert_one_line_error(run("sql", "select * from nothing_here", "--store", store), EXIT_INPUT, "nothing_here", "Views: listkeys")
 
 
 def test_sql_object_keys_round_trip_in_json(analysed_store):

@@ -247,6 +247,6 @@ def test_the_mirror_follows_s3_which_is_the_truth(s3, lab_world, tmp_path):
 
 def test_a_cache_dir_holding_a_local_store_is_refused(s3, tmp_path):
     local = tmp_path / "local-store"
-    cli("sql", "select 1", f"--store={local}")
+    Store.open(load_settings(None, {"store": str(local)}, env={}))  # a local store (sql no longer creates one)
     result = CliRunner().invoke(main, ["sql", "select 1", f"--store={s3.url('DATA')}", f"--cache-dir={local}"])
     assert result.exit_code == 2 and "not a mirror of" in result.stderr

@@ -37,7 +37,8 @@ def main() -> None:
     RINGFSCK_* environment (RINGFSCK_STORE, RINGFSCK_CONFIG...) > config file > defaults.
 
     Exit codes: 0 ok, 1 some items failed, 2 usage or config error, 3 bad input,
-    4 refused by a safety check, 5 remote service error, 130 interrupted.
+    4 refused by a safety check, 5 remote service error, 6 no space left on a disk,
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
 
 

@@ -8,19 +8,26 @@ Precedence: subcommand option > global option > ``RINGFSCK_*`` environment > con
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from ringfsck.config import Settings, load_settings
-from ringfsck.errors import EXIT_INTERRUPTED, RingfsckError
+from ringfsck.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RingfsckError, Terminated, no_space_error
+from ringfsck.redact import redact
 
 
 class RingfsckGroup(click.Group):
     """A click group that turns RingfsckError into one line on stderr and its exit code.
 
     Run without a subcommand, it prints its help and exits 0 (asking for help is no error).
+    A full disk is one line too (exit 6), and SIGTERM stops a command the way Ctrl-C does (exit 143).
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -30,16 +37,81 @@ class RingfsckGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RingfsckError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
-        finally:
-            _unlock_all()
+        with _sigterm_as_interrupt():
+            try:
+                return super().invoke(ctx)
+            except RingfsckError as exc:
+                _fail(ctx, str(exc), exc.exit_code)
+            except KeyboardInterrupt as exc:
+                terminated = isinstance(exc, Terminated) or _terminated.is_set()
+                click.echo(f"{'Terminated' if terminated else 'Interrupted'}: {_what_was_saved(ctx)}", err=True)
+                ctx.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+            except Exception as exc:
+                full = no_space_error(exc, _stores[-1].location if _stores else os.getcwd())
+                if full is None:
+                    raise  # a bug: the traceback is what a developer needs
+                _fail(ctx, str(full), full.exit_code)
+            finally:
+                _unlock_all()
+
+
+def _fail(ctx: click.Context, message: str, exit_code: int) -> None:
+    click.echo(f"Error: {redact(message)}", err=True)
+    ctx.exit(exit_code)
+
+
+# What an interrupted command has saved, and how it resumes (every command persists as it goes).
+_RESUME = {
+    "ingest": "every input ingested before the interrupt is recorded; run the same command again and only the others are read",
+    "ingest bucketd": "each bucket's completed pages are saved; run the same command again and it resumes from them",
+    "resolve": "the answers received are saved; run the same command again and it asks only the keys still unanswered",
+    "size": "the sizes received are saved; run the same command again and it asks only the orphans still unsized",
+    "analyze": "nothing: an analysis is published whole or not at all (the previous one stays the latest); run it again",
+    "check": "every input ingested before the interrupt is recorded, no analysis was published; run the same command again",
+    "delete": "every deletion outcome received is journaled; run the same command again and it skips the confirmed keys",
+}
+
+
+def _what_was_saved(ctx: click.Context) -> str:
+    names = [ctx.invoked_subcommand or ""]
+    while ctx.parent is not None:  # the program's own name (ringfsck, python -m ringfsck) aside
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    command = " ".join(names).strip()
+    saved = _RESUME.get(command) or _RESUME.get(command.split(" ")[0]) or "nothing was changed; run the command again"
+    where = f" (store {_stores[-1].location})" if _stores else ""
+    return saved + where
+
+
+# Set by SIGTERM: the KeyboardInterrupt that follows is reported as a termination (exit 143).
+_terminated = threading.Event()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM does what Ctrl-C does: the same clean stop, the lock released, progress kept."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        yield  # a nested group (ringfsck ingest …), or a command run from a thread: the handler is the outer one's
+        return
+    _terminated.clear()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _terminated.set()
+    # Forked ingest workers stop as they do on Ctrl-C (the terminal sends it to them too).
+    for child in multiprocessing.active_children():
+        if child.pid is not None:
+            os.kill(child.pid, signal.SIGINT)
+    interrupt = signal.getsignal(signal.SIGINT)
+    if callable(interrupt) and interrupt is not signal.default_int_handler:
+        interrupt(signal.SIGINT, frame)  # asyncio's: cancels the running requests, then raises KeyboardInterrupt
+        return
+    raise Terminated
 
 
 # The options every store command takes, as (parameter name, option decorator): given before the
@@ -119,21 +191,26 @@ def policy_options(func: Callable[..., Any]) -> Callable[..., Any]:
 POLICY_SETTINGS = dict(concurrency="concurrency", max_rps="max_rps", timeout="timeout", retries="retries")
 
 
-# Stores this command locked for writing: released when it ends (RingfsckGroup.invoke).
-_locked: list[Any] = []
+# Stores this command opened (named in its error and interrupt messages); their writer locks are
+# released when it ends (RingfsckGroup.invoke).
+_stores: list[Any] = []
 
 
 def open_store(settings: Settings, *, writes: bool = True):  # noqa: ANN201 - avoids importing the store at CLI import time
-    """The configured store; a command that changes it holds its writer lock until it ends."""
+    """The configured store; a command that changes it holds its writer lock until it ends.
+
+    A command that only reads (``writes=False``) never creates a store nor writes into one: a
+    mistyped ``--store`` is "no store at …" (exit 3).
+    """
     from ringfsck.store import Store
 
-    store = Store.open(settings)
+    store = Store.open(settings, create=writes)
+    _stores.append(store)
     if writes:
         store.lock(click.get_current_context().command_path)
-        _locked.append(store)
     return store
 
 
 def _unlock_all() -> None:
-    while _locked:
-        _locked.pop().unlock()
+    while _stores:
+        _stores.pop().unlock()

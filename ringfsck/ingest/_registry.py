@@ -13,6 +13,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -293,14 +294,48 @@ def _forked_pool(work: _Work, workers: int) -> Iterator[ProcessPoolExecutor]:
     _inherited = work
     try:
         # With fork, every worker is started at the first submit (before the progress bar exists).
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_start_worker, initargs=(os.getpid(),)) as pool:
             yield pool
     finally:
         _inherited = None
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_parsing = False  # in a forked worker: a file is being parsed (an interrupt must clean it up)
+
+
+def _start_worker(parent_pid: int) -> None:
+    """In a forked worker: exit when the ingest process dies, even by ``kill -9``; stop quietly on an interrupt.
+
+    Without this a worker blocked on its work queue waits forever for a parent that is gone.
+    The kernel delivers SIGKILL when the forking thread exits (the pool forks from the main
+    thread, which lives as long as the process); a worker killed mid-file publishes nothing
+    (parts are written to a temporary name first; the next writer removes it).
+    """
+    import ctypes
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handling is the parent's
+    signal.signal(signal.SIGINT, _interrupted_worker)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _interrupted_worker(signum: int, frame: object) -> None:
+    """Ctrl-C (or the parent's SIGTERM, forwarded) in a forked worker: a file being parsed is abandoned
+    cleanly. An idle worker, blocked on its queue, has nothing to stop: the parent shuts the pool down
+    (dying there would break the pool, and with it the recording of files other workers finished)."""
+    if _parsing:
+        raise KeyboardInterrupt
+
+
 def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, FileOutcome]:
     """Parse the pending file at ``position`` of ``work`` (in a forked worker: the inherited work)."""
+    global _parsing
+    forked = work is None
     work = work or _inherited
     assert work is not None
     j, i = work.pending[position]
@@ -310,7 +345,11 @@ def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, Fi
         counters[position] += size
 
     prior = work.known.get(source_id(job.kind, file.location))
-    return _parse_one(work.store, job.kind, file, job.parse, job.tables, prior, job.allow_empty, on_read)
+    _parsing = forked
+    try:
+        return _parse_one(work.store, job.kind, file, job.parse, job.tables, prior, job.allow_empty, on_read)
+    finally:
+        _parsing = False
 
 
 def _failed_source(kind: str, file: Input, error: InputError) -> Source:

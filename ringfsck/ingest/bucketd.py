@@ -27,6 +27,7 @@ from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.ingest._registry import RejectWriter, source_id
 from ringfsck.ingest.s3keys import S3KEYS_SCHEMA
 from ringfsck.progress import bar
+from ringfsck.redact import redact
 from ringfsck.remote.batches import preflight
 from ringfsck.remote.bucketd import USERS_BUCKET, VERSION_SEPARATOR, BucketdClient, Entry, parse_entry
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client
@@ -76,7 +77,7 @@ def _timestamp(text: str | None) -> datetime | None:
 
 def bucket_location(url: str, bucket: str) -> str:
     """Where a bucket's export comes from: its rows' source and its source record's location."""
-    return f"{url}/default/bucket/{bucket}"
+    return f"{redact(url)}/default/bucket/{bucket}"  # never a credential in the store
 
 
 class _BucketExport:
@@ -225,7 +226,7 @@ def ingest_bucketd(
     policy = policy or HttpPolicy.from_settings(store.settings)
     preflight(url, policy, service="bucketd")
     limiter = RateLimiter(policy.max_rps)
-    report = BucketdReport(url)
+    report = BucketdReport(redact(url))
 
     async def run() -> None:
         async with make_client(url, policy, connections=policy.concurrency) as client:
@@ -235,7 +236,7 @@ def ingest_bucketd(
                 try:
                     names += await api.buckets(session)
                 except RequestFailed as exc:
-                    raise RemoteError(f"bucketd {url}: cannot list raft session {session}: {exc.reason}") from None
+                    raise RemoteError(f"bucketd {redact(url)}: cannot list raft session {session}: {exc.reason}") from None
             names = sorted({n for n in names if n != USERS_BUCKET})  # users..bucket holds no data
             progress = bar(desc=f"bucketd: {len(names)} buckets", unit="entry", position=0)
             gate = asyncio.Semaphore(_PARALLEL_BUCKETS)
@@ -265,7 +266,7 @@ def ingest_bucketd(
     if report.failed:
         first = report.failed[0]
         raise RemoteError(
-            f"bucketd {url}: {len(report.failed)} bucket(s) not exported ({first.bucket}: {first.error}); "
+            f"bucketd {redact(url)}: {len(report.failed)} bucket(s) not exported ({first.bucket}: {first.error}); "
             "rerun with --skip-complete to resume only the unfinished ones"
         )
     return report

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.progress import bar
+from ringfsck.redact import redact
 from ringfsck.remote.http import Endpoint, HttpPolicy, Result, run_batched
 from ringfsck.store import Store
 
@@ -66,7 +67,7 @@ def preflight(base_url: str, policy: HttpPolicy, service: str = "srebuildd") -> 
         except httpx.TransportError as exc:
             last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         time.sleep(0.2)
-    raise RemoteError(f"cannot reach {service} at {base_url}: {last}")
+    raise RemoteError(f"cannot reach {service} at {redact(base_url)}: {redact(last)}")
 
 
 def _keys(store: Store, query: str) -> tuple[int, Iterator[str]]:

@@ -17,18 +17,20 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar, overload
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import httpcore
 import httpx
 
 from ringfsck.errors import RemoteError
+from ringfsck.redact import redact
 
 K = TypeVar("K")
 R = TypeVar("R")
@@ -225,6 +227,8 @@ class Endpoint:
         self._origin = httpcore.Origin(self._scheme, url.raw_host, self._port)
         self._ssl = (ssl_context or httpx.create_ssl_context()) if url.scheme == "https" else None
         self._headers = [(b"Host", url.netloc), (b"User-Agent", _USER_AGENT)]
+        if url.userinfo:  # http://user:pass@host: basic auth, as httpx (bucketd's client) does
+            self._headers.append((b"Authorization", b"Basic " + base64.b64encode(unquote_to_bytes(url.userinfo))))
         self._timeout = policy.timeout
         self._extensions = {"timeout": httpx.Timeout(policy.timeout).as_dict()}
         self._connection: httpcore.AsyncHTTP11Connection | None = None
@@ -326,7 +330,7 @@ async def _run(
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-    flush()
+        flush()  # answers received before a stop (Ctrl-C, SIGTERM, an error) are kept too
 
 
 def run_batched(
@@ -362,4 +366,4 @@ def run_batched(
     try:
         asyncio.run(main())
     except httpx.InvalidURL as exc:
-        raise RemoteError(f"{base_url}: invalid URL: {exc}") from None
+        raise RemoteError(f"{redact(base_url)}: invalid URL: {redact(str(exc))}") from None
