@@ -18,7 +18,7 @@ from ringfsck.errors import InputError
 _FETCH = 10_000
 # The views ``ringfsck sql`` offers (the README's table lists the same; a test checks both, and the store's).
 VIEWS = (
-    "listkeys", "listkeys_packed", "s3keys", "ring_main_chunks", "candidates", "orphans", "gaps", "debris", "duplicates",
+    "listkeys", "listkeys_packed", "s3keys", "s3_objects", "ring_main_chunks", "candidates", "orphans", "gaps", "debris", "duplicates",
     "rejects", "s3_rejects", "s3_input_keys", "splits", "sizes", "orphan_sizes", "s3_other_locations", "sources",
 )
 # Statements that only read: anything else (COPY … TO, ATTACH, CREATE, SET, PRAGMA, INSTALL…) could
