@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from ringfsck.lab import LabServers, generate_world
+
+# Tests check correctness, never wall-clock time: hypothesis's per-example deadline fails
+# property tests on a loaded CI machine, so it is off for every test.
+settings.register_profile("ringfsck", deadline=None)
+settings.load_profile("ringfsck")
 
 
 @pytest.fixture(scope="session")
