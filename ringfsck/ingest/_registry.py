@@ -13,11 +13,13 @@ import hashlib
 import multiprocessing
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -189,10 +191,10 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
     sizes = [jobs[j].files[i].size for j, i in pending]
     workers = max(1, min(len(pending), workers or os.cpu_count() or 1))
     forking = _forking(store, jobs, pending, workers)
-    work = _Work(store, jobs, known, pending, _shared_counters(len(pending)) if forking else [0] * len(pending))
+    work = _Work(store, jobs, known, pending, shared_counters(len(pending)) if forking else [0] * len(pending))
     failure: BaseException | None = None
     # The pool first: forked workers must not inherit the progress bar's thread.
-    with _forked_pool(work, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+    with forked_pool(work, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         # A forked worker finds the work where it was when it forked: only positions are sent to it.
         futures = {pool.submit(_parse_pending, position, *(() if forking else (work,))): position for position in range(len(pending))}
         kinds = " + ".join(job.kind for job in jobs)
@@ -267,7 +269,13 @@ class _Work:
     bytes_read: MutableSequence[int]  # stored bytes read so far, per file: shared memory with forked workers
 
 
-_inherited: _Work | None = None  # what forked workers parse (set in the parent before they fork)
+_inherited: Any = None  # what forked workers work on (set in the parent before they fork)
+
+
+def inherited_work() -> Any:
+    """In a worker of :func:`forked_pool`: the work it was given."""
+    assert _inherited is not None, "not in a forked worker"
+    return _inherited
 
 
 def _forking(store: Store, jobs: list[IngestJob], pending: list[tuple[int, int]], workers: int) -> bool:
@@ -283,26 +291,52 @@ def _forking(store: Store, jobs: list[IngestJob], pending: list[tuple[int, int]]
     )
 
 
-def _shared_counters(count: int) -> MutableSequence[int]:
+def shared_counters(count: int) -> MutableSequence[int]:
     return multiprocessing.get_context("fork").RawArray("q", max(count, 1))
 
 
 @contextmanager
-def _forked_pool(work: _Work, workers: int) -> Iterator[ProcessPoolExecutor]:
+def forked_pool(work: Any, workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` processes forked from this one, each finding ``work`` with :func:`inherited_work`.
+
+    Call it from the main thread with no other thread running (a fork copies one thread only).
+    """
     global _inherited
     _inherited = work
     try:
         # With fork, every worker is started at the first submit (before the progress bar exists).
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             yield pool
     finally:
         _inherited = None
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a forked worker: exit when the ingest process dies, even by ``kill -9``.
+
+    Without this a worker blocked on its work queue waits forever for a parent that is gone.
+    The kernel delivers SIGKILL when the forking thread exits (the pool forks from the main
+    thread, which lives as long as the process); a worker killed mid-file publishes nothing
+    (parts are written to a temporary name first).
+    """
+    import ctypes
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handling is the parent's
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, FileOutcome]:
     """Parse the pending file at ``position`` of ``work`` (in a forked worker: the inherited work)."""
-    work = work or _inherited
-    assert work is not None
+    work = work or inherited_work()
+    assert isinstance(work, _Work)
     j, i = work.pending[position]
     job, file, counters = work.jobs[j], work.jobs[j].files[i], work.bytes_read
 

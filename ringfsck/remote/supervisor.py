@@ -196,6 +196,15 @@ def node_from_url(url: str) -> tuple[RingNode, Credentials | None]:
     return RingNode(parts.netloc, parts.netloc, base, int(vnode) if vnode else None), credentials
 
 
+def framed(response: httpx.Response) -> bool:
+    """Whether the body's end is said by its framing (a length, or chunks) rather than by the connection closing.
+
+    A body read until the connection closes ends the same way whether it was complete or cut.
+    """
+    chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
+    return chunked or "content-length" in response.headers
+
+
 class NodeClient:
     """One node's admin endpoint: the cookie login, and listkeys streamed."""
 
@@ -205,7 +214,7 @@ class NodeClient:
 
     @contextmanager
     def listkeys(self, ring: str, mtime_min: int, mtime_max: int) -> Iterator[httpx.Response]:
-        """The listing's response, status 200, body not read yet; NodeFailed if the node cannot be asked.
+        """The listing's response, status 200, body not read yet; NodeFailed if the node cannot be asked, or its body is not framed.
 
         Connection errors and 5xx are retried with backoff; a redirect to the login page is followed
         by one login. What goes wrong while the body is read is the caller's (httpx errors).
@@ -217,6 +226,9 @@ class NodeClient:
         with _client(self.node.admin_url, self.credentials, self.verify, self.policy) as client:
             response = self._open(client, target)
             try:
+                if not framed(response):
+                    raise NodeFailed(f"{self.where}: the listing has neither a Content-Length nor chunked encoding, "
+                                     "so a cut connection would look like its end")
                 yield response
             finally:
                 response.close()
