@@ -48,6 +48,7 @@ COOKIE = "ringsession"
 CHORD_PORT_BASE = 4244
 SUPERVISOR = "supervisor"
 _SLOW_BLOCK = 64 * 1024
+_TLS_BLOCK = 1024 * 1024
 _REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -319,7 +320,7 @@ class NodeServer(_Daemon):
                             return False
                     if faults.chunked:
                         writer.write(f"{step:x}\r\n".encode())
-                    await loop.sendfile(writer.transport, handle, start, step)
+                    await self._send_range(writer, loop, handle, start, step)
                     if faults.chunked:
                         writer.write(b"\r\n")
                     start += step
@@ -331,6 +332,19 @@ class NodeServer(_Daemon):
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         return not faults.unframed  # an unframed body ends when the connection closes
+
+    async def _send_range(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop, handle, start: int, size: int) -> None:  # noqa: ANN001
+        """``size`` bytes of ``handle`` from ``start``: sendfile in plain HTTP; over TLS, blocks written
+        (asyncio's own fallback for TLS trips an assertion when the reader is slow)."""
+        if self.ssl_context is None:
+            await loop.sendfile(writer.transport, handle, start, size)
+            return
+        handle.seek(start)
+        while size > 0:
+            block = handle.read(min(size, _TLS_BLOCK))
+            writer.write(block)
+            await writer.drain()
+            size -= len(block)
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n" if self.faults.chunked else data)

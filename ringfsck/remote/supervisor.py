@@ -13,6 +13,7 @@ and httpx's own request log lines are filtered the same way while a client is op
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import ssl
@@ -73,8 +74,9 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
 
 
+@functools.cache
 def tls_verify(ca_bundle: str | None, verify_tls: bool) -> ssl.SSLContext | bool:
-    """What httpx checks the supervisor's and nodes' certificates against."""
+    """What httpx checks the supervisor's and nodes' certificates against, made once per process (loading CAs costs)."""
     if not verify_tls:
         return False
     if ca_bundle:
@@ -82,7 +84,7 @@ def tls_verify(ca_bundle: str | None, verify_tls: bool) -> ssl.SSLContext | bool
             return ssl.create_default_context(cafile=ca_bundle)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{ca_bundle}: cannot load the CA bundle (sup.ca_bundle): {exc}") from None
-    return True
+    return ssl.create_default_context()  # the system's CAs; a context reused by every client (httpx would load its own for each)
 
 
 @dataclass(frozen=True)
