@@ -33,12 +33,12 @@ from ringfsck.config import Settings, SupSettings
 from ringfsck.ingest.ring import ingest_ring
 from ringfsck.remote.supervisor import Credentials
 from ringfsck.store import Store
-url, login, password, ca, store = sys.argv[1:6]
+url, login, password, ca, store, concurrency = sys.argv[1:7]
 settings = Settings(store=store, sup=SupSettings(url=url, login=login, password=password, ca_bundle=ca or None))
 started = time.perf_counter()
-report = ingest_ring(Store.open(settings), supervisor=url, credentials=Credentials(login, password))
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"rows": report.rows, "seconds": time.perf_counter() - started, "cpu": usage.ru_utime + usage.ru_stime}))
+report = ingest_ring(Store.open(settings), supervisor=url, credentials=Credentials(login, password), concurrency=int(concurrency) or None)
+cpu = sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))  # workers joined
+print(json.dumps({"rows": report.rows, "seconds": time.perf_counter() - started, "cpu": cpu}))
 """
 
 
@@ -58,13 +58,13 @@ def _world(path: Path | None, rows: int, nodes: int) -> World:
     return generate_world(target, objects=objects, seed=1, nodes=nodes, splits=0.0)
 
 
-def _measure(world: World, tls: bool) -> dict:
+def _measure(world: World, tls: bool, concurrency: int | None) -> dict:
     store = Path(tempfile.mkdtemp(prefix="ring-bench-store-"))
     try:
         with LabServers(world, ring_tls=tls) as lab:
             lab_pid = lab._proc.pid  # type: ignore[union-attr]
             lab_before = _cpu_seconds(lab_pid)
-            measured = run_measured([sys.executable, "-c", _CLIENT, lab.supervisor_url, lab.sup_login, lab.sup_password, lab.ca_bundle or "", str(store)],
+            measured = run_measured([sys.executable, "-c", _CLIENT, lab.supervisor_url, lab.sup_login, lab.sup_password, lab.ca_bundle or "", str(store), str(concurrency or 0)],
                                     env={"PYTHONPATH": str(ROOT)})
             lab_cpu = _cpu_seconds(lab_pid) - lab_before
         if measured.returncode:
@@ -82,11 +82,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--nodes", type=int, default=6)
+    parser.add_argument("--concurrency", type=int, default=None, help="nodes listed at once (default: ingest ring's)")
     parser.add_argument("--world", type=Path, default=None, help="keep (and reuse) the generated world here")
     args = parser.parse_args()
     world = _world(args.world, args.rows, args.nodes)
     for tls in (False, True):
-        figures = _measure(world, tls)
+        figures = _measure(world, tls, args.concurrency)
         print(json.dumps(figures), flush=True)
         print(f"{figures['transport']:5s}: {figures['rows']:,} rows from {args.nodes} nodes in {figures['seconds']} s = "
               f"{figures['rows_per_s']:,} rows/s, peak RSS {figures['peak_rss_mib']} MiB, "

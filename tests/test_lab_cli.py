@@ -74,3 +74,27 @@ def test_serve_until_interrupted(lab_world):
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_serve_also_serves_the_supervisor_and_nodes(lab_world, tmp_path):
+    code = "import sys; from ringfsck.cli.lab import lab; lab(sys.argv[1:])"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--world", str(lab_world.path), "--node-faults", "node-01:bad_login=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        nodes = lab_world.truth["settings"]["nodes"]
+        lines = [proc.stdout.readline() for _ in range(2 + 1 + nodes + 1)]  # srebuildd, bucketd, the supervisor, its nodes, the command
+        supervisor = re.match(r"supervisor (http://127\.0\.0\.1:\d+)", lines[2]).group(1)
+        assert [line.split()[0] for line in lines[3:-1]] == [f"node-{i:02d}" for i in range(nodes)]
+        listing = lines[-1].removeprefix("List it: ").split()
+        assert lines[-1].startswith("List it: ringfsck ingest ring") and listing[listing.index("--supervisor") + 1] == supervisor
+        done = subprocess.run([sys.executable, "-m", "ringfsck", *listing[1:], "--store", str(tmp_path / "store")],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 5 and "node-01" in done.stderr and "login refused" in done.stderr  # the fault given
+        assert "node-00" in done.stdout and "rows in" in done.stdout
+        password_file = Path(listing[listing.index("--password-file") + 1])
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0 and not password_file.exists()
+    finally:
+        proc.kill()
+        proc.communicate()

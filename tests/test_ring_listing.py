@@ -134,6 +134,69 @@ def test_a_node_fault_leaves_the_listing_incomplete(tmp_path, ring_world, fault,
         write_manifest(store, tmp_path / "orphans.csv")
 
 
+@pytest.mark.parametrize("framing", [{}, {"chunked": True}])
+def test_a_stream_cut_at_a_line_end_is_told_by_its_framing(tmp_path, ring_world, framing):
+    # The bytes received end with a whole line: only the Content-Length not reached, or the last
+    # chunk never sent, says the listing was cut.
+    with LabServers(ring_world.path, node_faults={"node-02": {"cut_at": 0.5, "cut_on_line": True, **framing}}) as lab:
+        store = _store(tmp_path, lab)
+        with pytest.raises(RemoteError, match="node-02.*broke off"):
+            _list(store, lab)
+        failed = next(s for s in store.sources() if s.details["node"] == "node-02")
+        assert failed.incomplete and not store.part_names("listkeys", failed.id)
+        lab.set_node_faults("node-02", cut_at=None)  # the same framing, uncut: listed whole
+        assert {n.name: n.status for n in _list(store, lab).nodes}["node-02"] == "listed"
+    assert _listed_rows(store) == _dump_rows(ring_world)
+
+
+def test_a_listing_without_framing_is_never_published_as_complete(tmp_path, ring_world):
+    # Neither a Content-Length nor chunks: the body ends when the connection closes, whole or cut alike.
+    with LabServers(ring_world.path, node_faults={"node-04": {"unframed": True}}) as lab:
+        store = _store(tmp_path, lab)
+        with pytest.raises(RemoteError, match="node-04.*neither a Content-Length nor chunked") as raised:
+            _list(store, lab)
+    assert "\n" not in str(raised.value)
+    failed = next(s for s in store.sources() if s.details["node"] == "node-04")
+    assert failed.incomplete and "node-04" in failed.incomplete[0] and failed.rows == 0
+    assert not store.part_names("listkeys", failed.id)
+    ingest_s3keys(store, [str(ring_world.s3keys_dir)])
+    assert not analyze(store, AnalysisOptions(assume_no_splits=True)).summary["complete"]
+
+
+def test_nodes_are_listed_in_forked_workers_with_one_bar_in_rows(tmp_path, ring_world, ring_lab, monkeypatch):
+    import ringfsck.ingest.ring as ring_module
+
+    forked, bars = [], []
+
+    class RecordingBar:
+        def __init__(self, *, total, **options) -> None:
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, rows: int) -> None:
+            self.n += rows
+
+        def close(self) -> None:
+            pass
+
+    def recording_pool(work, workers):
+        forked.append(workers)
+        return real_pool(work, workers)
+
+    real_pool = ring_module.forked_pool
+    monkeypatch.setattr(ring_module, "forked_pool", recording_pool)
+    monkeypatch.setattr(ring_module, "bar", RecordingBar)
+    store = _store(tmp_path, ring_lab)
+    report = _list(store, ring_lab, concurrency=3)
+    assert forked == [3]
+    assert _listed_rows(store) == _dump_rows(ring_world)
+    # One bar over all nodes: the supervisor's chunk counts as its total, rows (not keep-alive lines) as its count.
+    truth = ring_world.truth["counts"]
+    [progress] = bars
+    assert progress.total == truth["listkeys_rows"] + truth["in_flight_rows"]
+    assert progress.n == report.rows == truth["listkeys_rows"]
+
+
 def test_a_cut_stream_is_listed_again_and_a_failed_node_listed_later_completes(tmp_path, ring_world):
     with LabServers(ring_world.path, node_faults={"node-01": {"cut_at": 0.3}, "node-04": {"fail_requests": 2}}) as lab:
         store = _store(tmp_path, lab)

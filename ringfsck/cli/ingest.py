@@ -234,7 +234,8 @@ def node_line(outcome, echo=click.echo) -> None:  # noqa: ANN001
         echo(f"{where}: {outcome.rows:,} rows in {outcome.seconds:.1f} s{rate}")
 
 
-def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refresh: bool = False, echo=click.echo):  # noqa: ANN001, ANN201
+def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refresh: bool = False, concurrency: int | None = None,  # noqa: ANN001, ANN201
+                     echo=click.echo):
     """``ingest ring`` on the configured supervisor (or the given nodes): a closing line per node, then totals."""
     from ringfsck.ingest.ring import ingest_ring, sup_credentials
     from ringfsck.remote.http import HttpPolicy
@@ -245,7 +246,7 @@ def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refres
         click.echo("Warning: TLS certificates of the supervisor and nodes are not checked (verify_tls: false)", err=True)
     credentials = sup_credentials(settings, [u for u in (settings.sup.url, *node_urls) if u])
     report = ingest_ring(store, supervisor=settings.sup.url if not node_urls else None, node_urls=node_urls, credentials=credentials,
-                         policy=HttpPolicy.from_settings(settings), concurrency=settings.concurrency,
+                         policy=HttpPolicy.from_settings(settings), concurrency=concurrency,
                          refresh=refresh, on_node=lambda outcome: node_line(outcome, echo))
     echo(f"ring {report.ring}: {len(report.nodes)} node(s), {report.rows:,} rows (chunks written up to mtime {report.mtime_max})")
     return report
@@ -253,7 +254,7 @@ def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refres
 
 @ingest.command("ring")
 @ring_options
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes listed at once (default: all nodes, at most 16).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes listed at once, each by a process of its own (default: one per core, at least 2; at most 16). Example: --concurrency 6")
 @settings_options(ring="ring", retention="retention", concurrency="concurrency")
 def ingest_ring_command(supervisor, node_urls, ring, login, password_file, ca_bundle, insecure, retention, refresh, concurrency, settings) -> None:
     """List every node of the RING natively: the supervisor names them, each streams its keys.
@@ -275,7 +276,7 @@ def ingest_ring_command(supervisor, node_urls, ring, login, password_file, ca_bu
       ringfsck ingest ring --node https://10.0.0.5:6444?vnode=4244 --ring DATA --password-file ~/.sup-password
     """
     settings = sup_overrides(settings, supervisor=supervisor, login=login, password_file=password_file, ca_bundle=ca_bundle, insecure=insecure)
-    run_ring_listing(settings, open_store(settings), node_urls=node_urls, refresh=refresh)
+    run_ring_listing(settings, open_store(settings), node_urls=node_urls, refresh=refresh, concurrency=concurrency)
 
 
 COMMANDS = [ingest]

@@ -16,8 +16,8 @@ def lab() -> None:
     """A simulated RING and S3 connector, for tests, benchmarks and demos.
 
     'generate' writes a world (RING listings, S3 exports, server state and the
-    truth of what was planted); 'serve' serves its srebuildd and bucketd on
-    127.0.0.1 with injectable faults.
+    truth of what was planted); 'serve' serves its srebuildd, bucketd, RING
+    supervisor and node admin endpoints on 127.0.0.1 with injectable faults.
 
     \b
     Examples:
@@ -109,9 +109,18 @@ def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orph
 @click.option("--size-reading", type=click.Choice(["object", "chunk"]), default="object", show_default=True,
               help="What srebuildd's X-Scal-Size measures on the arcdata path: the object's size, or one ARC chunk's "
                    "(ceil(size / k); COS keys answer the object's size either way). Example: --size-reading chunk")
+@click.option("--node-faults", multiple=True, metavar="NODE:SPEC",
+              help="Faults of one RING node (or 'supervisor'), repeatable: unreachable, bad_login, cut_at, cut_on_line, slow_ms, "
+                   "fail_requests, chunked, unframed. Example: --node-faults node-02:cut_at=0.5")
+@click.option("--ring-tls", is_flag=True,
+              help="Serve the supervisor and nodes over HTTPS with a generated certificate (needs the cryptography package). Example: --ring-tls")
 def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int, srebuildd_faults: str | None, bucketd_faults: str | None,
-                  size_reading: str) -> None:
-    """Serve a world's srebuildd and bucketd on 127.0.0.1 until interrupted.
+                  size_reading: str, node_faults: tuple[str, ...], ring_tls: bool) -> None:
+    """Serve a world's srebuildd, bucketd, RING supervisor and nodes on 127.0.0.1 until interrupted.
+
+    The supervisor answers the ring's XML configuration, each node its
+    listkeys behind the daemons' cookie login; the lab's login is printed
+    with a password file for 'ringfsck ingest ring' (removed at exit).
 
     Faults apply to every request but the admin ones: latency_ms (added delay),
     error_rate (503 or 500), drop_rate (connection closed with no answer),
@@ -126,23 +135,74 @@ def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int,
       ringfsck lab serve --world /tmp/world
       ringfsck lab serve --world /tmp/world --srebuildd-port 8181 --srebuildd-faults error_rate=0.1
       ringfsck lab serve --world /tmp/world --size-reading chunk
+      ringfsck lab serve --world /tmp/world --ring-tls --node-faults node-02:cut_at=0.5
       curl -s -X POST localhost:8181/_lab/faults -d '{"drop_rate": 0.05, "fail_keys": []}'
       curl -s localhost:8181/_lab/deleted
     """
-    from ringfsck.lab.servers import Faults, run
+    import tempfile
 
-    def ready(urls: dict[str, str]) -> None:
-        click.echo(f"srebuildd {urls['srebuildd']}  (rebuild/arc-{ring}, rebuild/arcdata-{ring}, rebuild/chord-{ring})")
-        click.echo(f"bucketd   {urls['bucketd']}  (raft sessions 1 and 2)")
-        click.echo("Press Ctrl-C to stop.")
+    from ringfsck.lab.ring_nodes import LAB_LOGIN, LAB_PASSWORD, make_certificate, parse_node_faults, server_ssl_context
+    from ringfsck.lab.servers import Faults
 
-    faults = {"srebuildd_faults": Faults.parse(srebuildd_faults), "bucketd_faults": Faults.parse(bucketd_faults)}
-    try:
-        run(Path(world), ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, size_reading=size_reading, ready=ready, **faults)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on 127.0.0.1: {exc.strerror}") from None
+    with tempfile.TemporaryDirectory(prefix="ringfsck-lab-") as scratch:
+        password_file = Path(scratch) / "sup-password"
+        password_file.write_text(LAB_PASSWORD + "\n")
+        password_file.chmod(0o600)
+        ssl_context, ca_bundle = None, None
+        if ring_tls:
+            try:
+                certificate, key = make_certificate(Path(scratch))
+            except ImportError:
+                raise ConfigError("--ring-tls needs the cryptography package (pip install cryptography)") from None
+            ssl_context, ca_bundle = server_ssl_context(certificate, key), str(certificate)
+        urls: dict = {}
+
+        def ready(part: dict) -> None:
+            urls.update(part)
+            if "srebuildd" not in urls or "ring" not in urls:
+                return
+            click.echo(f"srebuildd  {urls['srebuildd']}  (rebuild/arc-{ring}, rebuild/arcdata-{ring}, rebuild/chord-{ring})")
+            click.echo(f"bucketd    {urls['bucketd']}  (raft sessions 1 and 2)")
+            click.echo(f"supervisor {urls['ring']['supervisor']}  (ring {ring}, login {LAB_LOGIN}, password in {password_file})")
+            for name, url in urls["ring"]["nodes"].items():
+                click.echo(f"  {name:10s} {url}")
+            tls = f" --ca-bundle {ca_bundle}" if ca_bundle else ""
+            click.echo(f"List it: ringfsck ingest ring --supervisor {urls['ring']['supervisor']} --ring {ring} --login {LAB_LOGIN} "
+                       f"--password-file {password_file}{tls}")
+            click.echo("Press Ctrl-C to stop.")
+
+        faults = {"srebuildd_faults": Faults.parse(srebuildd_faults), "bucketd_faults": Faults.parse(bucketd_faults)}
+        try:
+            _serve_all(Path(world), ring, srebuildd_port, bucketd_port, size_reading, faults, parse_node_faults(list(node_faults)), ssl_context, ready)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on 127.0.0.1: {exc.strerror}") from None
+
+
+def _serve_all(world: Path, ring: str, srebuildd_port: int, bucketd_port: int, size_reading: str, faults: dict, node_faults: dict,  # noqa: PLR0913
+               ssl_context, ready) -> None:  # noqa: ANN001
+    """srebuildd, bucketd, the supervisor and the nodes in one event loop, until SIGTERM or SIGINT."""
+    import asyncio
+    import signal
+
+    from ringfsck.lab.ring_nodes import serve_ring
+    from ringfsck.lab.servers import serve
+
+    async def main() -> None:
+        task = asyncio.gather(
+            serve(world, ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, size_reading=size_reading, ready=ready, **faults),
+            serve_ring(world, ring=ring, faults=node_faults, ssl_context=ssl_context, ready=lambda urls: ready({"ring": urls})),
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
 
 
 COMMANDS = [lab]

@@ -17,8 +17,9 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -190,10 +191,10 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
     sizes = [jobs[j].files[i].size for j, i in pending]
     workers = max(1, min(len(pending), workers or os.cpu_count() or 1))
     forking = _forking(store, jobs, pending, workers)
-    work = _Work(store, jobs, known, pending, _shared_counters(len(pending)) if forking else [0] * len(pending))
+    work = _Work(store, jobs, known, pending, shared_counters(len(pending)) if forking else [0] * len(pending))
     failure: BaseException | None = None
     # The pool first: forked workers must not inherit the progress bar's thread.
-    with _forked_pool(work, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+    with forked_pool(work, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         # A forked worker finds the work where it was when it forked: only positions are sent to it.
         futures = {pool.submit(_parse_pending, position, *(() if forking else (work,))): position for position in range(len(pending))}
         kinds = " + ".join(job.kind for job in jobs)
@@ -268,7 +269,13 @@ class _Work:
     bytes_read: MutableSequence[int]  # stored bytes read so far, per file: shared memory with forked workers
 
 
-_inherited: _Work | None = None  # what forked workers parse (set in the parent before they fork)
+_inherited: Any = None  # what forked workers work on (set in the parent before they fork)
+
+
+def inherited_work() -> Any:
+    """In a worker of :func:`forked_pool`: the work it was given."""
+    assert _inherited is not None, "not in a forked worker"
+    return _inherited
 
 
 def _forking(store: Store, jobs: list[IngestJob], pending: list[tuple[int, int]], workers: int) -> bool:
@@ -284,12 +291,16 @@ def _forking(store: Store, jobs: list[IngestJob], pending: list[tuple[int, int]]
     )
 
 
-def _shared_counters(count: int) -> MutableSequence[int]:
+def shared_counters(count: int) -> MutableSequence[int]:
     return multiprocessing.get_context("fork").RawArray("q", max(count, 1))
 
 
 @contextmanager
-def _forked_pool(work: _Work, workers: int) -> Iterator[ProcessPoolExecutor]:
+def forked_pool(work: Any, workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` processes forked from this one, each finding ``work`` with :func:`inherited_work`.
+
+    Call it from the main thread with no other thread running (a fork copies one thread only).
+    """
     global _inherited
     _inherited = work
     try:
@@ -302,7 +313,18 @@ def _forked_pool(work: _Work, workers: int) -> Iterator[ProcessPoolExecutor]:
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_parsing = False  # in a forked worker: a file is being parsed (an interrupt must clean it up)
+_busy = False  # in a forked worker: working on a file or node (an interrupt must stop it and clean up)
+
+
+@contextmanager
+def busy_worker() -> Iterator[None]:
+    """In a forked worker, while inside: Ctrl-C stops the work (an idle worker ignores it, see below)."""
+    global _busy
+    _busy = True
+    try:
+        yield
+    finally:
+        _busy = False
 
 
 def _start_worker(parent_pid: int) -> None:
@@ -328,16 +350,15 @@ def _interrupted_worker(signum: int, frame: object) -> None:
     """Ctrl-C (or the parent's SIGTERM, forwarded) in a forked worker: a file being parsed is abandoned
     cleanly. An idle worker, blocked on its queue, has nothing to stop: the parent shuts the pool down
     (dying there would break the pool, and with it the recording of files other workers finished)."""
-    if _parsing:
+    if _busy:
         raise KeyboardInterrupt
 
 
 def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, FileOutcome]:
     """Parse the pending file at ``position`` of ``work`` (in a forked worker: the inherited work)."""
-    global _parsing
     forked = work is None
-    work = work or _inherited
-    assert work is not None
+    work = work or inherited_work()
+    assert isinstance(work, _Work)
     j, i = work.pending[position]
     job, file, counters = work.jobs[j], work.jobs[j].files[i], work.bytes_read
 
@@ -345,11 +366,8 @@ def _parse_pending(position: int, work: _Work | None = None) -> tuple[Source, Fi
         counters[position] += size
 
     prior = work.known.get(source_id(job.kind, file.location))
-    _parsing = forked
-    try:
+    with busy_worker() if forked else nullcontext():
         return _parse_one(work.store, job.kind, file, job.parse, job.tables, prior, job.allow_empty, on_read)
-    finally:
-        _parsing = False
 
 
 def _failed_source(kind: str, file: Input, error: InputError) -> Source:

@@ -5,9 +5,14 @@ of the ring, each node streams its ``listkeys`` (chunks older than ``mtime_max``
 − ``retention`` only, so in-flight writes are never listed), and the rows go through the
 listkeys block parser (``ringfsck.ingest.listkeys``: same validation, same rejects, same packed
 Parquet parts), a fixed-size block at a time: no CSV on disk, memory flat whatever a node holds.
+Nodes are listed by worker processes forked as ``ingest listkeys`` forks its file parsers (each
+with its own HTTP client; threads would share one interpreter lock), which write the node's parts;
+this process records the sources and shows one bar of rows received over all nodes.
 
 Each node is one source (kind ``listkeys``, format ``ring-node``), its part published only when
-its stream ended cleanly. Before a node is streamed, its source is recorded as unfinished, so a
+its stream ended cleanly: its body framed (a Content-Length reached, or the last chunk received:
+a body that ends when the connection closes ends the same way when cut) and its last line whole.
+Before the nodes are streamed, their sources are recorded as unfinished, so a
 listing killed at any moment leaves every node it did not finish making analyses incomplete; a
 node that cannot be reached, refuses the login or whose stream breaks off is recorded as failed
 with the reason (its partial rows never published), which does the same until it is listed. A
@@ -17,18 +22,20 @@ node fully listed is not listed again unless asked (``refresh``).
 from __future__ import annotations
 
 import hashlib
-import threading
+import os
+import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, MutableSequence
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import httpx
+import numpy as np
 import xxhash
 
 from ringfsck.errors import ConfigError, RemoteError
-from ringfsck.ingest._registry import ParseContext, RejectWriter
+from ringfsck.ingest._registry import ParseContext, RejectWriter, busy_worker, forked_pool, inherited_work, shared_counters
 from ringfsck.ingest.inputs import READ_BLOCK, UTF8_BOM
 from ringfsck.ingest.listkeys import parse_listkeys
 from ringfsck.progress import bar
@@ -39,10 +46,15 @@ from ringfsck.store import Source, Store, iso, utc_now
 RING_FORMAT = "ring-node"
 # The reference's lower bound (listkey.py): every chunk written since 1973.
 MTIME_MIN = 123456789
-MAX_CONCURRENCY = 16  # nodes listed at once, at most: each is a stream, a parser and a Parquet writer
+MAX_CONCURRENCY = 16  # nodes listed at once, at most: each is a process with a stream, a parser and a Parquet writer
+# Nodes listed at once unless told: one per core (at least two, so a slow node does not stall the
+# listing). Parsing is what costs on the client: more processes than cores add no speed when the
+# nodes stream faster than a core parses, and each node in flight holds ~180 MB of row groups.
+DEFAULT_CONCURRENCY = max(2, os.cpu_count() or 1)
 # A stream that breaks off is listed again from the start once (its partial rows are dropped).
 _STREAM_ATTEMPTS = 2
 _LISTED_TABLES = ("listkeys", "rejects")
+_PROGRESS_SECONDS = 0.2
 
 
 @dataclass
@@ -94,13 +106,23 @@ def sup_credentials(settings, urls: list[str]) -> Credentials:  # noqa: ANN001 -
                       "RINGFSCK_SUP_LOGIN and RINGFSCK_SUP_PASSWORD, or --login and --password-file")
 
 
-class _BodyBlocks:
-    """A node's response body as the blocks the listkeys parser reads (``OpenedInput``'s interface)."""
+class BrokenOff(Exception):
+    """A node's stream ended in a way that cannot be told from a cut; ``reason`` is safe to print."""
 
-    def __init__(self, response: httpx.Response, on_lines: Callable[[int], object]) -> None:
+
+class _BodyBlocks:
+    """A node's response body as the blocks the listkeys parser reads (``OpenedInput``'s interface).
+
+    httpx checks the body's framing (a Content-Length that was not reached, a chunked body without
+    its last chunk are errors); :meth:`verify_ended` adds that the last line is whole. Rows are
+    counted for the progress bar as the bytes come (lines but keep-alives, the empty lines).
+    """
+
+    def __init__(self, response: httpx.Response, on_rows: Callable[[int], object]) -> None:
         self._chunks: Iterator[bytes] = response.iter_bytes()
         self._pending = b""
-        self._on_lines = on_lines
+        self._on_rows = on_rows
+        self._last_byte = _NEWLINE  # the stream starts as after a line end: a leading "\n" is a keep-alive
         self.digest = xxhash.xxh3_128()
         self.received = 0
 
@@ -109,11 +131,25 @@ class _BodyBlocks:
             chunk, self._pending = self._pending, b""
             return chunk
         chunk = next(self._chunks, None)
-        if chunk is not None:
+        if chunk:
             self.digest.update(chunk)
             self.received += len(chunk)
-            self._on_lines(chunk.count(b"\n"))
+            self._on_rows(self._rows_in(chunk))
+            self._last_byte = chunk[-1]
         return chunk
+
+    def _rows_in(self, chunk: bytes) -> int:
+        """Line ends in ``chunk`` that end a non-empty line (numpy: bytes.count is several times slower)."""
+        ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == _NEWLINE)
+        if not len(ends):
+            return 0
+        blank = np.count_nonzero(np.diff(ends) == 1) + (ends[0] == 0 and self._last_byte == _NEWLINE)
+        return len(ends) - int(blank)
+
+    def verify_ended(self) -> None:
+        """Raise BrokenOff unless the last line is whole (called before the node's part is published)."""
+        if self.received and self._last_byte != _NEWLINE:
+            raise BrokenOff(f"the listing ended inside a line after {self.received:,} bytes")
 
     def skip_utf8_bom(self) -> None:
         head = b""
@@ -129,20 +165,24 @@ class _BodyBlocks:
         return buffer
 
 
+_NEWLINE = ord("\n")
+
+
+@dataclass
 class _Listing:
-    """One ``ingest ring`` run: nodes listed on a thread pool, sources recorded under a lock."""
+    """What listing a node needs. Forked workers inherit it: only a node's position is sent to them."""
 
-    def __init__(self, store: Store, ring: str, credentials: Credentials, verify, policy: HttpPolicy, mtime_max: int,  # noqa: ANN001
-                 progress, on_node: Callable[[NodeOutcome], None]) -> None:  # noqa: ANN001
-        self.store, self.ring, self.credentials, self.verify, self.policy = store, ring, credentials, verify, policy
-        self.mtime_max, self.progress, self.on_node = mtime_max, progress, on_node
-        self._lock = threading.Lock()
+    store: Store
+    ring: str
+    credentials: Credentials
+    ca_bundle: str | None
+    verify_tls: bool
+    policy: HttpPolicy
+    mtime_max: int
+    nodes: list[RingNode]  # the nodes to list, by position
+    rows_seen: MutableSequence[int]  # rows received so far, per node (shared memory with forked workers)
 
-    def _save(self, source: Source) -> None:
-        with self._lock:  # sources.json is rewritten whole
-            self.store.save_source(source)
-
-    def _source(self, sid: str, node: RingNode, started: datetime, **values) -> Source:  # noqa: ANN003
+    def source(self, node: RingNode, started: datetime, **values) -> Source:  # noqa: ANN003
         details = {"ring": self.ring, "node": node.name, "address": node.address, "admin_url": public_url(node.admin_url),
                    "chord_port": node.chord_port, "mtime_min": MTIME_MIN, "mtime_max": self.mtime_max}
         values.setdefault("details", {})
@@ -151,58 +191,85 @@ class _Listing:
         values.setdefault("checksum", "unfinished")
         # Nothing written after mtime_max is listed: evidence of age for the deleter's guard.
         mtime_max = iso(datetime.fromtimestamp(self.mtime_max, timezone.utc))
-        return Source(id=sid, kind="listkeys", location=node_location(self.ring, node), format=RING_FORMAT,
+        return Source(id=node_source_id(self.ring, node), kind="listkeys", location=node_location(self.ring, node), format=RING_FORMAT,
                       captured_at=iso(started), ingested_at=iso(utc_now()), mtime_max=mtime_max, **values)
 
-    def list_node(self, node: RingNode) -> NodeOutcome:
-        sid, location = node_source_id(self.ring, node), node_location(self.ring, node)
-        clock = time.perf_counter()
-        self._remove_stale_temporaries(sid)
-        # On record before the first byte: a listing killed now leaves this node unfinished, never unknown.
-        self._save(self._source(sid, node, utc_now(), incomplete=[
-            f"the listing of {location} is unfinished (rerun 'ringfsck ingest ring' to list it)"]))
-        client = NodeClient(node, self.credentials, verify=self.verify, policy=self.policy)
-        reason = ""
-        for _ in range(_STREAM_ATTEMPTS):
-            started = utc_now()
-            body: _BodyBlocks | None = None
-            rejects = RejectWriter(self.store, sid, location)
-            try:
-                with client.listkeys(self.ring, MTIME_MIN, self.mtime_max) as response:
-                    body = _BodyBlocks(response, self.progress.update)
-                    result = parse_listkeys(body, ParseContext(self.store, sid, location, rejects, True, lambda: None))
-            except NodeFailed as exc:
-                rejects.abort()
-                reason = exc.reason
-                break  # connection errors and 5xx were retried already
-            except (httpx.TransportError, httpx.StreamError) as exc:
-                rejects.abort()
-                received = body.received if body is not None else 0
-                reason = self.credentials.redact(f"{client.where}: the listing broke off after {received:,} bytes ({type(exc).__name__}: {exc})")
-                continue
-            except BaseException:
-                rejects.abort()
-                raise
-            rejects.commit()
-            seconds = round(time.perf_counter() - clock, 3)
-            self._save(self._source(
-                sid, node, started, size=body.received, checksum=f"xxh3-128:{body.digest.hexdigest()}", rows=result.rows,
-                rejected=rejects.count, skipped=result.skipped, warnings=result.warnings,
-                details={"finished_at": iso(utc_now()), "seconds": seconds}))
-            return NodeOutcome(node.name, node.address, "listed", result.rows, rejects.count, seconds)
-        # Failed: whatever an earlier listing of this node left goes too (the store says: not listed).
-        for table in _LISTED_TABLES:
-            self.store.remove_part(table, sid)
-        reason = reason.rstrip(".")
-        self._save(self._source(sid, node, utc_now(), checksum="failed", incomplete=[
-            f"{reason}: its chunks are not in the listing, so gaps and debris cannot be trusted (rerun 'ringfsck ingest ring' to list it)"]))
-        return NodeOutcome(node.name, node.address, "failed", seconds=round(time.perf_counter() - clock, 3), error=reason)
+    def unfinished(self, node: RingNode) -> Source:
+        """A node's record before the first byte: a listing killed then leaves it unfinished, never unknown."""
+        return self.source(node, utc_now(), incomplete=[
+            f"the listing of {node_location(self.ring, node)} is unfinished (rerun 'ringfsck ingest ring' to list it)"])
 
-    def _remove_stale_temporaries(self, sid: str) -> None:
+    def remove_stale_temporaries(self, node: RingNode) -> None:
         """Half-written parts of a listing killed before (never published)."""
+        sid = node_source_id(self.ring, node)
         for table in _LISTED_TABLES:
             for stale in self.store.table_dir(table).glob(f".{sid}.parquet.*.tmp"):
                 stale.unlink(missing_ok=True)
+
+
+def _list_node(position: int, listing: _Listing | None = None) -> tuple[Source, NodeOutcome]:
+    """List the node at ``position`` into its parts; its record (listed or failed) is the caller's to save.
+
+    In a forked worker (``listing`` None: the inherited one) with its own HTTP client and TLS context.
+    """
+    if listing is None:
+        with busy_worker():  # Ctrl-C stops a node being listed (an idle worker ignores it)
+            return _list_node(position, inherited_work())
+    assert isinstance(listing, _Listing)
+    node = listing.nodes[position]
+    sid, location = node_source_id(listing.ring, node), node_location(listing.ring, node)
+    clock = time.perf_counter()
+    client = NodeClient(node, listing.credentials, verify=tls_verify(listing.ca_bundle, listing.verify_tls), policy=listing.policy)
+    counters = listing.rows_seen
+
+    def on_rows(rows: int) -> None:
+        counters[position] += rows
+
+    reason = ""
+    for _ in range(_STREAM_ATTEMPTS):
+        started = utc_now()
+        counters[position] = 0
+        body: _BodyBlocks | None = None
+        rejects = RejectWriter(listing.store, sid, location)
+        try:
+            with client.listkeys(listing.ring, MTIME_MIN, listing.mtime_max) as response:
+                body = _BodyBlocks(response, on_rows)
+                result = parse_listkeys(body, ParseContext(listing.store, sid, location, rejects, True, body.verify_ended))
+        except NodeFailed as exc:
+            rejects.abort()
+            reason = exc.reason
+            break  # connection errors and 5xx were retried already
+        except (httpx.TransportError, httpx.StreamError, BrokenOff) as exc:
+            rejects.abort()
+            received = body.received if body is not None else 0
+            cause = str(exc) if isinstance(exc, BrokenOff) else f"the listing broke off after {received:,} bytes ({type(exc).__name__}: {exc})"
+            reason = listing.credentials.redact(f"{client.where}: {cause}")
+            continue
+        except BaseException:
+            rejects.abort()
+            raise
+        rejects.commit()
+        seconds = round(time.perf_counter() - clock, 3)
+        source = listing.source(
+            node, started, size=body.received, checksum=f"xxh3-128:{body.digest.hexdigest()}", rows=result.rows,
+            rejected=rejects.count, skipped=result.skipped, warnings=result.warnings,
+            details={"finished_at": iso(utc_now()), "seconds": seconds})
+        return source, NodeOutcome(node.name, node.address, "listed", result.rows, rejects.count, seconds)
+    # Failed: whatever an earlier listing of this node left goes too (the store says: not listed).
+    for table in _LISTED_TABLES:
+        listing.store.remove_part(table, sid)
+    reason = reason.rstrip(".")
+    source = listing.source(node, utc_now(), checksum="failed", incomplete=[
+        f"{reason}: its chunks are not in the listing, so gaps and debris cannot be trusted (rerun 'ringfsck ingest ring' to list it)"])
+    return source, NodeOutcome(node.name, node.address, "failed", seconds=round(time.perf_counter() - clock, 3), error=reason)
+
+
+def _forking(store: Store, nodes: list[RingNode], workers: int) -> bool:
+    """Whether nodes are listed in forked processes (each parses at full speed) rather than threads (which share a lock).
+
+    As ``ingest listkeys``: a local store (no S3 client crosses a fork), Linux, polars not loaded.
+    """
+    return workers > 1 and len(nodes) > 1 and not store.on_s3 and sys.platform.startswith("linux") and "polars" not in sys.modules
 
 
 def ingest_ring(
@@ -247,27 +314,58 @@ def ingest_ring(
     for outcome in report.nodes:
         if on_node is not None:
             on_node(outcome)
-    total = sum(n.chunks or 0 for n in pending) or None
-    progress = bar(total=total, desc=f"ring {ring}: {len(pending)} node(s)", unit="row", unit_scale=True)
-    listing = _Listing(store, ring, credentials, verify, policy, mtime_max, progress, on_node or (lambda outcome: None))
-    workers = max(1, min(len(pending), concurrency or len(pending), MAX_CONCURRENCY))
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ring-node") as pool:
-            for outcome in pool.map(_reporting(listing), pending):
-                report.nodes.append(outcome)
-    finally:
-        progress.close()
+    workers = max(1, min(len(pending), concurrency or DEFAULT_CONCURRENCY, MAX_CONCURRENCY))
+    forking = _forking(store, pending, workers)
+    listing = _Listing(store, ring, credentials, settings.sup.ca_bundle, settings.sup.verify_tls, policy, mtime_max, pending,
+                       shared_counters(len(pending)) if forking else [0] * len(pending))
+    for node in pending:
+        listing.remove_stale_temporaries(node)
+        store.save_source(listing.unfinished(node))
+    failure: BaseException | None = None
+    # The pool first: forked workers must not inherit the progress bar's thread.
+    with forked_pool(listing, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ring-node") as pool:
+        futures = {pool.submit(_list_node, position, *(() if forking else (listing,))): position for position in range(len(pending))}
+        total = sum(n.chunks or 0 for n in pending) or None  # the supervisor's stats/chunks/nb
+        progress = bar(total=total, desc=f"ring {ring}: {len(pending)} node(s)", unit="row", unit_scale=True)
+        running = set(futures)
+        shown = 0  # rows on the bar
+
+        def stop(exc: BaseException) -> None:
+            """The first error (or an interrupt) is raised once the nodes being listed are settled."""
+            nonlocal failure
+            if failure is None:
+                failure = exc
+                for other in running:
+                    other.cancel()
+
+        try:
+            while running:
+                try:
+                    done, running = wait(running, timeout=_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt as interrupt:
+                    stop(interrupt)  # nodes listed are recorded; the others stay unfinished
+                    continue
+                seen = sum(listing.rows_seen)
+                progress.update(seen - shown)  # down too: a stream listed again from the start counts again
+                shown = seen
+                for future in done:
+                    try:
+                        source, outcome = future.result()
+                    except CancelledError:
+                        continue
+                    except BaseException as exc:  # the others finish and are recorded
+                        stop(exc)
+                        continue
+                    store.save_source(source)
+                    report.nodes.append(outcome)
+                    if on_node is not None:
+                        on_node(outcome)
+        finally:
+            progress.close()
+    if failure is not None:
+        raise failure
     if report.failed:
         named = "; ".join(n.error or n.name for n in report.failed)
         raise RemoteError(f"ring {ring}: {len(report.failed)} of {len(nodes)} node(s) not listed: {named}; "
                           "the listing is incomplete until 'ringfsck ingest ring' lists them")
     return report
-
-
-def _reporting(listing: _Listing) -> Callable[[RingNode], NodeOutcome]:
-    def run(node: RingNode) -> NodeOutcome:
-        outcome = listing.list_node(node)
-        listing.on_node(outcome)
-        return outcome
-
-    return run

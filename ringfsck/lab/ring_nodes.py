@@ -11,8 +11,11 @@ ranges and sent with ``sendfile``: no per-row work, so a benchmark measures the 
 Per-node faults (:class:`NodeFaults`, keyed by node name, or ``supervisor``), settable at start
 (``--node-faults``) or through ``POST /_lab/node-faults`` on the supervisor: ``unreachable`` (the
 node's port is closed), ``bad_login`` (every login refused), ``cut_at`` (the connection dies after
-that share of the body), ``slow_ms`` (a pause per 64 KiB sent), ``fail_requests`` (the next N
-requests answer 503). Admin endpoints on the supervisor, never faulted: ``GET /_lab/health``,
+that share of the body; with ``cut_on_line``, at the end of the line it falls in, so the bytes sent
+end with a whole line), ``slow_ms`` (a pause per 64 KiB sent), ``fail_requests`` (the next N
+requests answer 503), ``chunked`` (the listing in chunked transfer encoding rather than with a
+Content-Length: a cut then lacks the last, empty chunk), ``unframed`` (the listing with neither, ended
+by closing the connection, as an HTTP/1.0 server may: a cut cannot be told from its end). Admin endpoints on the supervisor, never faulted: ``GET /_lab/health``,
 ``GET /_lab/requests`` (per node: listkeys requests, logins), ``POST /_lab/reset-stats``,
 ``GET|POST /_lab/node-faults``.
 """
@@ -45,6 +48,7 @@ COOKIE = "ringsession"
 CHORD_PORT_BASE = 4244
 SUPERVISOR = "supervisor"
 _SLOW_BLOCK = 64 * 1024
+_TLS_BLOCK = 1024 * 1024
 _REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -55,12 +59,15 @@ class NodeFaults:
     unreachable: bool = False
     bad_login: bool = False
     cut_at: float | None = None
+    cut_on_line: bool = False
     slow_ms: float = 0.0
     fail_requests: int = 0
+    chunked: bool = False
+    unframed: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
-            if name in ("unreachable", "bad_login"):
+            if name in ("unreachable", "bad_login", "cut_on_line", "chunked", "unframed"):
                 setattr(self, name, str(value).lower() in ("1", "true", "yes", "on"))
             elif name == "cut_at":
                 number = None if value in (None, "", "none") else _number(name, value)
@@ -155,8 +162,10 @@ class _Request:
         return found
 
 
-def _head(status: int, headers: dict[str, str], length: int) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", *(f"{k}: {v}" for k, v in headers.items()), f"Content-Length: {length}"]
+def _head(status: int, headers: dict[str, str], length: int | None) -> bytes:
+    """The status line and headers; ``length`` None: no Content-Length (the headers say how the body ends)."""
+    framing = [] if length is None else [f"Content-Length: {length}"]
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", *(f"{k}: {v}" for k, v in headers.items()), *framing]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -280,29 +289,81 @@ class NodeServer(_Daemon):
     async def _stream(self, writer: asyncio.StreamWriter, ranges: list[tuple[str, int, int]]) -> bool:
         keepalive = b"\n"  # one before each range: the daemons send empty lines while they work
         length = sum(end - start for _, start, end in ranges) + len(keepalive) * len(ranges)
-        writer.write(_head(200, {"Content-Type": "text/plain"}, length))
-        cut = None if self.faults.cut_at is None else int(length * self.faults.cut_at)
+        faults = self.faults
+        if faults.unframed:
+            writer.write(_head(200, {"Content-Type": "text/plain", "Connection": "close"}, None))
+        elif faults.chunked:
+            writer.write(_head(200, {"Content-Type": "text/plain", "Transfer-Encoding": "chunked"}, None))
+        else:
+            writer.write(_head(200, {"Content-Type": "text/plain"}, length))
+        cut = None if faults.cut_at is None else int(length * faults.cut_at)
+        if cut is not None and faults.cut_on_line:
+            cut = self._line_end_after(ranges, keepalive, cut)
         sent = 0
         loop = asyncio.get_running_loop()
         for path, start, end in ranges:
-            writer.write(keepalive)
+            if cut is not None and sent >= cut:
+                writer.transport.abort()
+                return False
+            await self._send(writer, keepalive)
             sent += len(keepalive)
-            await writer.drain()
             with open(self.state.world / path, "rb") as handle:
                 while start < end:
                     step = end - start
-                    if self.faults.slow_ms:
+                    if faults.slow_ms:
                         step = min(step, _SLOW_BLOCK)
-                        await asyncio.sleep(self.faults.slow_ms / 1000)
+                        await asyncio.sleep(faults.slow_ms / 1000)
                     if cut is not None:
                         step = min(step, cut - sent)
                         if step <= 0:
                             writer.transport.abort()  # the stream breaks off: no more bytes, no clean end
                             return False
-                    await loop.sendfile(writer.transport, handle, start, step)
+                    if faults.chunked:
+                        writer.write(f"{step:x}\r\n".encode())
+                    await self._send_range(writer, loop, handle, start, step)
+                    if faults.chunked:
+                        writer.write(b"\r\n")
                     start += step
                     sent += step
-        return True
+        if cut is not None and sent >= cut:
+            writer.transport.abort()  # cut at the very end: the last chunk (chunked) is never sent
+            return False
+        if faults.chunked:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        return not faults.unframed  # an unframed body ends when the connection closes
+
+    async def _send_range(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop, handle, start: int, size: int) -> None:  # noqa: ANN001
+        """``size`` bytes of ``handle`` from ``start``: sendfile in plain HTTP; over TLS, blocks written
+        (asyncio's own fallback for TLS trips an assertion when the reader is slow)."""
+        if self.ssl_context is None:
+            await loop.sendfile(writer.transport, handle, start, size)
+            return
+        handle.seek(start)
+        while size > 0:
+            block = handle.read(min(size, _TLS_BLOCK))
+            writer.write(block)
+            await writer.drain()
+            size -= len(block)
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n" if self.faults.chunked else data)
+        await writer.drain()
+
+    def _line_end_after(self, ranges: list[tuple[str, int, int]], keepalive: bytes, offset: int) -> int:
+        """The body offset just after the line end at or after ``offset`` (the body's length if none)."""
+        body = 0
+        for path, start, end in ranges:
+            body += len(keepalive)  # a keep-alive is a whole line
+            if offset < body + end - start:
+                with open(self.state.world / path, "rb") as handle:
+                    handle.seek(start + max(offset - body, 0))
+                    tail = handle.read(end - start - max(offset - body, 0))
+                newline = tail.find(b"\n")
+                if newline >= 0:
+                    return body + max(offset - body, 0) + newline + 1
+            body += end - start
+        return body
 
     async def _login(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
         self.requests["login"] += 1

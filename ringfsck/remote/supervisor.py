@@ -13,6 +13,7 @@ and httpx's own request log lines are filtered the same way while a client is op
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import ssl
@@ -73,8 +74,9 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
 
 
+@functools.cache
 def tls_verify(ca_bundle: str | None, verify_tls: bool) -> ssl.SSLContext | bool:
-    """What httpx checks the supervisor's and nodes' certificates against."""
+    """What httpx checks the supervisor's and nodes' certificates against, made once per process (loading CAs costs)."""
     if not verify_tls:
         return False
     if ca_bundle:
@@ -82,7 +84,7 @@ def tls_verify(ca_bundle: str | None, verify_tls: bool) -> ssl.SSLContext | bool
             return ssl.create_default_context(cafile=ca_bundle)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{ca_bundle}: cannot load the CA bundle (sup.ca_bundle): {exc}") from None
-    return True
+    return ssl.create_default_context()  # the system's CAs; a context reused by every client (httpx would load its own for each)
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,15 @@ def node_from_url(url: str) -> tuple[RingNode, Credentials | None]:
     return RingNode(parts.netloc, parts.netloc, base, int(vnode) if vnode else None), credentials
 
 
+def framed(response: httpx.Response) -> bool:
+    """Whether the body's end is said by its framing (a length, or chunks) rather than by the connection closing.
+
+    A body read until the connection closes ends the same way whether it was complete or cut.
+    """
+    chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
+    return chunked or "content-length" in response.headers
+
+
 class NodeClient:
     """One node's admin endpoint: the cookie login, and listkeys streamed."""
 
@@ -205,7 +216,7 @@ class NodeClient:
 
     @contextmanager
     def listkeys(self, ring: str, mtime_min: int, mtime_max: int) -> Iterator[httpx.Response]:
-        """The listing's response, status 200, body not read yet; NodeFailed if the node cannot be asked.
+        """The listing's response, status 200, body not read yet; NodeFailed if the node cannot be asked, or its body is not framed.
 
         Connection errors and 5xx are retried with backoff; a redirect to the login page is followed
         by one login. What goes wrong while the body is read is the caller's (httpx errors).
@@ -217,6 +228,9 @@ class NodeClient:
         with _client(self.node.admin_url, self.credentials, self.verify, self.policy) as client:
             response = self._open(client, target)
             try:
+                if not framed(response):
+                    raise NodeFailed(f"{self.where}: the listing has neither a Content-Length nor chunked encoding, "
+                                     "so a cut connection would look like its end")
                 yield response
             finally:
                 response.close()
