@@ -159,6 +159,13 @@ class LabServers:
         """Requests received per ``"METHOD path"`` (srebuildd keys uppercased), faulted ones included, admin ones not."""
         return self._admin(server, "GET", "requests")
 
+    def request_times(self, server: Server) -> list[float]:
+        """When each request (faulted ones included, admin ones not) reached the server: Unix seconds, in order.
+
+        Several LabServers over one world are several srebuildd endpoints, each with its own log.
+        """
+        return self._admin(server, "GET", "request-times")
+
     def reset_stats(self) -> None:
         """Forget the request counts of every server."""
         for server in ("srebuildd", "bucketd", "supervisor"):
