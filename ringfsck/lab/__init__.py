@@ -116,6 +116,11 @@ class LabServers:
             raise RuntimeError(f"lab servers did not start: {detail}") from None
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The servers' process id while they run (e.g. to measure their CPU)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def stop(self) -> None:
         """Terminate the servers (kill them if they do not exit within a few seconds)."""
         if self._finalizer is not None:
