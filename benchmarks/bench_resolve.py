@@ -1,18 +1,23 @@
-"""resolve throughput against the lab srebuildd, beside a one-request-at-a-time client.
+"""resolve throughput over 3 lab srebuildd endpoints and over 1, beside a one-request-at-a-time client.
 
 The sequential client is the reference's pattern: one blocking HEAD per key
-(and a GET for split keys), no concurrency, one keep-alive connection. Both run
-on the same keys (the sequential one on the first ``--sequential-keys`` of them,
-it is slow), against the same lab with the same added latency, in one run.
-Client CPU per key is printed too: on a shared machine it varies less than
-keys/s (the lab server runs in its own process and is not counted).
+(and a GET for split keys), no concurrency, one keep-alive connection. All run
+against lab srebuildd servers with the same added latency per request, in one
+run: the sequential one on the first ``--sequential-keys`` keys (it is slow),
+``resolve`` on every key, once over one endpoint and once over three (three lab
+processes over one world, as srebuildd runs on every node). Printed per run:
+keys/s, the ratio to the sequential client, client CPU per key, and the lab's
+share of the machine (its processes' CPU over the run's wall time and the
+machine's cores): on a 2-core machine the lab competes with the client for CPU.
 
-    python benchmarks/bench_resolve.py [--objects 20000] [--latency-ms 2] [--sequential-keys 2000]
+    python benchmarks/bench_resolve.py [--objects 20000] [--latency-ms 2] [--sequential-keys 2000] [--endpoints 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +26,7 @@ import httpx
 
 from ringfsck import Settings, Store, ingest_s3keys
 from ringfsck.lab import LabServers, generate_world
+from ringfsck.remote.batches import JobReport
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.resolve import resolve_splits
 
@@ -38,11 +44,31 @@ def sequential(url: str, keys: list[str]) -> tuple[float, float, int]:
     return len(keys) / (time.perf_counter() - started), (time.process_time() - cpu) / len(keys), splits
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_resolve(store: Store, labs: list[LabServers], policy: HttpPolicy) -> tuple[JobReport, float, float]:
+    """resolve over the labs' endpoints from scratch: the report, client CPU s/key, the labs' share of the machine."""
+    for part in (store.root / "tables" / "splits").glob("*.parquet"):  # every key asked again
+        part.unlink()
+    lab_cpu = [process_cpu(lab.pid) for lab in labs if lab.pid]
+    started, cpu = time.perf_counter(), time.process_time()
+    report = resolve_splits(store, base_url=[lab.srebuildd_url for lab in labs], policy=policy)
+    wall = time.perf_counter() - started
+    client = (time.process_time() - cpu) / max(report.requested, 1)
+    lab_used = sum(process_cpu(lab.pid) for lab in labs if lab.pid) - sum(lab_cpu)
+    return report, client, lab_used / (wall * (os.cpu_count() or 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=20_000)
     parser.add_argument("--latency-ms", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=64, help="connections per endpoint")
+    parser.add_argument("--endpoints", type=int, default=3)
     parser.add_argument("--sequential-keys", type=int, default=2_000, help="keys for the sequential client (it is slow)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-resolve-") as tmp:
@@ -51,16 +77,18 @@ def main() -> None:
         ingest_s3keys(store, [str(world.s3keys_dir)])
         keys = sorted(world.truth["sproxyd_keys"])
         sample = keys[: args.sequential_keys]
-        with LabServers(world.path, srebuildd_faults=f"latency_ms={args.latency_ms}") as lab:
-            seq_rate, seq_cpu, seq_splits = sequential(lab.srebuildd_url, sample)
-            cpu = time.process_time()
-            report = resolve_splits(store, base_url=lab.srebuildd_url, policy=HttpPolicy(concurrency=args.concurrency))
-            cpu = (time.process_time() - cpu) / max(report.requested, 1)
-        print(f"lab srebuildd with {args.latency_ms:g} ms added latency, {len(keys):,} input keys ({world.truth['counts']['splits']:,} split)")
+        policy = HttpPolicy(concurrency=args.concurrency)
+        with contextlib.ExitStack() as stack:
+            labs = [stack.enter_context(LabServers(world.path, srebuildd_faults=f"latency_ms={args.latency_ms}")) for _ in range(args.endpoints)]
+            seq_rate, seq_cpu, seq_splits = sequential(labs[0].srebuildd_url, sample)
+            runs = [(1, *measured_resolve(store, labs[:1], policy)), (len(labs), *measured_resolve(store, labs, policy))]
+        print(f"lab srebuildd with {args.latency_ms:g} ms added latency, {len(keys):,} input keys ({world.truth['counts']['splits']:,} split), "
+              f"{os.cpu_count()} cores")
         print(f"sequential client (reference pattern): {seq_rate:>8,.0f} keys/s  {seq_cpu * 1e6:4.0f} us CPU/key  ({len(sample):,} keys, {seq_splits:,} split)")
-        print(f"ringfsck resolve, concurrency {args.concurrency}: {report.rate:>8,.0f} keys/s  {cpu * 1e6:4.0f} us CPU/key  "
-              f"({report.requested:,} keys, {report.errors} errors)")
-        print(f"speed-up: {report.rate / seq_rate:.1f}x")
+        for endpoints, report, cpu, lab_share in runs:
+            print(f"ringfsck resolve, {endpoints} endpoint(s) x {args.concurrency} connections: {report.rate:>8,.0f} keys/s "
+                  f"({report.rate / seq_rate:.1f}x)  {cpu * 1e6:4.0f} us client CPU/key  lab {lab_share:.0%} of the machine  "
+                  f"({report.requested:,} keys, {report.errors} errors)")
 
 
 if __name__ == "__main__":

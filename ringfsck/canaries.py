@@ -20,7 +20,7 @@ from typing import Any
 
 from ringfsck.config import CanarySettings
 from ringfsck.errors import RefusedError, RemoteError
-from ringfsck.remote.http import Endpoint, HttpPolicy, Result, run_batched
+from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, Result, run_batched
 from ringfsck.remote.srebuildd import arc_split_state
 from ringfsck.store import Store, iso, utc_now
 
@@ -44,7 +44,7 @@ class CanaryRound:
 class Canaries:
     """The canaries of one ``delete --execute`` run; ``journal`` receives one record per asking."""
 
-    def __init__(self, store: Store, run_id: str, settings: CanarySettings, *, base_url: str, policy: HttpPolicy,
+    def __init__(self, store: Store, run_id: str, settings: CanarySettings, *, base_url: str | EndpointPool, policy: HttpPolicy,
                  journal: Callable[[dict[str, Any]], None]) -> None:
         self._store = store
         self._run_id = run_id

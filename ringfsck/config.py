@@ -109,6 +109,14 @@ def _to_http_url(value: Any) -> str:
     return url.rstrip("/")
 
 
+def _to_http_urls(value: Any) -> tuple[str, ...]:
+    """A list of URLs (or one string, comma-separated), each as ``_to_http_url``; duplicates dropped."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"expected a list of URLs, got {value!r}")
+    return tuple(dict.fromkeys(_to_http_url(item) for item in items if str(item).strip()))
+
+
 def _to_host(value: Any) -> str:
     """``srebuildd_ip``: a host, or ``host:port`` (then ``srebuildd_port`` is not used)."""
     text = _to_str(value).strip()
@@ -206,6 +214,8 @@ class Settings:
     retention: int = 604800  # seconds; keys younger than this are kept out
     max_orphan_share: float = 0.10
     srebuildd_url: str | None = None
+    # Several srebuildd endpoints sharing the per-key jobs (e.g. one per node); when set, srebuildd_url/_ip are not used.
+    srebuildd_urls: tuple[str, ...] = ()
     srebuildd_ip: str | None = None
     srebuildd_port: int = 81
     srebuildd_arc_path: str | None = None
@@ -216,7 +226,8 @@ class Settings:
     # Referenced ARC main chunks 'size' HEADs to measure what X-Scal-Size means (ringfsck.sizing).
     size_sample: int = 200
     concurrency: int = 64
-    max_rps: float | None = None
+    max_rps: float | None = None  # per endpoint
+    max_rps_total: float | None = None  # over all the srebuildd endpoints
     timeout: float = 30.0
     retries: int = 5
     s3: S3Settings = S3Settings()
@@ -249,7 +260,20 @@ class Settings:
         return (self.srebuildd_chord_path or f"rebuild/chord-{self.ring}").strip("/")
 
     @property
+    def srebuildd_base_urls(self) -> list[str]:
+        """Every srebuildd endpoint to ask: ``srebuildd_urls``, else the one of ``srebuildd_url`` or ``srebuildd_ip``."""
+        if self.srebuildd_urls:
+            return [url.rstrip("/") for url in self.srebuildd_urls]
+        return [self._single_srebuildd_url] if self._single_srebuildd_url else []
+
+    @property
     def srebuildd_base_url(self) -> str | None:
+        """The first srebuildd endpoint (what printed commands carry)."""
+        urls = self.srebuildd_base_urls
+        return urls[0] if urls else None
+
+    @property
+    def _single_srebuildd_url(self) -> str | None:
         if self.srebuildd_url:
             return self.srebuildd_url.rstrip("/")
         if self.srebuildd_ip:
@@ -297,6 +321,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "retention": _to_int,
     "max_orphan_share": _to_share,
     "srebuildd_url": _optional(_to_http_url),
+    "srebuildd_urls": _to_http_urls,
     "srebuildd_ip": _optional(_to_host),
     "srebuildd_port": _to_positive_int,
     "srebuildd_arc_path": _optional(_to_str),
@@ -307,6 +332,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "size_sample": _to_positive_int,
     "concurrency": _to_positive_int,
     "max_rps": _optional(_to_float),
+    "max_rps_total": _optional(_to_float),
     "timeout": _to_float,
     "retries": _to_int,
     "cache_dir": _optional(_to_str),

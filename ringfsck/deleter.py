@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,9 +36,8 @@ from ringfsck.errors import ConfigError, RefusedError, RingfsckError
 from ringfsck.keys import normalize_key
 from ringfsck.manifest import Manifest, read_manifest, verify_against_store
 from ringfsck.progress import bar
-from ringfsck.remote.batches import preflight, require_srebuildd
-from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, RequestFailed, Result, run_batched, send
-from ringfsck.remote.srebuildd import MainChunkHead, head_main_chunk
+from ringfsck.remote.http import Endpoint, HttpPolicy, RequestFailed, Result, run_batched, send
+from ringfsck.remote.srebuildd import MainChunkHead, head_main_chunk, srebuildd_pool
 from ringfsck.reverse_lookup import refuse_if_disproved
 from ringfsck.s3 import local_input
 from ringfsck.store import Store, iso, utc_now
@@ -72,6 +71,7 @@ class DeleteReport:
     left_bytes: int = 0
     canary_rounds: int = 0
     forced: tuple[str, ...] = ()
+    endpoints: list[dict[str, Any]] = field(default_factory=list)  # EndpointStats.to_json() of each srebuildd endpoint
 
     @property
     def failed(self) -> int:
@@ -236,13 +236,21 @@ class _Outcome:
     delete_sent: bool = False
 
 
+def outcome_of(result: Result[str, _Outcome]) -> _Outcome:
+    """A key's outcome; a HEAD that failed on every endpoint is "failed", and no DELETE was sent."""
+    if result.value is not None:
+        return result.value
+    assert result.failure is not None
+    return _Outcome("failed", error=f"check before delete: {result.failure.reason}")
+
+
 def delete_from_manifest(
     store: Store,
     manifest_path: str | Path,
     *,
     execute: bool = False,
     only_keys: str | Path | None = None,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     policy: HttpPolicy | None = None,
     max_keys: int | None = None,
     max_bytes: int | None = None,
@@ -270,12 +278,11 @@ def delete_from_manifest(
     if not execute or not todo:
         return report
     report.executed = True
-    url = require_srebuildd(store, base_url)
     policy = policy or HttpPolicy.from_settings(store.settings)
-    preflight(url, policy)
+    endpoints = srebuildd_pool(store.settings, base_url, policy)
+    endpoints.preflight()
     summary = store.run_summary(manifest.header["run_id"])
     age = AgeGuard.of_run(summary, store.settings.retention, force_retention="retention" in force)
-    limiter = RateLimiter(policy.max_rps)
     chord, arcdata = store.settings.chord_path, store.settings.arcdata_path
     budget = report.budget
     progress = bar(total=len(todo), desc="delete", unit="key")
@@ -285,18 +292,17 @@ def delete_from_manifest(
         journal.commit()
 
     async def guarded_delete(client: Endpoint, key: str) -> _Outcome:
-        try:
-            head = await head_main_chunk(client, arcdata, key, policy=policy, limiter=limiter)
-        except RequestFailed as failure:  # never deleted on a failed check
-            return _Outcome("failed", error=f"check before delete: {failure.reason}")
+        # A failed HEAD raises: nothing was sent, so the key may be tried on another endpoint,
+        # HEAD first again; when every endpoint failed it, it is "failed" (outcome_of), never deleted.
+        head = await head_main_chunk(client, arcdata, key, policy=policy)
         if not head.present:
             return _Outcome("already_gone", 404, mtime=head.mtime_text)
         kept = age.kept_because(head)
         if kept is not None:
             return _Outcome(kept[0], 200, kept[1], head.mtime_text)
         try:
-            response = await send(client, "DELETE", f"/{chord}/{key}", policy=policy, limiter=limiter)
-        except RequestFailed as failure:
+            response = await send(client, "DELETE", f"/{chord}/{key}", policy=policy)
+        except RequestFailed as failure:  # a DELETE may have been applied: not retried elsewhere this run
             return _Outcome("failed", error=failure.reason, mtime=head.mtime_text, delete_sent=True)
         if response.status_code in (200, 204):
             return _Outcome("deleted", response.status_code, mtime=head.mtime_text, delete_sent=True)
@@ -307,8 +313,7 @@ def delete_from_manifest(
     def journal_one(result: Result[str, _Outcome]) -> None:
         # Written the moment the answer arrives: after a kill -9 the OS still has it,
         # so only requests truly in flight can be repeated. fsync (power loss) is per batch.
-        done = result.value
-        assert done is not None  # guarded_delete never raises RequestFailed
+        done = outcome_of(result)
         journal.write({"ring_key": result.item, "outcome": done.outcome, "status": done.status, "error": done.error,
                        "mtime": done.mtime, "size": sizes[result.item], "at": iso(utc_now())})
 
@@ -318,8 +323,7 @@ def delete_from_manifest(
         journal.commit()
         # Counted only now that the journal holds them durably.
         for result in batch:
-            done = result.value
-            assert done is not None
+            done = outcome_of(result)
             report.outcomes[done.outcome] += 1
             size = sizes[result.item] or 0
             if done.delete_sent:
@@ -358,7 +362,7 @@ def delete_from_manifest(
             taken.append(key)
         return taken
 
-    canaries = Canaries(store, summary["run_id"], store.settings.canaries, base_url=url, policy=policy, journal=event)
+    canaries = Canaries(store, summary["run_id"], store.settings.canaries, base_url=endpoints, policy=policy, journal=event)
     cadence = store.settings.canaries
     started = time.perf_counter()
     event({"event": "run", "run_id": summary["run_id"], "manifest_keys": len(manifest.keys), "selected": len(selected),
@@ -374,7 +378,7 @@ def delete_from_manifest(
             if not batch:
                 break
             del queue[:len(batch)]
-            run_batched(batch, guarded_delete, policy=policy, base_url=url, on_batch=count, on_result=journal_one,
+            run_batched(batch, guarded_delete, policy=policy, base_url=endpoints, on_batch=count, on_result=journal_one,
                         batch_size=200, flush_seconds=0.5)
             if sent["keys"] >= boundary:
                 canaries.check(sent["keys"])
@@ -382,7 +386,7 @@ def delete_from_manifest(
         if sent["keys"] > checked_at:
             canaries.check(sent["keys"])  # what the last round did is known before the run says it is done
         event({"event": "finished", "outcomes": report.outcomes, "budget_reached": report.budget_reached,
-               "left_keys": report.left_keys, "at": iso(utc_now())})
+               "left_keys": report.left_keys, "endpoints": endpoints.to_json(), "at": iso(utc_now())})
     except Exception as stop:  # journaled (a canary, an outage…), then raised as it was
         reason = str(stop) if isinstance(stop, RingfsckError) else f"{type(stop).__name__}: {stop}"
         event({"event": "stopped", "reason": reason, "after_deletions": sent["keys"], "at": iso(utc_now())})
@@ -392,6 +396,7 @@ def delete_from_manifest(
         progress.close()
         report.seconds = time.perf_counter() - started
         report.canary_rounds = len(canaries.rounds)
+        report.endpoints = endpoints.to_json()
     return report
 
 

@@ -28,6 +28,8 @@ KEY_HEX_LEN = 40
 DIGKEY_LEN = 26  # 22 md5 chars + 4 chars of the volume id
 MD5_PREFIX_LEN = 22  # first 11 bytes of the md5 of the input key
 S3_SERVICE_IDS = ("50", "51")
+# bucketd keeps the parts of unfinished multipart uploads in mpuShadowBucket<name>: live data (DOMAIN.md section 5).
+MPU_SHADOW_PREFIX = "mpuShadowBucket"
 SPROXYD_SERVICE_ID = "51"  # what sproxyd writes for S3 data
 ARC_CLASS = 7
 MAX_COS = 5

@@ -7,9 +7,11 @@ analysis incomplete, because the subkeys of an unread index are unknown.
 
 from __future__ import annotations
 
-from ringfsck.remote.batches import JobReport, require_srebuildd, run_job
-from ringfsck.remote.http import HttpPolicy, RateLimiter
-from ringfsck.remote.srebuildd import SplitAnswer, lookup_split
+from collections.abc import Sequence
+
+from ringfsck.remote.batches import JobReport, run_job
+from ringfsck.remote.http import Endpoint, HttpPolicy
+from ringfsck.remote.srebuildd import SplitAnswer, lookup_split, srebuildd_pool
 from ringfsck.store import Store, arrow_schema, utc_now
 
 SPLITS_SCHEMA = arrow_schema("splits")
@@ -23,17 +25,16 @@ def todo_query(store: Store) -> str:
     )
 
 
-def resolve_splits(store: Store, *, base_url: str | None = None, policy: HttpPolicy | None = None) -> JobReport:
-    """Ask srebuildd about every input key not resolved yet (resumable, failures stay ``error``)."""
-    url = require_srebuildd(store, base_url)
+def resolve_splits(store: Store, *, base_url: str | Sequence[str] | None = None, policy: HttpPolicy | None = None) -> JobReport:
+    """Ask srebuildd (one endpoint or several) about every input key not resolved yet (resumable, failures stay ``error``)."""
     policy = policy or HttpPolicy.from_settings(store.settings)
-    limiter = RateLimiter(policy.max_rps)
+    endpoints = srebuildd_pool(store.settings, base_url, policy)
     arc_path = store.settings.arc_path
     con = store.connect()
     already = con.execute("SELECT count(*) FROM splits WHERE status IN ('ok', 'not_found')").fetchone()[0]
 
-    async def ask(client, key: str) -> SplitAnswer:
-        return await lookup_split(client, arc_path, key, policy=policy, limiter=limiter)
+    async def ask(client: Endpoint, key: str) -> SplitAnswer:
+        return await lookup_split(client, arc_path, key, policy=policy)
 
     def to_row(key: str, answer: SplitAnswer) -> dict:
         return {"input_key": key, "status": answer.status, "is_split": answer.is_split, "subkeys": answer.subkeys, "error": None, "resolved_at": utc_now()}
@@ -41,7 +42,7 @@ def resolve_splits(store: Store, *, base_url: str | None = None, policy: HttpPol
     def failed_row(key: str, reason: str) -> dict:
         return {"input_key": key, "status": "error", "is_split": None, "subkeys": [], "error": reason, "resolved_at": utc_now()}
 
-    report = run_job(store, table="splits", schema=SPLITS_SCHEMA, todo_query=todo_query(store), base_url=url, policy=policy,
+    report = run_job(store, table="splits", schema=SPLITS_SCHEMA, todo_query=todo_query(store), endpoints=endpoints, policy=policy,
                      ask=ask, to_row=to_row, failed_row=failed_row, description="resolve")
     report.already_final = already
     return report

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from ringfsck.capacity import MIN_SAMPLE_SIZE, SizeReading, capacity_summary
 from ringfsck.config import Settings
 from ringfsck.errors import InputError
-from ringfsck.remote.batches import JobReport, preflight, require_srebuildd, run_job
-from ringfsck.remote.http import HttpPolicy, RateLimiter, Result, run_batched
-from ringfsck.remote.srebuildd import main_chunk_size
+from collections.abc import Sequence
+
+from ringfsck.remote.batches import JobReport, run_job
+from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, Result, run_batched
+from ringfsck.remote.srebuildd import main_chunk_size, srebuildd_pool
 from ringfsck.store import Store, arrow_schema, iso, utc_now
 
 SIZES_SCHEMA = arrow_schema("sizes")
@@ -73,21 +75,20 @@ def _no_sample_reason(store: Store) -> str:
     return f"no referenced, healthy, unsplit ARC main chunk of at least {MIN_SAMPLE_SIZE // 1024} KiB with a known S3 size"
 
 
-def measure_size_reading(store: Store, run_id: str, *, base_url: str, policy: HttpPolicy, sample: int) -> SizeReading:
+def measure_size_reading(store: Store, run_id: str, *, endpoints: EndpointPool, policy: HttpPolicy, sample: int) -> SizeReading:
     """HEAD a sample of referenced ARC main chunks and compare X-Scal-Size with their S3 sizes; save the result."""
     rows = store.connect(run_id=run_id).execute(sample_query(store.settings, sample)).fetchall()
     if not rows:
         reading = SizeReading("not_measured", reason=_no_sample_reason(store), measured_at=iso(utc_now()))
         store.save_size_reading(run_id, reading.to_json())
         return reading
-    preflight(base_url, policy)
-    limiter = RateLimiter(policy.max_rps)
+    endpoints.preflight()
     expected = {ring_key: (size, k) for _, ring_key, k, size in rows}
     answers: list[tuple[int, int, int]] = []
     failed = not_found = 0
 
-    async def ask(client, key: str) -> int | None:
-        return await main_chunk_size(client, store.settings.arcdata_path, key, policy=policy, limiter=limiter)
+    async def ask(client: Endpoint, key: str) -> int | None:
+        return await main_chunk_size(client, store.settings.arcdata_path, key, policy=policy)
 
     def count(batch: list[Result[str, int | None]]) -> None:
         nonlocal failed, not_found
@@ -99,9 +100,10 @@ def measure_size_reading(store: Store, run_id: str, *, base_url: str, policy: Ht
             else:
                 answers.append((*expected[result.item], result.value))
 
-    run_batched(list(expected), ask, policy=policy, base_url=base_url, on_batch=count)
+    run_batched(list(expected), ask, policy=policy, base_url=endpoints, on_batch=count)
     reading = SizeReading.decide(len(expected), answers, failed, not_found)
-    store.save_size_reading(run_id, reading.to_json())
+    # The endpoints that answered the sample, beside the reading (SizeReading.from_json ignores them).
+    store.save_size_reading(run_id, reading.to_json() | {"endpoints": endpoints.to_json()})
     return reading
 
 
@@ -110,22 +112,25 @@ class SizeReport(JobReport):
     size_reading: SizeReading | None = None
 
 
-def size_orphans(store: Store, *, base_url: str | None = None, policy: HttpPolicy | None = None, sample: int | None = None) -> SizeReport:
-    """Measure what X-Scal-Size means (once per analysis), then HEAD every unsized orphan (resumable, failures stay ``error``)."""
+def size_orphans(store: Store, *, base_url: str | Sequence[str] | None = None, policy: HttpPolicy | None = None,
+                 sample: int | None = None) -> SizeReport:
+    """Measure what X-Scal-Size means (once per analysis), then HEAD every unsized orphan (resumable, failures stay ``error``).
+
+    ``base_url``: one srebuildd endpoint or several sharing the keys (default: the configured ones).
+    """
     run_id = store.latest_run_id()
     if run_id is None:
         raise InputError(f"{store.location}: no analysis yet (run 'ringfsck analyze' first)")
-    url = require_srebuildd(store, base_url)
     policy = policy or HttpPolicy.from_settings(store.settings)
+    endpoints = srebuildd_pool(store.settings, base_url, policy)
     reading = SizeReading.from_json(store.size_reading(run_id))
     if not reading.measured:  # a decided measurement stands; anything else is measured again
-        reading = measure_size_reading(store, run_id, base_url=url, policy=policy, sample=sample or store.settings.size_sample)
-    limiter = RateLimiter(policy.max_rps)
+        reading = measure_size_reading(store, run_id, endpoints=endpoints, policy=policy, sample=sample or store.settings.size_sample)
     arcdata_path = store.settings.arcdata_path
     already = store.connect().execute("SELECT count(*) FROM orphans JOIN sizes USING (ring_key) WHERE sizes.status IN ('ok', 'not_found')").fetchone()[0]
 
-    async def ask(client, key: str) -> int | None:
-        return await main_chunk_size(client, arcdata_path, key, policy=policy, limiter=limiter)
+    async def ask(client: Endpoint, key: str) -> int | None:
+        return await main_chunk_size(client, arcdata_path, key, policy=policy)
 
     def to_row(key: str, size: int | None) -> dict:
         return {"ring_key": key, "size": size, "status": "ok" if size is not None else "not_found", "error": None, "sized_at": utc_now()}
@@ -133,7 +138,7 @@ def size_orphans(store: Store, *, base_url: str | None = None, policy: HttpPolic
     def failed_row(key: str, reason: str) -> dict:
         return {"ring_key": key, "size": None, "status": "error", "error": reason, "sized_at": utc_now()}
 
-    job = run_job(store, table="sizes", schema=SIZES_SCHEMA, todo_query=TODO, base_url=url, policy=policy,
+    job = run_job(store, table="sizes", schema=SIZES_SCHEMA, todo_query=TODO, endpoints=endpoints, policy=policy,
                   ask=ask, to_row=to_row, failed_row=failed_row, description="size")
     report = SizeReport(**{name: getattr(job, name) for name in JobReport.__dataclass_fields__}, size_reading=reading)
     report.already_final = already

@@ -17,18 +17,20 @@ from ringfsck.remote.http import HttpPolicy
 def http_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--srebuildd and the request policy options, shared by every srebuildd command."""
 
-    @click.option("--srebuildd", "srebuildd_url", default=None, metavar="URL",
-                  help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81 "
-                       "(config: srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81).")
+    @click.option("--srebuildd", "srebuildd_urls", multiple=True, metavar="URL",
+                  help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81; repeat it to spread "
+                       "the keys over several (config: srebuildd_urls, srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81).")
+    @click.option("--max-rps-total", type=click.FloatRange(min=0.1), default=None,
+                  help="Ceiling on requests per second over all the srebuildd endpoints; --max-rps is per endpoint (config: max_rps_total).")
     @policy_options
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
+    def wrapper(*args: Any, srebuildd_urls: tuple[str, ...], **kwargs: Any) -> Any:
+        return func(*args, srebuildd_urls=srebuildd_urls or None, **kwargs)  # None: not given, the config decides
 
     return wrapper
 
 
-_POLICY_SETTINGS = dict(srebuildd_url="srebuildd_url", **POLICY_SETTINGS)
+_POLICY_SETTINGS = dict(srebuildd_urls="srebuildd_urls", max_rps_total="max_rps_total", **POLICY_SETTINGS)
 
 
 def _remember_srebuildd(store, settings) -> None:  # noqa: ANN001
@@ -42,11 +44,20 @@ def _remember_srebuildd(store, settings) -> None:  # noqa: ANN001
 def _print(report: JobReport, what: str) -> None:
     outcomes = ", ".join(f"{count:,} {status}" for status, count in sorted(report.outcomes.items())) or "nothing to ask"
     click.echo(f"{what}: {report.requested:,} keys asked in {report.seconds:.1f} s ({report.rate:,.0f} keys/s): {outcomes}; "
-               f"{report.already_final:,} already final")
+               f"{report.already_final:,} already final{endpoint_figures(report.endpoints)}")
     if report.errors:
         click.echo(f"{report.errors:,} lookups failed after every retry and stay unknown; run the command again to retry them.", err=True)
         for reason in report.first_errors:
             click.echo(f"  {reason}", err=True)
+
+
+def endpoint_figures(endpoints: list[dict[str, Any]]) -> str:
+    """Per-endpoint figures for a closing line, when there was more than one endpoint."""
+    if len(endpoints) < 2:
+        return ""
+    parts = [f"{e['url']} {e['requests']:,} requests, {e['failures']:,} failed" + (f", set aside: {e['set_aside']}" if e["set_aside"] else "")
+             for e in endpoints]
+    return "; endpoints: " + "; ".join(parts)
 
 
 @click.command("resolve")

@@ -28,9 +28,8 @@ from ringfsck.ingest._registry import RejectWriter, source_id
 from ringfsck.ingest.s3keys import S3KEYS_SCHEMA
 from ringfsck.progress import bar
 from ringfsck.redact import redact
-from ringfsck.remote.batches import preflight
 from ringfsck.remote.bucketd import USERS_BUCKET, VERSION_SEPARATOR, BucketdClient, Entry, parse_entry
-from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client
+from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client, preflight
 from ringfsck.store import Source, Store, arrow_schema, iso, utc_now
 
 OTHER_SCHEMA = arrow_schema("s3_other_locations")

@@ -27,11 +27,10 @@ import pyarrow.parquet as pq
 
 from ringfsck.ingest._registry import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
-from ringfsck.keys import is_other_backend_key, is_valid_key
+from ringfsck.keys import MPU_SHADOW_PREFIX, is_other_backend_key, is_valid_key
 from ringfsck.store import CSV_EXPORT_FORMAT, arrow_schema
 
 S3KEYS_SCHEMA = arrow_schema("s3keys")
-MPU_SHADOW_PREFIX = "mpuShadowBucket"
 _BATCH = 100_000
 
 csv.field_size_limit(sys.maxsize)  # object keys and metadata can be long

@@ -116,6 +116,11 @@ class LabServers:
             raise RuntimeError(f"lab servers did not start: {detail}") from None
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The servers' process id while they run (e.g. to measure their CPU)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def stop(self) -> None:
         """Terminate the servers (kill them if they do not exit within a few seconds)."""
         if self._finalizer is not None:
@@ -158,6 +163,13 @@ class LabServers:
     def request_counts(self, server: Server) -> dict[str, int]:
         """Requests received per ``"METHOD path"`` (srebuildd keys uppercased), faulted ones included, admin ones not."""
         return self._admin(server, "GET", "requests")
+
+    def request_times(self, server: Server) -> list[float]:
+        """When each request (faulted ones included, admin ones not) reached the server: Unix seconds, in order.
+
+        Several LabServers over one world are several srebuildd endpoints, each with its own log.
+        """
+        return self._admin(server, "GET", "request-times")
 
     def reset_stats(self) -> None:
         """Forget the request counts of every server."""

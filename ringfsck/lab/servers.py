@@ -9,7 +9,8 @@ Both servers run in one process (``python -m ringfsck.lab.serve``, started by
 :class:`ringfsck.lab.LabServers`) over the memory-mapped world state.
 
 Admin endpoints, never faulted: ``GET /_lab/health``, ``GET /_lab/requests``
-(counts per "METHOD path"), ``POST /_lab/reset-stats``, ``GET|POST /_lab/faults``
+(counts per "METHOD path"), ``GET /_lab/request-times`` (when each request came,
+Unix seconds), ``POST /_lab/reset-stats``, ``GET|POST /_lab/faults``
 and, on srebuildd, ``GET /_lab/deleted``.
 """
 
@@ -20,7 +21,9 @@ import json
 import os
 import random
 import signal
+import time
 import traceback
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -143,6 +146,7 @@ class _Server:
     def __init__(self, faults: Faults, seed: int) -> None:
         self.faults = faults
         self.requests: Counter[str] = Counter()
+        self.request_times = array("d")  # time.time() of each request received (8 bytes each), to measure rates
         self._since_faults = 0  # requests since the faults were last set, for fail_after
         self._rng = random.Random(seed)
 
@@ -196,6 +200,7 @@ class _Server:
         if path.startswith("/_lab/"):
             return self._admin(method, path, body)
         self.requests[f"{method} {self.count_path(path)}"] += 1
+        self.request_times.append(time.time())
         faults = self.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -219,8 +224,11 @@ class _Server:
             return 200, {}, json.dumps({"ok": True, "server": self.name}).encode()
         if path == "/_lab/requests":
             return 200, {}, json.dumps(dict(self.requests)).encode()
+        if path == "/_lab/request-times":
+            return 200, {}, json.dumps(self.request_times.tolist()).encode()
         if path == "/_lab/reset-stats" and method == "POST":
             self.requests.clear()
+            self.request_times = array("d")
             return 200, {}, b"{}"
         if path == "/_lab/faults":
             if method == "POST":

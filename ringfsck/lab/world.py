@@ -47,7 +47,6 @@ from ringfsck.split_index import encode_split_index
 MIN_CHUNKS = 4  # ARC main chunks need more than 3 distinct chunks to be candidates (DOMAIN.md section 6)
 BATCH_OBJECTS = 50_000
 ENCODE_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
-MPU_SHADOW_PREFIX = "mpuShadowBucket"
 USERS_BUCKET = "users..bucket"
 SPLITTER = "..|.."
 OLD_SPLITTER = "splitterfornow"  # what old shadow buckets join an upload's key parts with
@@ -721,7 +720,7 @@ class _Generator:
         another object and carries several. ``splitter``: "..|..", or what old shadow buckets used.
         """
         name = self._name()
-        shadow = MPU_SHADOW_PREFIX + bucket
+        shadow = keys.MPU_SHADOW_PREFIX + bucket
         self.sessions[shadow] = self.sessions[bucket]
         upload_id = self._key()[:32].lower()
         started = iso_time(self._mtime())

@@ -14,14 +14,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.progress import bar
-from ringfsck.redact import redact
-from ringfsck.remote.http import Endpoint, HttpPolicy, Result, run_batched
+from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, Result, run_batched
 from ringfsck.store import Store
 
 _FETCH = 50_000
@@ -36,6 +33,7 @@ class JobReport:
     already_final: int = 0
     seconds: float = 0.0
     first_errors: list[str] = field(default_factory=list)
+    endpoints: list[dict[str, Any]] = field(default_factory=list)  # EndpointStats.to_json() of each endpoint asked
 
     @property
     def errors(self) -> int:
@@ -44,30 +42,6 @@ class JobReport:
     @property
     def rate(self) -> float:
         return self.requested / self.seconds if self.seconds else 0.0
-
-
-def require_srebuildd(store: Store, base_url: str | None) -> str:
-    url = base_url or store.settings.srebuildd_base_url
-    if not url:
-        raise ConfigError("no srebuildd URL: pass --srebuildd URL or set srebuildd_url (or srebuildd_ip) in the config")
-    return url.rstrip("/")
-
-
-def preflight(base_url: str, policy: HttpPolicy, service: str = "srebuildd") -> None:
-    """Fail at once, in one line, when the service cannot be reached at all.
-
-    Any HTTP answer (even 404) proves it is there; without this, every key would
-    spend all its retries before the run could say the endpoint is wrong.
-    """
-    last = ""
-    for _ in range(3):
-        try:
-            httpx.head(f"{base_url}/", timeout=min(policy.timeout, 10))
-            return
-        except httpx.TransportError as exc:
-            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        time.sleep(0.2)
-    raise RemoteError(f"cannot reach {service} at {redact(base_url)}: {redact(last)}")
 
 
 def _keys(store: Store, query: str) -> tuple[int, Iterator[str]]:
@@ -89,7 +63,7 @@ def run_job(
     table: str,
     schema: pa.Schema,
     todo_query: str,
-    base_url: str,
+    endpoints: EndpointPool,
     policy: HttpPolicy,
     ask: Callable[[Endpoint, str], Awaitable[Any]],
     to_row: Callable[[str, Any], dict[str, Any]],
@@ -100,7 +74,7 @@ def run_job(
     report = JobReport()
     total, keys = _keys(store, todo_query)
     if total:
-        preflight(base_url, policy)
+        endpoints.preflight()
     progress = bar(total=total, desc=description, unit="key")
     started = time.perf_counter()
 
@@ -121,8 +95,9 @@ def run_job(
         progress.update(len(batch))
 
     try:
-        run_batched(keys, ask, policy=policy, base_url=base_url, on_batch=save)
+        run_batched(keys, ask, policy=policy, base_url=endpoints, on_batch=save)
     finally:
         progress.close()
         report.seconds = time.perf_counter() - started
+        report.endpoints = endpoints.to_json()
     return report

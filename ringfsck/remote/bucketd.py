@@ -14,11 +14,10 @@ from urllib.parse import quote
 
 import httpx
 
-from ringfsck.keys import is_valid_key
+from ringfsck.keys import MPU_SHADOW_PREFIX, is_valid_key
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, send
 
 USERS_BUCKET = "users..bucket"
-MPU_SHADOW_PREFIX = "mpuShadowBucket"
 # Shadow buckets join an upload's key parts with "..|.."; old ones used "splitterfornow".
 SHADOW_SPLITTERS = ("..|..", "splitterfornow")
 SPLITTER = SHADOW_SPLITTERS[0]

@@ -12,6 +12,14 @@ Usage::
         return response.status_code
 
     run_batched(keys, head_one, policy=policy, base_url=url, on_batch=save)
+
+Several endpoints (srebuildd on every node): pass an :class:`EndpointPool` as
+``base_url``. Keys go to the healthy endpoint with the shortest queue, each
+endpoint has its own connections and ``max_rps`` ceiling (``max_rps_total``
+caps them all), a key that failed on one endpoint is asked again on another,
+and an endpoint that fails its preflight or ``set_aside_after`` keys in a row
+is set aside: its queued keys go to the others. Only when every healthy
+endpoint failed a key is it a failure; it is never an answer.
 """
 
 from __future__ import annotations
@@ -21,16 +29,21 @@ import base64
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar, overload
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
 from urllib.parse import quote, unquote_to_bytes
 
 import httpcore
 import httpx
 
+from ringfsck import __version__
 from ringfsck.errors import RemoteError
 from ringfsck.redact import redact
+
+if TYPE_CHECKING:
+    from ringfsck.config import Settings
 
 K = TypeVar("K")
 R = TypeVar("R")
@@ -39,9 +52,9 @@ RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
 # httpcore's errors as well as httpx's: Endpoint talks to httpcore directly.
 TRANSIENT_ERRORS = (httpx.TransportError, httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError)
 _KEEPALIVE_SECONDS = 5.0  # httpx's default: an idle connection older than this is replaced, not trusted
-# What httpx sent before Endpoint bypassed it, so servers' logs see the same client. No
-# Accept-Encoding: bodies (split indexes) must arrive as stored, never compressed.
-_USER_AGENT = f"python-httpx/{httpx.__version__}".encode()
+# Servers' logs name the tool that sent the request. No Accept-Encoding: bodies (split
+# indexes) must arrive as stored, never compressed.
+USER_AGENT = f"ringfsck/{__version__}"
 _SAFE = "/%:@!$&'()*+,;=?~"  # left as they are in a request target; the rest is percent-encoded
 
 
@@ -54,15 +67,18 @@ class HttpPolicy:
     retries: int = 5  # attempts after the first
     backoff_base: float = 0.1  # seconds; doubled per attempt, with full jitter
     backoff_max: float = 10.0
-    max_rps: float | None = None  # ceiling on requests per second, retries included
+    max_rps: float | None = None  # ceiling on requests per second per endpoint, retries included
+    max_rps_total: float | None = None  # ceiling over all the endpoints of a pool
+    set_aside_after: int = 3  # keys failed in a row (after their retries) that set an endpoint aside
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "HttpPolicy":  # noqa: ANN001 - avoids a config import cycle
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "HttpPolicy":
         values = {
             "concurrency": settings.concurrency,
             "timeout": settings.timeout,
             "retries": settings.retries,
             "max_rps": settings.max_rps,
+            "max_rps_total": settings.max_rps_total,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -78,22 +94,43 @@ class RequestFailed(Exception):
 
 
 class RateLimiter:
-    """Spaces request starts evenly so no more than ``rate`` start per second."""
+    """Lets no more than ``rate`` requests start per second, measured when they really start.
+
+    Waiters queue in order and a ticker lets one through per interval, timed from when
+    the previous one was let through: after the event loop stalls (a batch written to
+    disk), the queue resumes at the rate instead of catching up in a burst, as slots
+    booked in advance would.
+    """
 
     def __init__(self, rate: float | None) -> None:
         self._interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
-        self._lock = asyncio.Lock()
+        self._last = float("-inf")  # time.monotonic() of the last start let through
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._ticker: asyncio.Task[None] | None = None
 
     async def wait(self) -> None:
         if not self._interval:
             return
-        async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        now = time.monotonic()
+        if not self._waiters and now - self._last >= self._interval:
+            self._last = now
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(future)
+        if self._ticker is None or self._ticker.done() or self._ticker.get_loop() is not loop:
+            self._ticker = loop.create_task(self._tick())
+        await future
+
+    async def _tick(self) -> None:
+        while self._waiters:
+            delay = self._last + self._interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            future = self._waiters.popleft()
+            if not future.done():  # a cancelled waiter gives its turn away
+                self._last = time.monotonic()
+                future.set_result(None)
 
 
 def _describe(exc: Exception) -> str:
@@ -129,6 +166,9 @@ async def send(
         attempts += 1
         if limiter is not None:
             await limiter.wait()
+        if isinstance(client, Endpoint):
+            for ceiling in client.limiters:
+                await ceiling.wait()
         try:
             response = await client.request(method, url, headers=headers)
             if response.status_code not in RETRYABLE_STATUS:
@@ -143,14 +183,16 @@ async def send(
 
 
 def make_client(base_url: str, policy: HttpPolicy, *, verify: bool | str | ssl.SSLContext = True, connections: int = 1) -> httpx.AsyncClient:
-    """A keep-alive client with a small pool.
+    """An httpx keep-alive client with a pool of ``connections``, shared by the tasks that use it.
 
-    Each worker gets its own: one httpx pool shared by many connections spends
-    more and more time on its own bookkeeping (measured here: 64 connections in
-    one pool gave ~450 requests/s, 64 one-connection clients ~2,600).
+    For requests whose bodies are worth httpx's convenience (bucketd listings). Per-key
+    jobs use :class:`Endpoint` instead: an httpx pool serving many connections spends
+    more and more CPU on its own bookkeeping (measured here: 64 connections in one pool
+    gave ~450 requests/s, 64 one-connection clients ~2,600).
     """
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify)
+    return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify,
+                             headers={"User-Agent": USER_AGENT})
 
 
 class Reply(NamedTuple):
@@ -216,7 +258,10 @@ class Endpoint:
     fails it, and ``send`` retries.
     """
 
-    def __init__(self, base_url: str, policy: HttpPolicy, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, base_url: str, policy: HttpPolicy, *, ssl_context: ssl.SSLContext | None = None,
+                 stats: EndpointStats | None = None, limiters: tuple[RateLimiter, ...] = ()) -> None:
+        self.stats = stats  # where its requests are counted, shared by the endpoint's connections
+        self.limiters = limiters  # waited on before each attempt, retries included
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https"):
             raise httpx.InvalidURL(f"unsupported scheme {url.scheme!r}")
@@ -226,7 +271,7 @@ class Endpoint:
         self._prefix = url.raw_path.rstrip(b"/")
         self._origin = httpcore.Origin(self._scheme, url.raw_host, self._port)
         self._ssl = (ssl_context or httpx.create_ssl_context()) if url.scheme == "https" else None
-        self._headers = [(b"Host", url.netloc), (b"User-Agent", _USER_AGENT)]
+        self._headers = [(b"Host", url.netloc), (b"User-Agent", USER_AGENT.encode())]
         if url.userinfo:  # http://user:pass@host: basic auth, as httpx (bucketd's client) does
             self._headers.append((b"Authorization", b"Basic " + base64.b64encode(unquote_to_bytes(url.userinfo))))
         self._timeout = policy.timeout
@@ -245,6 +290,8 @@ class Endpoint:
         return httpcore.AsyncHTTP11Connection(self._origin, _AsyncioStream(reader, writer), keepalive_expiry=_KEEPALIVE_SECONDS)
 
     async def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Reply:
+        if self.stats is not None:
+            self.stats.requests += 1
         connection = self._connection
         if connection is None or connection.is_closed() or connection.has_expired():
             if connection is not None:
@@ -276,21 +323,124 @@ class Result(Generic[K, R]):
     failure: RequestFailed | None = None
 
 
+def preflight(base_url: str, policy: HttpPolicy, service: str = "srebuildd") -> int:
+    """Fail at once, in one line, when the service cannot be reached at all; else the requests it took.
+
+    Any HTTP answer (even 404) proves it is there; without this, every key would
+    spend all its retries before the run could say the endpoint is wrong.
+    """
+    last = ""
+    for attempt in range(1, 4):
+        try:
+            httpx.head(f"{base_url}/", timeout=min(policy.timeout, 10), headers={"User-Agent": USER_AGENT})
+            return attempt
+        except httpx.TransportError as exc:
+            last = _describe(exc)
+        time.sleep(0.2)
+    raise RemoteError(f"cannot reach {service} at {redact(base_url)}: {redact(last)}")
+
+
+@dataclass
+class EndpointStats:
+    """One endpoint's figures for a run: requests sent (retries included), keys failed there, why set aside."""
+
+    url: str
+    requests: int = 0
+    failures: int = 0  # keys whose every attempt failed on this endpoint (each then tried elsewhere if possible)
+    set_aside: str | None = None
+    failing_in_a_row: int = field(default=0, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": redact(self.url), "requests": self.requests, "failures": self.failures, "set_aside": self.set_aside}
+
+    def describe(self) -> str:
+        aside = f", set aside ({self.set_aside})" if self.set_aside else ""
+        return f"{redact(self.url)}: {self.requests:,} requests, {self.failures:,} keys failed{aside}"
+
+
+class EndpointPool:
+    """The endpoints of one service that share a job: their health, ceilings and figures.
+
+    Made once per command and passed to every ``run_batched`` of it, so that an
+    endpoint set aside stays aside and its figures and rate ceilings span the run.
+    """
+
+    def __init__(self, urls: Sequence[str], policy: HttpPolicy, service: str = "srebuildd") -> None:
+        if not urls:
+            raise ValueError("an endpoint pool needs at least one URL")
+        self.service = service
+        self.policy = policy
+        self.stats = [EndpointStats(url.rstrip("/")) for url in dict.fromkeys(urls)]
+        self._total = RateLimiter(policy.max_rps_total)
+        self._ceilings = {s.url: RateLimiter(policy.max_rps) for s in self.stats}
+
+    @property
+    def healthy(self) -> list[EndpointStats]:
+        return [s for s in self.stats if s.set_aside is None]
+
+    def limiters(self, stats: EndpointStats) -> tuple[RateLimiter, ...]:
+        return (self._ceilings[stats.url], self._total)
+
+    def preflight(self) -> None:
+        """Set aside each endpoint that cannot be reached; RemoteError when none can."""
+        for stats in self.healthy:
+            try:
+                stats.requests += preflight(stats.url, self.policy, self.service)
+            except RemoteError as exc:
+                stats.set_aside = f"preflight: {exc}"
+        if not self.healthy:
+            raise RemoteError("; ".join(s.set_aside or "" for s in self.stats).replace("preflight: ", ""))
+
+    def record(self, stats: EndpointStats, failed: bool) -> None:
+        """Count one key's outcome on an endpoint; set it aside after too many failures in a row.
+
+        The last healthy endpoint is never set aside for failures: its keys have nowhere
+        else to go, so they keep being asked (and fail, as one endpoint's run always did).
+        """
+        if not failed:
+            stats.failing_in_a_row = 0
+            return
+        stats.failures += 1
+        stats.failing_in_a_row += 1
+        if stats.failing_in_a_row >= self.policy.set_aside_after and stats.set_aside is None and len(self.healthy) > 1:
+            stats.set_aside = f"{stats.failing_in_a_row} keys failed in a row"
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [s.to_json() for s in self.stats]
+
+    def __str__(self) -> str:
+        return ", ".join(redact(s.url) for s in self.stats)
+
+
+@dataclass(eq=False)
+class _Pending(Generic[K]):
+    item: K
+    tried: set[str] = field(default_factory=set)
+    failure: RequestFailed | None = None
+
+
 async def _run(
     items: Iterable[K],
     worker: Callable[[Endpoint, K], Awaitable[R]],
     *,
     policy: HttpPolicy,
-    clients: list[Endpoint],
+    pool: EndpointPool,
+    connections: dict[str, list[Endpoint]],
     on_batch: Callable[[list[Result[K, R]]], None],
     batch_size: int,
     flush_seconds: float,
     on_result: Callable[[Result[K, R]], None] | None = None,
 ) -> None:
-    queue: asyncio.Queue = asyncio.Queue(maxsize=policy.concurrency * 4)
+    queues: dict[str, asyncio.Queue] = {url: asyncio.Queue() for url in connections}
+    # Keys taken from ``items`` and not finished yet: bounds memory and the queues.
+    room = asyncio.Semaphore(policy.concurrency * 4 * len(connections))
+    unfinished = 0
+    all_finished = asyncio.Event()
+    crashed: list[BaseException] = []
     done: list[Result[K, R]] = []
     last_flush = time.monotonic()
     stop = object()
+    turn = 0
 
     def flush() -> None:
         nonlocal last_flush
@@ -300,31 +450,77 @@ async def _run(
             on_batch(batch)  # synchronous on purpose: callers persist before we go on
         last_flush = time.monotonic()
 
-    async def consume(client: Endpoint) -> None:
-        while True:
-            item = await queue.get()
-            if item is stop:
-                return
-            try:
-                result = Result(item, value=await worker(client, item))
-            except RequestFailed as failure:
-                result = Result(item, failure=failure)
-            if on_result is not None:
-                on_result(result)
-            done.append(result)
-            if len(done) >= batch_size or time.monotonic() - last_flush >= flush_seconds:
-                flush()
+    def finish(result: Result[K, R]) -> None:
+        nonlocal unfinished
+        if on_result is not None:
+            on_result(result)
+        done.append(result)
+        if len(done) >= batch_size or time.monotonic() - last_flush >= flush_seconds:
+            flush()
+        unfinished -= 1
+        room.release()
+        if not unfinished:
+            all_finished.set()
 
-    workers = [asyncio.create_task(consume(client)) for client in clients]
+    def route(pending: _Pending[K]) -> None:
+        """To the healthy endpoint not tried yet with the shortest queue; a failure when none is left."""
+        nonlocal turn
+        candidates = [s.url for s in pool.healthy if s.url not in pending.tried and s.url in queues]
+        if not candidates:
+            failure = pending.failure or RequestFailed(f"no {pool.service} endpoint left to ask (all set aside)", 0)
+            finish(Result(pending.item, failure=failure))
+            return
+        turn += 1  # rotates the ties, so that idle endpoints share the keys evenly
+        url = min(candidates, key=lambda u: (queues[u].qsize(), (candidates.index(u) - turn) % len(candidates)))
+        queues[url].put_nowait(pending)
+
+    async def consume(stats: EndpointStats, client: Endpoint) -> None:
+        queue = queues[stats.url]
+        while True:
+            pending = await queue.get()
+            if pending is stop:
+                return
+            if stats.set_aside is not None:  # queued before it was set aside: someone else asks
+                route(pending)
+                continue
+            try:
+                value = await worker(client, pending.item)
+            except RequestFailed as failure:
+                pool.record(stats, failed=True)
+                pending.tried.add(stats.url)
+                pending.failure = failure
+                if stats.set_aside is not None:
+                    while not queue.empty():  # hand its queue over at once, not one key per connection
+                        queued = queue.get_nowait()
+                        if queued is not stop:
+                            route(queued)
+                route(pending)
+                continue
+            except BaseException as exc:  # a bug in the worker: surface it instead of hanging
+                crashed.append(exc)
+                all_finished.set()
+                room.release()
+                raise
+            pool.record(stats, failed=False)
+            finish(Result(pending.item, value=value))
+
+    stats_of = {s.url: s for s in pool.stats}
+    workers = [asyncio.create_task(consume(stats_of[url], client)) for url, clients in connections.items() for client in clients]
     try:
         for item in items:
-            await queue.put(item)
-            # Surface a crashed worker at once instead of blocking on a full queue.
-            for task in workers:
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        for _ in workers:
-            await queue.put(stop)
+            await room.acquire()
+            if crashed:
+                break
+            unfinished += 1
+            all_finished.clear()
+            route(_Pending(item))
+        if unfinished and not crashed:
+            await all_finished.wait()
+        if crashed:
+            raise crashed[0]
+        for queue in queues.values():
+            for _ in range(len(workers)):
+                queue.put_nowait(stop)
         await asyncio.gather(*workers)
     finally:
         for task in workers:
@@ -338,32 +534,35 @@ def run_batched(
     worker: Callable[[Endpoint, K], Awaitable[R]],
     *,
     policy: HttpPolicy,
-    base_url: str,
+    base_url: str | EndpointPool,
     on_batch: Callable[[list[Result[K, R]]], None],
     batch_size: int = 1000,
     flush_seconds: float = 2.0,
     verify: bool | str = True,
     on_result: Callable[[Result[K, R]], None] | None = None,
 ) -> None:
-    """Run ``worker`` over ``items`` with the policy's concurrency; hand results to ``on_batch``.
+    """Run ``worker`` over ``items`` with the policy's concurrency per endpoint; hand results to ``on_batch``.
 
+    ``base_url`` is one URL or a pool of endpoints (see the module's docstring).
     ``on_batch`` runs in the caller's thread between requests, so what it has
     persisted when it returns is durable before more results are counted. An
     item is in exactly one batch, unless the process dies first. ``on_result``,
     if given, sees each result the moment it arrives (e.g. to journal it).
     """
+    pool = base_url if isinstance(base_url, EndpointPool) else EndpointPool([base_url], policy)
 
     async def main() -> None:
         # One TLS context for all clients: building one per client costs ~20 ms each.
-        context = httpx.create_ssl_context(verify=verify) if httpx.URL(base_url).scheme == "https" else None
-        clients = [Endpoint(base_url, policy, ssl_context=context) for _ in range(policy.concurrency)]
+        context = httpx.create_ssl_context(verify=verify) if any(s.url.startswith("https:") for s in pool.stats) else None
+        connections = {s.url: [Endpoint(s.url, policy, ssl_context=context, stats=s, limiters=pool.limiters(s)) for _ in range(policy.concurrency)]
+                       for s in pool.healthy}
         try:
-            await _run(items, worker, policy=policy, clients=clients, on_batch=on_batch, batch_size=batch_size,
+            await _run(items, worker, policy=policy, pool=pool, connections=connections, on_batch=on_batch, batch_size=batch_size,
                        flush_seconds=flush_seconds, on_result=on_result)
         finally:
-            await asyncio.gather(*(client.aclose() for client in clients))
+            await asyncio.gather(*(client.aclose() for clients in connections.values() for client in clients))
 
     try:
         asyncio.run(main())
     except httpx.InvalidURL as exc:
-        raise RemoteError(f"{redact(base_url)}: invalid URL: {redact(str(exc))}") from None
+        raise RemoteError(f"{redact(str(pool))}: invalid URL: {redact(str(exc))}") from None

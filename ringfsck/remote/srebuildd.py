@@ -6,16 +6,33 @@ is never turned into "not found" or "not split".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
-from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, RequestFailed, send
+from ringfsck.config import Settings
+from ringfsck.errors import ConfigError
+from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, RateLimiter, RequestFailed, send
 from ringfsck.split_index import parse_split_index
 
 # X-Scal-Attr-Is-Split values understood (DOMAIN.md section 4). srebuildd omits the header for a
 # plain key (the reference tests it for presence); any other value is not guessed either way.
 _IS_SPLIT_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def require_srebuildd(settings: Settings, base_url: str | Sequence[str] | None = None) -> list[str]:
+    """The srebuildd endpoints to ask: ``base_url`` (one or several), else the configured ones."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or []) or settings.srebuildd_base_urls
+    if not urls:
+        raise ConfigError("no srebuildd URL: pass --srebuildd URL (repeatable) or set srebuildd_urls, srebuildd_url "
+                          "or srebuildd_ip in the config")
+    return [url.rstrip("/") for url in urls]
+
+
+def srebuildd_pool(settings: Settings, base_url: str | Sequence[str] | None, policy: HttpPolicy) -> EndpointPool:
+    """The srebuildd endpoints of one command, sharing its keys (see :class:`EndpointPool`)."""
+    return EndpointPool(require_srebuildd(settings, base_url), policy, "srebuildd")
 
 
 @dataclass(frozen=True)
@@ -35,7 +52,7 @@ def split_header_says(value: str | None) -> bool:
     return said
 
 
-async def arc_split_state(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None) -> bool | None:
+async def arc_split_state(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> bool | None:
     """HEAD an input key on the arc path: None when not found, else whether it is a split index."""
     url = f"/{arc_path}/{input_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
@@ -49,7 +66,7 @@ async def arc_split_state(client: Endpoint, arc_path: str, input_key: str, *, po
         raise RequestFailed(f"HEAD {url}: {exc}", 1) from None
 
 
-async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> SplitAnswer:
+async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> SplitAnswer:
     """HEAD the input key on the arc path; for a split key, GET its raw index and parse the subkeys."""
     is_split = await arc_split_state(client, arc_path, input_key, policy=policy, limiter=limiter)
     if is_split is None:
@@ -95,7 +112,7 @@ def parse_scal_mtime(value: str | None) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
-async def head_main_chunk(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None) -> MainChunkHead:
+async def head_main_chunk(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> MainChunkHead:
     """HEAD a main chunk on the arcdata path: present (with its X-Scal-Mtime) or not; RequestFailed otherwise."""
     url = f"/{arcdata_path}/{ring_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
@@ -107,7 +124,7 @@ async def head_main_chunk(client: Endpoint, arcdata_path: str, ring_key: str, *,
     return MainChunkHead(True, parse_scal_mtime(text), text)
 
 
-async def main_chunk_size(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter) -> int | None:
+async def main_chunk_size(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> int | None:
     """Logical size of a main chunk from ``X-Scal-Size``; None when the key is not on the RING."""
     url = f"/{arcdata_path}/{ring_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
