@@ -185,6 +185,9 @@ def test_nodes_are_listed_in_forked_workers_with_one_bar_in_rows(tmp_path, ring_
 
     real_pool = ring_module.forked_pool
     monkeypatch.setattr(ring_module, "forked_pool", recording_pool)
+    # Other tests load polars in this process, which makes ingest stay on threads; the node
+    # workers never use polars, so the forked path is tested here whatever ran before.
+    monkeypatch.setattr(ring_module, "fork_is_safe", lambda store: True)
     monkeypatch.setattr(ring_module, "bar", RecordingBar)
     store = _store(tmp_path, ring_lab)
     report = _list(store, ring_lab, concurrency=3)

@@ -278,16 +278,23 @@ def inherited_work() -> Any:
     return _inherited
 
 
+def fork_is_safe(store: Store) -> bool:
+    """Whether workers may be forked from this process (see above): the one rule for files and RING nodes."""
+    return (
+        not store.on_s3
+        and sys.platform.startswith("linux")  # macOS has fork, but its system libraries do not survive one
+        and "polars" not in sys.modules
+    )
+
+
 def _forking(store: Store, jobs: list[IngestJob], pending: list[tuple[int, int]], workers: int) -> bool:
     files = [jobs[j].files[i] for j, i in pending]
     return (
         workers > 1
         and len(files) > 1
         and sum(f.size for f in files) >= _FORK_MIN_BYTES
-        and not store.on_s3
         and all(f.local_path is not None for f in files)
-        and sys.platform.startswith("linux")  # macOS has fork, but its system libraries do not survive one
-        and "polars" not in sys.modules
+        and fork_is_safe(store)
     )
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ThreadPoolExecutor, wait
@@ -35,7 +34,7 @@ import numpy as np
 import xxhash
 
 from ringfsck.errors import ConfigError, RemoteError
-from ringfsck.ingest._registry import ParseContext, RejectWriter, busy_worker, forked_pool, inherited_work, shared_counters
+from ringfsck.ingest._registry import ParseContext, RejectWriter, busy_worker, fork_is_safe, forked_pool, inherited_work, shared_counters
 from ringfsck.ingest.inputs import READ_BLOCK, UTF8_BOM
 from ringfsck.ingest.listkeys import parse_listkeys
 from ringfsck.progress import bar
@@ -267,9 +266,9 @@ def _list_node(position: int, listing: _Listing | None = None) -> tuple[Source, 
 def _forking(store: Store, nodes: list[RingNode], workers: int) -> bool:
     """Whether nodes are listed in forked processes (each parses at full speed) rather than threads (which share a lock).
 
-    As ``ingest listkeys``: a local store (no S3 client crosses a fork), Linux, polars not loaded.
+    As ``ingest listkeys`` decides it (:func:`fork_is_safe`).
     """
-    return workers > 1 and len(nodes) > 1 and not store.on_s3 and sys.platform.startswith("linux") and "polars" not in sys.modules
+    return workers > 1 and len(nodes) > 1 and fork_is_safe(store)
 
 
 def ingest_ring(
