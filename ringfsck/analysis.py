@@ -331,7 +331,7 @@ def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: A
     row = con.execute(
         """
         SELECT
-            count(*) FILTER (WHERE s.status IN ('ok', 'not_found')) AS resolved,
+            count(*) FILTER (WHERE lookup_is_final(s.status)) AS resolved,
             count(*) FILTER (WHERE s.status = 'error') AS errors,
             count(*) FILTER (WHERE s.status IS NULL AND NOT k.below_split_threshold) AS unresolved,
             count(*) FILTER (WHERE s.status IS NULL AND k.below_split_threshold) AS below_threshold,

@@ -533,13 +533,13 @@ class Store:
             "ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'"
         )
         # Every input key S3 names directly (rejected rows' tokens included): the keys whose split
-        # status matters. Below sproxyd's split threshold only when every row gives a size under it.
+        # status matters, and whether they need a lookup (key_below_split_threshold).
         threshold = self.settings.split_threshold
-        below = f"size IS NOT NULL AND size < {int(threshold)}" if threshold else "false"
         con.execute(
-            "CREATE OR REPLACE VIEW s3_input_keys AS SELECT sproxyd_key, bool_and(below) AS below_split_threshold FROM ("
-            f"  SELECT sproxyd_key, {below} AS below FROM s3keys"
-            "  UNION ALL SELECT unnest(keys) AS sproxyd_key, false AS below FROM s3_rejects"
+            "CREATE OR REPLACE VIEW s3_input_keys AS SELECT sproxyd_key, "
+            f"key_below_split_threshold(size, {int(threshold) if threshold else 'NULL'}::BIGINT) AS below_split_threshold FROM ("
+            "  SELECT sproxyd_key, size FROM s3keys"
+            "  UNION ALL SELECT unnest(keys) AS sproxyd_key, NULL::BIGINT AS size FROM s3_rejects"
             ") GROUP BY sproxyd_key"
         )
         run_id = run_id or self.latest_run_id()
