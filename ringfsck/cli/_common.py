@@ -100,23 +100,37 @@ def settings_options(**setting_names: str) -> Callable[[Callable[..., Any]], Cal
     return decorate
 
 
+# The request policy options, shared by every network command (srebuildd and bucketd).
+_POLICY_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
+    click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64)."),
+    click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
+                 help="Ceiling on requests per second, retries included (config: max_rps, default none)."),
+    click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30)."),
+    click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5)."),
+)
+_SREBUILDD_OPTION = click.option(
+    "--srebuildd", "srebuildd_url", default=None, metavar="URL",
+    help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81 "
+         "(config: srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81).",
+)
+
+
 def policy_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The request policy options, shared by every network command (srebuildd and bucketd)."""
+    """Add the request policy options (their values reach ``settings`` through POLICY_SETTINGS)."""
+    for option in reversed(_POLICY_OPTIONS):
+        func = option(func)
+    return func
 
-    @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64).")
-    @click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
-                  help="Ceiling on requests per second, retries included (config: max_rps, default none).")
-    @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30).")
-    @click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5).")
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
 
-    return wrapper
+def srebuildd_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--srebuildd and the request policy options, shared by every srebuildd command (with SREBUILDD_SETTINGS)."""
+    return _SREBUILDD_OPTION(policy_options(func))
 
 
 # The settings the request policy options set (settings_options(**POLICY_SETTINGS)).
 POLICY_SETTINGS = dict(concurrency="concurrency", max_rps="max_rps", timeout="timeout", retries="retries")
+# The settings srebuildd_options set (settings_options(**SREBUILDD_SETTINGS)).
+SREBUILDD_SETTINGS = {"srebuildd_url": "srebuildd_url", **POLICY_SETTINGS}
 
 
 # Stores this command locked for writing: released when it ends (RingfsckGroup.invoke).

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ringfsck.cli._common import POLICY_SETTINGS, open_store, policy_options, settings_options
+from ringfsck.cli._common import SREBUILDD_SETTINGS, open_store, settings_options, srebuildd_options
 from ringfsck.errors import EXIT_FAILURES
 from ringfsck.remote.batches import JobReport
 from ringfsck.remote.http import HttpPolicy
-
-
-def http_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--srebuildd and the request policy options, shared by every srebuildd command."""
-
-    @click.option("--srebuildd", "srebuildd_url", default=None, metavar="URL",
-                  help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81 "
-                       "(config: srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81).")
-    @policy_options
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
-_POLICY_SETTINGS = dict(srebuildd_url="srebuildd_url", **POLICY_SETTINGS)
 
 
 def _remember_srebuildd(store, settings) -> None:  # noqa: ANN001
@@ -50,8 +31,8 @@ def _print(report: JobReport, what: str) -> None:
 
 
 @click.command("resolve")
-@http_options
-@settings_options(**_POLICY_SETTINGS)
+@srebuildd_options
+@settings_options(**SREBUILDD_SETTINGS)
 def resolve_command(settings, **_: Any) -> None:
     """Find split objects: HEAD every S3 input key on the arc path, read split indexes.
 
@@ -77,10 +58,10 @@ def resolve_command(settings, **_: Any) -> None:
 
 
 @click.command("size")
-@http_options
+@srebuildd_options
 @click.option("--sample", "size_sample", type=click.IntRange(min=1), default=None,
               help="Referenced ARC main chunks to HEAD to measure what X-Scal-Size means (config: size_sample, default 200).")
-@settings_options(**_POLICY_SETTINGS, size_sample="size_sample")
+@settings_options(**SREBUILDD_SETTINGS, size_sample="size_sample")
 def size_command(settings, **_: Any) -> None:
     """Size the orphans of the latest analysis: HEAD each on the arcdata path (X-Scal-Size).
 
