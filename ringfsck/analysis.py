@@ -195,11 +195,10 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
     for source in store.sources():
         incomplete.extend(source.incomplete)
         warnings.extend(source.warnings)
-    for marker in sorted((store.root / "bucketd").glob("*.json")):
-        state = json.loads(marker.read_text())
+    for source_id, state in store.bucketd_progress().items():
         if not state.get("complete"):
             # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
-            incomplete.append(f"the bucketd export of bucket {state.get('bucket', marker.stem)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
+            incomplete.append(f"the bucketd export of bucket {state.get('bucket', source_id)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
     rejected = _scalar(con, "SELECT count(*) FROM s3_rejects")
     if rejected:
         named = con.execute(f"SELECT source, line, reason FROM s3_rejects ORDER BY source, line LIMIT {_REJECTS_NAMED}").fetchall()
