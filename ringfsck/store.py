@@ -39,9 +39,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
 from ringfsck.errors import InputError, RefusedError
+from ringfsck.steps import RUN_OUTPUTS, RUN_VIEWS, load_macros, step_query, step_sql, view_files
 
 if TYPE_CHECKING:
     import duckdb
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 # 3: s3keys.on_ring (which references the gap check judges), rejects.keys (40-hex tokens of a
 #    rejected row, still references), sources' incomplete reasons.
 STORE_FORMAT = 3
-MACROS_FILE = "00_macros.sql"
-# The store's views over its tables and the run's outputs, one SELECT per file (Store.create_views).
-VIEWS_DIR = "views"
 # The format of a per-bucket CSV export (ringfsck.ingest.s3keys): its object names may be percent-encoded.
 CSV_EXPORT_FORMAT = "s3keys-csv"
 LOCK_FILE = ".lock"  # hidden: never mirrored to S3
@@ -109,30 +106,6 @@ def arrow_schema(table: str) -> pa.Schema:
     ])
 
 
-# Outputs of an analysis run, with their column contracts.
-RUN_OUTPUTS: dict[str, dict[str, str]] = {
-    # Every RING main chunk that may hold S3 data, keys packed like listkeys (one row per main chunk).
-    "ring_main_chunks": {
-        "hi": "UBIGINT", "mid": "UBIGINT", "lo": "UINTEGER", "dig_hi": "UBIGINT", "dig_lo": "UBIGINT",
-        "protection": "VARCHAR", "schema": "VARCHAR", "chunks": "BIGINT", "candidate": "BOOLEAN", "healthy": "BOOLEAN",
-    },
-    "candidates": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
-    "orphans": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR",
-                "reclaimable": "BOOLEAN"},
-    "gaps": {
-        "bucket": "VARCHAR",
-        "object_key": "VARCHAR",
-        "version_id": "VARCHAR",
-        "sproxyd_key": "VARCHAR",
-        "parent_key": "VARCHAR",
-        "ring_key": "VARCHAR",
-        "chunks_found": "BIGINT",
-        "chunks_expected": "BIGINT",
-        "status": "VARCHAR",
-    },
-    "debris": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "chunks": "BIGINT", "referenced": "BOOLEAN", "service_id": "VARCHAR", "schema": "VARCHAR"},
-    "duplicates": {"sproxyd_key": "VARCHAR", "reference_count": "BIGINT", "objects": "VARCHAR[]"},
-}
 # What srebuildd's X-Scal-Size measures (DOMAIN.md section 7), as ``size`` measured it for a run
 # (ringfsck.sizing): an ARC main chunk's header is the object's size ("object") or one chunk's, about
 # size / k ("chunk"). Without a decided measurement the capacity is computed with the assumed reading.
@@ -145,11 +118,6 @@ def applied_size_reading(measurement: dict[str, Any] | None) -> str:
     """The reading capacity is computed with: the measured decision, else the assumption."""
     decision = (measurement or {}).get("decision")
     return decision if decision in SIZE_READINGS else ASSUMED_SIZE_READING
-
-
-# Run outputs kept as views over the others (their SQL step), not written: candidates are most of
-# ring_main_chunks, and writing tens of millions of hex keys would cost more than the analysis.
-RUN_VIEWS = ("candidates",)
 
 
 @dataclass
@@ -527,38 +495,6 @@ class Store:
         con.execute(f"SET VARIABLE size_reading = {sql_literal(reading)}")
         for name, path in view_files():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {step_query(path)}")
-
-
-def load_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """The key rules of ``sql/00_macros.sql`` (the views and every SQL step use them)."""
-    con.execute((resource_dir("sql") / MACROS_FILE).read_text())
-
-
-def view_files() -> list[tuple[str, Path]]:
-    """The store's views in the order they are created: (view name, file), from ``sql/views/NN_name.sql``."""
-    return [(path.stem.split("_", 1)[1], path) for path in sorted((resource_dir("sql") / VIEWS_DIR).glob("[0-9][0-9]_*.sql"))]
-
-
-def sql_steps() -> list[tuple[str, Path]]:
-    """The analysis steps in order: (output name, file), from ``sql/NN_name.sql``."""
-    steps = []
-    for path in sorted(resource_dir("sql").glob("[0-9][0-9]_*.sql")):
-        if path.name != MACROS_FILE:
-            steps.append((path.stem.split("_", 1)[1], path))
-    return steps
-
-
-def step_query(path: Path) -> str:
-    """The SELECT of a step file."""
-    return path.read_text().rstrip().rstrip(";")
-
-
-def step_sql(name: str) -> str:
-    """The SELECT of one analysis step, by name."""
-    for step, path in sql_steps():
-        if step == name:
-            return step_query(path)
-    raise KeyError(name)
 
 
 def _fsync_file(path: Path) -> None:
