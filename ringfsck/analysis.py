@@ -1,10 +1,10 @@
 """The offline analysis: run the SQL steps over the store and record a run.
 
 Each ``sql/NN_name.sql`` file is one SELECT (dbt-style model), exposed under
-its name to the steps after it. Public outputs (ring_main_chunks with its keys
-packed, orphans, gaps, debris, duplicates) are written to ``runs/<id>/name.parquet``;
-candidates is a view over ring_main_chunks (``store.RUN_VIEWS``); s3_references
-stays a DuckDB temp table, which spills to the temp directory beyond
+its name to the steps after it (declared in :mod:`ringfsck.steps`). The written
+outputs (ring_main_chunks with its keys packed, orphans, gaps, debris, duplicates)
+go to ``runs/<id>/name.parquet``; candidates is a view over ring_main_chunks
+(``RUN_VIEWS``); s3_references stays a DuckDB temp table, which spills to the temp directory beyond
 ``memory_limit``. A step that filters on ``getvariable('partition_low')`` runs
 once per range of key-prefix partitions of the listkeys row groups
 (``ringfsck.partitions``): as many passes as it takes to keep each one under
@@ -15,7 +15,6 @@ once per range of key-prefix partitions of the listkeys row groups
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,10 +28,9 @@ from ringfsck.config import Settings
 from ringfsck.keys import arc_app_specific
 from ringfsck.partitions import PARTITIONS, pass_bounds
 from ringfsck.progress import bar
-from ringfsck.store import RUN_VIEWS, Store, iso, sql_literal, sql_steps, step_query, utc_now, write_json_atomic
+from ringfsck.steps import RUN_VIEWS, WRITTEN_OUTPUTS, sql_steps, step_query
+from ringfsck.store import Store, iso, sql_literal, utc_now, write_json_atomic
 
-# Steps whose output is written to the run (the others are intermediate, or views: RUN_VIEWS).
-PUBLIC_OUTPUTS = ("ring_main_chunks", "orphans", "gaps", "debris", "duplicates")
 # Unrecoverable first: data already lost (fewer than k chunks), whatever the other figures say.
 GAP_STATUSES = ("unrecoverable", "missing", "degraded")
 # A step whose SQL filters on this runs once per range of listkeys partitions.
@@ -122,11 +120,11 @@ def _run_step(con: duckdb.DuckDBPyConnection, name: str, query: str, run_path: P
             verb = f"CREATE OR REPLACE TEMP TABLE {name} AS" if index == 0 else f"INSERT INTO {name}"
             con.execute(f"{verb} {query}")
             progress.update(1 / len(bounds))
-        if name in PUBLIC_OUTPUTS:
+        if name in WRITTEN_OUTPUTS:
             # Written for the store's views (ringfsck sql, report); the next steps read the temp table.
             con.execute(f"COPY {name} TO {sql_literal(str(run_path / f'{name}.parquet'))} ({_PARQUET_OPTIONS})")
         return
-    if name in PUBLIC_OUTPUTS:
+    if name in WRITTEN_OUTPUTS:
         target = run_path / f"{name}.parquet"
         con.execute(f"COPY ({query}) TO {sql_literal(str(target))} ({_PARQUET_OPTIONS})")
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
@@ -202,11 +200,10 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
     for source in store.sources():
         incomplete.extend(source.incomplete)
         warnings.extend(source.warnings)
-    for marker in sorted((store.root / "bucketd").glob("*.json")):
-        state = json.loads(marker.read_text())
+    for source_id, state in store.bucketd_progress().items():
         if not state.get("complete"):
             # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
-            incomplete.append(f"the bucketd export of bucket {state.get('bucket', marker.stem)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
+            incomplete.append(f"the bucketd export of bucket {state.get('bucket', source_id)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
     rejected = _scalar(con, "SELECT count(*) FROM s3_rejects")
     if rejected:
         named = con.execute(f"SELECT source, line, reason FROM s3_rejects ORDER BY source, line LIMIT {_REJECTS_NAMED}").fetchall()
@@ -338,7 +335,7 @@ def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: A
     row = con.execute(
         """
         SELECT
-            count(*) FILTER (WHERE s.status IN ('ok', 'not_found')) AS resolved,
+            count(*) FILTER (WHERE lookup_is_final(s.status)) AS resolved,
             count(*) FILTER (WHERE s.status = 'error') AS errors,
             count(*) FILTER (WHERE s.status IS NULL AND NOT k.below_split_threshold) AS unresolved,
             count(*) FILTER (WHERE s.status IS NULL AND k.below_split_threshold) AS below_threshold,

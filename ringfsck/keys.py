@@ -54,11 +54,6 @@ class ArcSchema:
     def stripes(self) -> int:
         return self.k + self.m
 
-    @property
-    def raw_multiplier(self) -> float:
-        """Raw bytes on disk per logical byte: (k+m)/k."""
-        return self.stripes / self.k
-
     def __str__(self) -> str:
         return f"{self.k}+{self.m}"
 

@@ -187,7 +187,7 @@ def verify_against_store(manifest: Manifest, store: Store) -> None:
 
 def _verify_keys(manifest: Manifest, store: Store, summary: dict[str, Any]) -> None:
     from ringfsck.analysis import AnalysisOptions, check_completeness
-    from ringfsck.store import step_sql
+    from ringfsck.steps import step_sql
 
     con = store.connect(run_id=summary["run_id"])
     try:

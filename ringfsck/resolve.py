@@ -18,10 +18,10 @@ SPLITS_SCHEMA = arrow_schema("splits")
 
 
 def todo_query(store: Store) -> str:
-    """Distinct input keys without a final answer; keys below sproxyd's split threshold need none."""
+    """Distinct input keys without a final answer that need one (s3_input_keys.below_split_threshold says which)."""
     return (
         "SELECT k.sproxyd_key FROM s3_input_keys AS k LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key "
-        "WHERE (s.status IS NULL OR s.status NOT IN ('ok', 'not_found')) AND NOT k.below_split_threshold ORDER BY k.sproxyd_key"
+        "WHERE NOT lookup_is_final(s.status) AND NOT k.below_split_threshold ORDER BY k.sproxyd_key"
     )
 
 
@@ -31,7 +31,7 @@ def resolve_splits(store: Store, *, base_url: str | Sequence[str] | None = None,
     endpoints = srebuildd_pool(store.settings, base_url, policy)
     arc_path = store.settings.arc_path
     con = store.connect()
-    already = con.execute("SELECT count(*) FROM splits WHERE status IN ('ok', 'not_found')").fetchone()[0]
+    already = con.execute("SELECT count(*) FROM splits WHERE lookup_is_final(status)").fetchone()[0]
 
     async def ask(client: Endpoint, key: str) -> SplitAnswer:
         return await lookup_split(client, arc_path, key, policy=policy)

@@ -32,7 +32,8 @@ from ringfsck.config import Settings
 from ringfsck.errors import ConfigError, RefusedError
 from ringfsck.manifest import Manifest, read_manifest, verify_against_store
 from ringfsck.s3 import local_input
-from ringfsck.store import Store, iso, step_sql, utc_now
+from ringfsck.steps import step_sql
+from ringfsck.store import Store, iso, utc_now
 
 _HEX40 = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{40}(?![0-9A-Fa-f])")
 _PLACEHOLDERS = ("key", "node", "ip", "port")

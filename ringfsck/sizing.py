@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ringfsck.capacity import MIN_SAMPLE_SIZE, SizeReading, capacity_summary
-from ringfsck.config import Settings
 from ringfsck.errors import InputError
 from collections.abc import Sequence
 
@@ -30,19 +29,17 @@ from ringfsck.store import Store, arrow_schema, iso, utc_now
 SIZES_SCHEMA = arrow_schema("sizes")
 TODO = (
     "SELECT o.ring_key FROM orphans AS o LEFT JOIN sizes AS s USING (ring_key) "
-    "WHERE s.status IS NULL OR s.status NOT IN ('ok', 'not_found') ORDER BY o.ring_key"
+    "WHERE NOT lookup_is_final(s.status) ORDER BY o.ring_key"
 )
 
 
-def sample_query(settings: Settings, sample: int) -> str:
+def sample_query(sample: int) -> str:
     """Referenced, healthy, not split ARC main chunks with one known S3 size: (sproxyd_key, ring_key, k, size).
 
     A split index's main chunk holds the index, not the object's data, so only keys known not to
-    be split count: resolved as plain, or (sproxyd's own rule) smaller than the split threshold.
+    be split count: resolved as plain, or needing no lookup (``s3_input_keys.below_split_threshold``).
     The sample is spread over the key space by a hash of the key, the same on every run.
     """
-    threshold = settings.split_threshold
-    below_threshold = f"OR u.size < {int(threshold)}" if threshold else ""
     return f"""
         WITH sized AS (
             -- One S3 size per input key: a key referenced with two sizes tells nothing.
@@ -56,7 +53,8 @@ def sample_query(settings: Settings, sample: int) -> str:
             SELECT u.sproxyd_key, u.size, input_key_digkey(u.sproxyd_key) AS digkey
             FROM sized AS u
             LEFT JOIN splits AS s ON upper(s.input_key) = u.sproxyd_key
-            WHERE (s.status = 'ok' AND NOT s.is_split) {below_threshold}
+            WHERE (s.status = 'ok' AND NOT s.is_split)
+               OR u.sproxyd_key IN (SELECT upper(sproxyd_key) FROM s3_input_keys GROUP BY ALL HAVING bool_and(below_split_threshold))
         )
         SELECT u.sproxyd_key, key_hex(m.hi, m.mid, m.lo) AS ring_key, CAST(split_part(m.schema, '+', 1) AS BIGINT) AS k, u.size
         FROM unsplit AS u
@@ -77,7 +75,7 @@ def _no_sample_reason(store: Store) -> str:
 
 def measure_size_reading(store: Store, run_id: str, *, endpoints: EndpointPool, policy: HttpPolicy, sample: int) -> SizeReading:
     """HEAD a sample of referenced ARC main chunks and compare X-Scal-Size with their S3 sizes; save the result."""
-    rows = store.connect(run_id=run_id).execute(sample_query(store.settings, sample)).fetchall()
+    rows = store.connect(run_id=run_id).execute(sample_query(sample)).fetchall()
     if not rows:
         reading = SizeReading("not_measured", reason=_no_sample_reason(store), measured_at=iso(utc_now()))
         store.save_size_reading(run_id, reading.to_json())
@@ -127,7 +125,7 @@ def size_orphans(store: Store, *, base_url: str | Sequence[str] | None = None, p
     if not reading.measured:  # a decided measurement stands; anything else is measured again
         reading = measure_size_reading(store, run_id, endpoints=endpoints, policy=policy, sample=sample or store.settings.size_sample)
     arcdata_path = store.settings.arcdata_path
-    already = store.connect().execute("SELECT count(*) FROM orphans JOIN sizes USING (ring_key) WHERE sizes.status IN ('ok', 'not_found')").fetchone()[0]
+    already = store.connect().execute("SELECT count(*) FROM orphans JOIN sizes USING (ring_key) WHERE lookup_is_final(sizes.status)").fetchone()[0]
 
     async def ask(client: Endpoint, key: str) -> int | None:
         return await main_chunk_size(client, arcdata_path, key, policy=policy)

@@ -39,9 +39,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ringfsck._resources import resource_dir
 from ringfsck.config import Settings
 from ringfsck.errors import InputError, RefusedError, no_space_error
+from ringfsck.steps import RUN_OUTPUTS, RUN_VIEWS, load_macros, step_query, step_sql, view_files
 
 if TYPE_CHECKING:
     import duckdb
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 # 3: s3keys.on_ring (which references the gap check judges), rejects.keys (40-hex tokens of a
 #    rejected row, still references), sources' incomplete reasons.
 STORE_FORMAT = 3
-MACROS_FILE = "00_macros.sql"
 # The format of a per-bucket CSV export (ringfsck.ingest.s3keys): its object names may be percent-encoded.
 CSV_EXPORT_FORMAT = "s3keys-csv"
 LOCK_FILE = ".lock"  # hidden: never mirrored to S3
@@ -107,30 +106,6 @@ def arrow_schema(table: str) -> pa.Schema:
     ])
 
 
-# Outputs of an analysis run, with their column contracts.
-RUN_OUTPUTS: dict[str, dict[str, str]] = {
-    # Every RING main chunk that may hold S3 data, keys packed like listkeys (one row per main chunk).
-    "ring_main_chunks": {
-        "hi": "UBIGINT", "mid": "UBIGINT", "lo": "UINTEGER", "dig_hi": "UBIGINT", "dig_lo": "UBIGINT",
-        "protection": "VARCHAR", "schema": "VARCHAR", "chunks": "BIGINT", "candidate": "BOOLEAN", "healthy": "BOOLEAN",
-    },
-    "candidates": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
-    "orphans": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR",
-                "reclaimable": "BOOLEAN"},
-    "gaps": {
-        "bucket": "VARCHAR",
-        "object_key": "VARCHAR",
-        "version_id": "VARCHAR",
-        "sproxyd_key": "VARCHAR",
-        "parent_key": "VARCHAR",
-        "ring_key": "VARCHAR",
-        "chunks_found": "BIGINT",
-        "chunks_expected": "BIGINT",
-        "status": "VARCHAR",
-    },
-    "debris": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "chunks": "BIGINT", "referenced": "BOOLEAN", "service_id": "VARCHAR", "schema": "VARCHAR"},
-    "duplicates": {"sproxyd_key": "VARCHAR", "reference_count": "BIGINT", "objects": "VARCHAR[]"},
-}
 # What srebuildd's X-Scal-Size measures (DOMAIN.md section 7), as ``size`` measured it for a run
 # (ringfsck.sizing): an ARC main chunk's header is the object's size ("object") or one chunk's, about
 # size / k ("chunk"). Without a decided measurement the capacity is computed with the assumed reading.
@@ -143,11 +118,6 @@ def applied_size_reading(measurement: dict[str, Any] | None) -> str:
     """The reading capacity is computed with: the measured decision, else the assumption."""
     decision = (measurement or {}).get("decision")
     return decision if decision in SIZE_READINGS else ASSUMED_SIZE_READING
-
-
-# Run outputs kept as views over the others (their SQL step), not written: candidates are most of
-# ring_main_chunks, and writing tens of millions of hex keys would cost more than the analysis.
-RUN_VIEWS = ("candidates",)
 
 
 @dataclass
@@ -401,12 +371,23 @@ class Store:
             for part in self.part_names(table, source.id) + self.part_names(table, f"{source.id}-*"):
                 self.remove_part(table, part)
                 removed.append(f"tables/{table}/{part}.parquet")
-        marker = self.root / "bucketd" / f"{source.id}.json"
+        marker = self.bucketd_progress_file(source.id)
         if marker.exists():
             self.remove(marker)
             removed.append(f"bucketd/{marker.name}")
         self.write_json(self._sources_file, [asdict(s) for s in self.sources() if s.id != source.id])
         return removed
+
+    # --- bucketd export progress --------------------------------------------
+    def bucketd_progress_file(self, source_id: str) -> Path:
+        """The progress marker of one bucket's bucketd export (ringfsck.ingest.bucketd), to resume it."""
+        return self.root / "bucketd" / f"{source_id}.json"
+
+    def bucketd_progress(self) -> dict[str, dict[str, Any]]:
+        """Every bucketd export's progress marker, by source id (``complete`` says whether it finished)."""
+        directory = self.root / "bucketd"
+        markers = sorted(directory.glob("*.json")) if directory.is_dir() else []
+        return {marker.stem: json.loads(marker.read_text()) for marker in markers}
 
     # --- runs -------------------------------------------------------------
     @property
@@ -508,27 +489,14 @@ class Store:
         return f"SELECT {cols} FROM read_parquet({sql_literal(self.parts_glob(table))}, union_by_name = true)"
 
     def create_views(self, con: duckdb.DuckDBPyConnection, *, run_id: str | None = None) -> None:
-        # listkeys_packed is the table as stored (keys as integers); listkeys shows the keys in hex.
+        """The tables as stored, the run's outputs, then the views of ``sql/views/`` over them."""
+        # listkeys_packed is the table as stored (keys as integers); the listkeys view shows them in hex.
         con.execute(f"CREATE OR REPLACE VIEW listkeys_packed AS {self.table_select('listkeys')}")
-        con.execute(
-            "CREATE OR REPLACE VIEW listkeys AS SELECT key_hex(chunk_key_hi, chunk_key_mid, chunk_key_lo) AS chunk_key, "
-            "key_hex(main_chunk_hi, main_chunk_mid, main_chunk_lo) AS main_chunk, disk, flag, source FROM listkeys_packed"
-        )
         for table in ("s3keys", "s3_other_locations", "rejects"):
             con.execute(f"CREATE OR REPLACE VIEW {table} AS {self.table_select(table)}")
-        # splits and sizes are appended in batches: the newest result per key wins.
-        con.execute(
-            f"CREATE OR REPLACE VIEW splits_log AS {self.table_select('splits')}"
-        )
-        con.execute(
-            "CREATE OR REPLACE VIEW splits AS SELECT * FROM splits_log "
-            "QUALIFY row_number() OVER (PARTITION BY input_key ORDER BY resolved_at DESC, status = 'ok' DESC) = 1"
-        )
+        # splits and sizes are appended in batches: the splits and sizes views keep the newest per key.
+        con.execute(f"CREATE OR REPLACE VIEW splits_log AS {self.table_select('splits')}")
         con.execute(f"CREATE OR REPLACE VIEW sizes_log AS {self.table_select('sizes')}")
-        con.execute(
-            "CREATE OR REPLACE VIEW sizes AS SELECT * FROM sizes_log "
-            "QUALIFY row_number() OVER (PARTITION BY ring_key ORDER BY sized_at DESC) = 1"
-        )
         sources = [asdict(s) for s in self.sources()]
         con.execute(
             "CREATE OR REPLACE TABLE sources (id VARCHAR, kind VARCHAR, location VARCHAR, size BIGINT, checksum VARCHAR, "
@@ -539,40 +507,6 @@ class Store:
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[s["id"], s["kind"], s["location"], s["size"], s["checksum"], s["format"], s["captured_at"], s["ingested_at"], s["rows"], s["rejected"]] for s in sources],
             )
-        # Every S3 key row named as a reference: (bucket, object_key, version_id, sproxyd_key), whichever
-        # source gave it (DOMAIN.md section 5). The reference's CSV keeps objectUrl's percent-encoded last
-        # segment ("name%00versionId" for a version): decoded and split here (JSON lines and bucketd are
-        # decoded at ingest; a name that does not decode stays as written). s3utils names an object's
-        # current version by its master entry (no version id), bucketd by its version: a row without a
-        # version id takes the version id of a row of the same object naming the same key.
-        con.execute(
-            "CREATE OR REPLACE VIEW s3_objects AS SELECT bucket, object_key, "
-            "  coalesce(version_id, min(version_id) OVER (PARTITION BY bucket, object_key, sproxyd_key)) AS version_id, "
-            "  sproxyd_key, size, last_modified, on_ring, source "
-            "FROM (SELECT bucket, sproxyd_key, size, last_modified, on_ring, source, "
-            "  CASE WHEN versioned THEN regexp_extract(decoded, '(?s)^(.*)\\x00', 1) ELSE decoded END AS object_key, "
-            "  CASE WHEN versioned THEN regexp_extract(decoded, '(?s)\\x00([^\\x00]*)$', 1) ELSE version_id END AS version_id "
-            "  FROM (SELECT *, encoded AND contains(decoded, chr(0)) AS versioned "
-            "    FROM (SELECT *, CASE WHEN encoded THEN coalesce(try(url_decode(object_key)), object_key) ELSE object_key END AS decoded "
-            "      FROM (SELECT *, version_id IS NULL AND contains(object_key, '%') "
-            f"        AND source IN (SELECT location FROM sources WHERE format = {sql_literal(CSV_EXPORT_FORMAT)}) AS encoded FROM s3keys))))"
-        )
-        # Rejected rows of S3 exports (files and bucketd): references ringfsck does not know. A listing's
-        # rejects hold chunk keys, not references; a reject of no recorded source counts as an export's.
-        con.execute(
-            "CREATE OR REPLACE VIEW s3_rejects AS SELECT r.* FROM rejects AS r "
-            "ANTI JOIN sources AS s ON s.location = r.source AND s.kind = 'listkeys'"
-        )
-        # Every input key S3 names directly (rejected rows' tokens included): the keys whose split
-        # status matters. Below sproxyd's split threshold only when every row gives a size under it.
-        threshold = self.settings.split_threshold
-        below = f"size IS NOT NULL AND size < {int(threshold)}" if threshold else "false"
-        con.execute(
-            "CREATE OR REPLACE VIEW s3_input_keys AS SELECT sproxyd_key, bool_and(below) AS below_split_threshold FROM ("
-            f"  SELECT sproxyd_key, {below} AS below FROM s3keys"
-            "  UNION ALL SELECT unnest(keys) AS sproxyd_key, false AS below FROM s3_rejects"
-            ") GROUP BY sproxyd_key"
-        )
         run_id = run_id or self.latest_run_id()
         run_path = self.run_dir(run_id) if run_id else None
         for output, columns in RUN_OUTPUTS.items():
@@ -584,44 +518,14 @@ class Store:
             else:
                 select = empty_select(columns)
             con.execute(f"CREATE OR REPLACE VIEW {output} AS {select}")
-        # Logical bytes = X-Scal-Size x logical_multiplier: k for ARC under the chunk reading, else 1.
-        # Raw bytes = logical x (k+m)/k for ARC, x (cos+1) for COS.
+        # What the views of sql/views/ take from the settings and the run.
+        threshold = self.settings.split_threshold
+        con.execute(f"SET VARIABLE split_threshold = {int(threshold) if threshold else 'NULL'}::BIGINT")
+        con.execute(f"SET VARIABLE csv_export_format = {sql_literal(CSV_EXPORT_FORMAT)}")
         reading = applied_size_reading(self.size_reading(run_id) if run_id else None)
-        arc_logical = "schema_min_chunks(o.protection, o.schema)" if reading == "chunk" else "1"
-        con.execute(
-            "CREATE OR REPLACE VIEW orphan_sizes AS SELECT ring_key, protection, schema, x_scal_size * logical_multiplier AS size, "
-            "x_scal_size * logical_multiplier * schema_raw_multiplier(protection, schema) AS raw_size, status, x_scal_size, logical_multiplier FROM ("
-            "  SELECT o.ring_key, o.protection, o.schema, s.size AS x_scal_size, coalesce(s.status, 'unsized') AS status, "
-            f"  CASE WHEN o.protection = 'arc' THEN {arc_logical} ELSE 1 END AS logical_multiplier "
-            "  FROM orphans o LEFT JOIN sizes s USING (ring_key))"
-        )
-
-
-def load_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """The key rules of ``sql/00_macros.sql`` (the views and every SQL step use them)."""
-    con.execute((resource_dir("sql") / MACROS_FILE).read_text())
-
-
-def sql_steps() -> list[tuple[str, Path]]:
-    """The analysis steps in order: (output name, file), from ``sql/NN_name.sql``."""
-    steps = []
-    for path in sorted(resource_dir("sql").glob("[0-9][0-9]_*.sql")):
-        if path.name != MACROS_FILE:
-            steps.append((path.stem.split("_", 1)[1], path))
-    return steps
-
-
-def step_query(path: Path) -> str:
-    """The SELECT of a step file."""
-    return path.read_text().rstrip().rstrip(";")
-
-
-def step_sql(name: str) -> str:
-    """The SELECT of one analysis step, by name."""
-    for step, path in sql_steps():
-        if step == name:
-            return step_query(path)
-    raise KeyError(name)
+        con.execute(f"SET VARIABLE size_reading = {sql_literal(reading)}")
+        for name, path in view_files():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {step_query(path)}")
 
 
 def _fsync_file(path: Path) -> None:

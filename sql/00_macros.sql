@@ -32,6 +32,16 @@ CREATE OR REPLACE MACRO schema_full_chunks(protection, schema) AS
 CREATE OR REPLACE MACRO schema_raw_multiplier(protection, schema) AS
     CAST(schema_full_chunks(protection, schema) AS DOUBLE) / schema_min_chunks(protection, schema);
 
+-- Split lookups (resolve: splits; size: sizes) that need no retry: an answer, or the key is
+-- gone. Anything else (error, never asked) is asked again, and a split lookup left so keeps the
+-- analysis incomplete.
+CREATE OR REPLACE MACRO lookup_is_final(status) AS coalesce(status IN ('ok', 'not_found'), false);
+-- Aggregate over every S3 row naming one input key: true when sproxyd cannot have split the key
+-- (below its split threshold), so it needs no split lookup. Only when every row gives a size under
+-- the threshold: a row without a size (file exports, rejected rows) or no threshold needs the lookup.
+CREATE OR REPLACE MACRO key_below_split_threshold(size, threshold) AS
+    coalesce(bool_and(size IS NOT NULL AND size < threshold), false);
+
 -- Packed RING keys. The listkeys table stores each 40-hex key as three integers,
 -- hi = chars 0-15, mid = chars 16-31, lo = chars 32-39 (integers group and join
 -- several times faster than strings); these read the same fields as bit fields.

@@ -9,7 +9,7 @@ from ringfsck.ingest.bucketd import ingest_bucketd
 from ringfsck.lab import LabServers
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.resolve import resolve_splits
-from ringfsck.store import step_sql
+from ringfsck.steps import step_sql
 
 POLICY = HttpPolicy(concurrency=8, timeout=5, retries=10, backoff_base=0.005, backoff_max=0.05)
 KEY_A, KEY_B, KEY_C = "A" * 38 + "10", "B" * 38 + "10", "C" * 38 + "10"

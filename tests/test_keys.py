@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ringfsck import keys
 from ringfsck.errors import InvalidKeyError
 from ringfsck.packed_keys import key_hex, pack_keys
-from ringfsck.store import load_macros
+from ringfsck.steps import load_macros
 
 VECTORS = [
     ("BDE4B9BBEB45711EC2F1A9C78F6BCD59E02C6220", "7359114991482315D0A5890000", "8+4", "7359114991482315D0A58900000000512040C070"),

@@ -37,7 +37,7 @@ def test_installed_wheel_finds_its_resources_outside_the_source_tree(wheel, tmp_
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True, capture_output=True)
     probe = (
-        "from ringfsck._resources import resource_dir; from ringfsck.store import sql_steps; "
+        "from ringfsck._resources import resource_dir; from ringfsck.steps import sql_steps; "
         "print(resource_dir('sql')); print(len(sql_steps()))"
     )
     result = subprocess.run(

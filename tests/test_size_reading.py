@@ -121,7 +121,7 @@ def test_without_s3_sizes_the_reading_is_assumed_and_said_everywhere(lab_world, 
 def test_sampled_keys_that_fail_are_not_agreement_and_too_few_answers_is_undecided(lab_world, tmp_path):
     with LabServers(lab_world.path, size_reading="chunk") as lab:
         store = bucketd_store(tmp_path, lab_world, lab)
-        sample = [row[1] for row in store.connect().execute(sample_query(store.settings, 200)).fetchall()]
+        sample = [row[1] for row in store.connect().execute(sample_query(200)).fetchall()]
         assert len(sample) > MIN_ANSWERED + 5
         # Five sampled keys fail: the rest still decide, and the five count for no reading.
         lab.set_faults("srebuildd", fail_keys=sample[:5])

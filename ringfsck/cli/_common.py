@@ -172,23 +172,42 @@ def settings_options(**setting_names: str) -> Callable[[Callable[..., Any]], Cal
     return decorate
 
 
+# The request policy options, shared by every network command (srebuildd and bucketd).
+_POLICY_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
+    click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64)."),
+    click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
+                 help="Ceiling on requests per second, retries included (config: max_rps, default none)."),
+    click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30)."),
+    click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5)."),
+)
+_SREBUILDD_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
+    click.option("--srebuildd", "srebuildd_urls", multiple=True, metavar="URL",
+                 callback=lambda ctx, param, value: value or None,  # None: not given, the config decides
+                 help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81; repeat it to spread the keys "
+                      "over several (config: srebuildd_urls, srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81)."),
+    click.option("--max-rps-total", type=click.FloatRange(min=0.1), default=None,
+                 help="Ceiling on requests per second over all the srebuildd endpoints; --max-rps is per endpoint (config: max_rps_total)."),
+)
+
+
 def policy_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The request policy options, shared by every network command (srebuildd and bucketd)."""
+    """Add the request policy options (their values reach ``settings`` through POLICY_SETTINGS)."""
+    for option in reversed(_POLICY_OPTIONS):
+        func = option(func)
+    return func
 
-    @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64).")
-    @click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
-                  help="Ceiling on requests per second, retries included (config: max_rps, default none).")
-    @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30).")
-    @click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5).")
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
 
-    return wrapper
+def srebuildd_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--srebuildd and the request policy options, shared by every srebuildd command (with SREBUILDD_SETTINGS)."""
+    for option in reversed(_SREBUILDD_OPTIONS):
+        func = option(func)
+    return policy_options(func)
 
 
 # The settings the request policy options set (settings_options(**POLICY_SETTINGS)).
 POLICY_SETTINGS = dict(concurrency="concurrency", max_rps="max_rps", timeout="timeout", retries="retries")
+# The settings srebuildd_options set (settings_options(**SREBUILDD_SETTINGS)).
+SREBUILDD_SETTINGS = {"srebuildd_urls": "srebuildd_urls", "max_rps_total": "max_rps_total", **POLICY_SETTINGS}
 
 
 # Stores this command opened (named in its error and interrupt messages); their writer locks are

@@ -1,4 +1,4 @@
-"""``ringfsck manifest`` and ``ringfsck delete``: deletion you can trust and audit."""
+"""``ringfsck delete`` and ``ringfsck verify``: deleting a manifest's orphans, and checking them on a node first."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from typing import Any
 
 import click
 
-from ringfsck.cli._common import open_store, settings_options
-from ringfsck.cli.remote import _POLICY_SETTINGS, http_options
+from ringfsck.cli._common import SREBUILDD_SETTINGS, open_store, settings_options, srebuildd_options
 from ringfsck.deleter import DELETE_FORCES
 from ringfsck.errors import EXIT_FAILURES
-from ringfsck.manifest import CHECKS
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -34,44 +32,6 @@ def _existing_or_s3(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
-@click.command("manifest")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Manifest CSV to write, a file or s3://BUCKET/KEY (a Parquet copy goes to OUTPUT.parquet).")
-@click.option("--force", multiple=True, type=click.Choice(CHECKS), help="Override one named safety check (repeatable); recorded in the manifest.")
-@settings_options()
-def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
-    """Write the deletion manifest of the latest analysis: its orphans, tied to its inputs.
-
-    Refuses (exit 4) when the analysis is incomplete (failed or missing split
-    lookups, rejected export rows, export errors, unreadable or unfinished
-    exports): nothing overrides that, since an unknown reference could be any
-    orphan. Also refuses when orphans are more than max_orphan_share of the
-    candidates (default 10 %), or when the RING listing is newer than the S3
-    export; --force CHECK overrides one of these two: orphan-share,
-    listing-order.
-
-    \b
-    Examples:
-      ringfsck manifest -o orphans.csv
-      ringfsck manifest -o orphans.csv --force listing-order
-      ringfsck manifest -o s3://fsck/DATA/orphans.csv --config config.yml
-    """
-    from ringfsck.capacity import human_bytes
-    from ringfsck.commands import absolute_location, printed_command
-    from ringfsck.manifest import write_manifest
-
-    store = open_store(settings)
-    manifest = write_manifest(store, output, force=force)
-    header = manifest.header
-    click.echo(f"{output}: {header['key_count']:,} orphan main chunks of run {header['run_id']}, "
-               f"{human_bytes(header['logical_bytes'])} logical ({header['unsized']:,} unsized); sha256 {header['keys_sha256'][:16]}…")
-    for name, reason in header["forced"].items():
-        click.echo(f"Warning: check '{name}' overridden: {reason}", err=True)
-    manifest_location = absolute_location(output)
-    click.echo(f"Next: {printed_command(store, 'delete', '--manifest', manifest_location)}   # dry run")
-    click.echo(f"      {printed_command(store, 'delete', '--manifest', manifest_location, '--execute', srebuildd=True)}")
-
-
 @click.command("delete")
 @click.option("--manifest", "manifest_path", required=True, callback=_existing_or_s3, metavar="FILE",
               help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.")
@@ -82,8 +42,8 @@ def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
               help="Delete at most SIZE logical bytes this run, e.g. 10GiB or 500GB (config: delete_budget.bytes); the next run continues.")
 @click.option("--force", "force", multiple=True, type=click.Choice(DELETE_FORCES),
               help="retention: delete keys whose age is unknown (no usable X-Scal-Mtime, no listing mtime_max); journaled and reported.")
-@http_options
-@settings_options(**_POLICY_SETTINGS)
+@srebuildd_options
+@settings_options(**SREBUILDD_SETTINGS)
 def delete_command(manifest_path: str, execute: bool, only_keys: str | None, max_keys: int | None, max_bytes: int | None,
                    force: tuple[str, ...], settings, **_: Any) -> None:
     """Delete the orphans of a manifest on the chord path (dry run unless --execute).
@@ -183,27 +143,4 @@ def verify_command(manifest_path: str, sample: int | None, settings, **_: Any) -
         click.echo(f"  unverified: {line}", err=True)
 
 
-@click.command("report")
-@click.option("-o", "--output", default="ringfsck-report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="HTML file to write, or s3://BUCKET/KEY.")
-@click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Report an older analysis run instead of the latest.")
-@settings_options()
-def report_command(output: str, run_id: str | None, settings) -> None:
-    """Write the capacity report: one self-contained HTML file to open or print.
-
-    Headline figures, orphan capacity (logical and raw) by protection, by disk
-    and by size, gaps per bucket, warnings, the inputs with their fingerprints,
-    and the exact next commands. No external scripts, fonts or styles.
-
-    \b
-    Examples:
-      ringfsck report
-      ringfsck report -o /tmp/DATA-fsck.html --store /data/fsck/DATA
-      ringfsck report -o s3://fsck/DATA/report.html --store s3://fsck/DATA
-    """
-    from ringfsck.report import write_report
-
-    click.echo(f"report: {write_report(open_store(settings, writes=False), output, run_id)}")
-
-
-COMMANDS = [manifest_command, delete_command, verify_command, report_command]
+COMMANDS = [delete_command, verify_command]

@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ringfsck.cli._common import POLICY_SETTINGS, open_store, policy_options, settings_options
+from ringfsck.cli._common import SREBUILDD_SETTINGS, open_store, settings_options, srebuildd_options
 from ringfsck.errors import EXIT_FAILURES
 from ringfsck.remote.batches import JobReport
 from ringfsck.remote.http import HttpPolicy
-
-
-def http_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--srebuildd and the request policy options, shared by every srebuildd command."""
-
-    @click.option("--srebuildd", "srebuildd_urls", multiple=True, metavar="URL",
-                  help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81; repeat it to spread "
-                       "the keys over several (config: srebuildd_urls, srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81).")
-    @click.option("--max-rps-total", type=click.FloatRange(min=0.1), default=None,
-                  help="Ceiling on requests per second over all the srebuildd endpoints; --max-rps is per endpoint (config: max_rps_total).")
-    @policy_options
-    @functools.wraps(func)
-    def wrapper(*args: Any, srebuildd_urls: tuple[str, ...], **kwargs: Any) -> Any:
-        return func(*args, srebuildd_urls=srebuildd_urls or None, **kwargs)  # None: not given, the config decides
-
-    return wrapper
-
-
-_POLICY_SETTINGS = dict(srebuildd_urls="srebuildd_urls", max_rps_total="max_rps_total", **POLICY_SETTINGS)
 
 
 def _remember_srebuildd(store, settings) -> None:  # noqa: ANN001
@@ -61,8 +40,8 @@ def endpoint_figures(endpoints: list[dict[str, Any]]) -> str:
 
 
 @click.command("resolve")
-@http_options
-@settings_options(**_POLICY_SETTINGS)
+@srebuildd_options
+@settings_options(**SREBUILDD_SETTINGS)
 def resolve_command(settings, **_: Any) -> None:
     """Find split objects: HEAD every S3 input key on the arc path, read split indexes.
 
@@ -88,10 +67,10 @@ def resolve_command(settings, **_: Any) -> None:
 
 
 @click.command("size")
-@http_options
+@srebuildd_options
 @click.option("--sample", "size_sample", type=click.IntRange(min=1), default=None,
               help="Referenced ARC main chunks to HEAD to measure what X-Scal-Size means (config: size_sample, default 200).")
-@settings_options(**_POLICY_SETTINGS, size_sample="size_sample")
+@settings_options(**SREBUILDD_SETTINGS, size_sample="size_sample")
 def size_command(settings, **_: Any) -> None:
     """Size the orphans of the latest analysis: HEAD each on the arcdata path (X-Scal-Size).
 

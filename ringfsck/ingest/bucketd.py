@@ -89,7 +89,7 @@ class _BucketExport:
         # Identity is the bucket, not the URL: the same bucketd reached by another
         # address (hostname or IP, another connector) must replace, never add.
         self.sid = source_id("bucketd", bucket)
-        self.marker_file = store.root / "bucketd" / f"{self.sid}.json"
+        self.marker_file = store.bucketd_progress_file(self.sid)
         self.state = self._load_state(skip_complete)
 
     def _load_state(self, skip_complete: bool) -> dict[str, Any]:

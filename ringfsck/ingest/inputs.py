@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO, Union
 import xxhash
 
 from ringfsck.errors import InputError
+from ringfsck.ingest.input_names import is_input_name
 
 if TYPE_CHECKING:
     from ringfsck.config import Settings
@@ -37,9 +38,6 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # at 20 GB/s it costs a tenth of sha256's time (which was a tenth of the listkeys ingest).
 CHECKSUM_ALGORITHM = "xxh3-128"
 READ_BLOCK = 4 * 1024 * 1024  # measured: 4 MB blocks parse faster than 2 or 8 (their arrays stay in cache)
-# Files in Spark output directories and dumps that carry no rows.
-_IGNORED_NAMES = {"_SUCCESS", "_committed", "_started"}
-_IGNORED_SUFFIXES = (".crc", ".tmp")
 
 
 @dataclass(frozen=True)
@@ -263,11 +261,6 @@ def _checksum_text(digest: xxhash.xxh3_128) -> str:
     return f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
 
 
-def _wanted(path: Path) -> bool:
-    name = path.name
-    return not (name.startswith(".") or name in _IGNORED_NAMES or name.endswith(_IGNORED_SUFFIXES))
-
-
 def expand_paths(paths: list[str] | tuple[str, ...], settings: Settings | None = None) -> list[Input]:
     """Expand files, directories (recursively, e.g. a Spark ``listkeys.csv/``), globs and ``s3://`` prefixes.
 
@@ -337,7 +330,7 @@ def _walk(directory: Path, seen: set[Path]) -> Iterator[Path]:
     except OSError as exc:
         raise InputError(f"{directory}: cannot read: {exc.strerror}") from None
     for entry in entries:
-        if not _wanted(entry):
+        if not is_input_name(entry.name):
             continue
         real, mode = _real(entry)
         if stat.S_ISDIR(mode):

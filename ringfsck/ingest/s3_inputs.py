@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import BinaryIO
 
 from ringfsck.errors import InputError
-from ringfsck.ingest.inputs import _IGNORED_NAMES, _IGNORED_SUFFIXES
+from ringfsck.ingest.input_names import is_hidden, is_input_name
 from ringfsck.s3 import S3, S3Object, S3Url
 
 
@@ -54,10 +54,10 @@ class S3InputFile:
         return self.s3.open_stream(self.obj)  # type: ignore[return-value]
 
 
-def _wanted(relative: str) -> bool:
-    parts = relative.split("/")
-    name = parts[-1]
-    return bool(name) and not any(p.startswith(".") for p in parts) and name not in _IGNORED_NAMES and not name.endswith(_IGNORED_SUFFIXES)
+def _is_input_key(relative: str) -> bool:
+    """An object under the prefix is an input unless its name is not (input_names) or a folder of its key is hidden."""
+    *folders, name = relative.split("/")
+    return is_input_name(name) and not any(is_hidden(folder) for folder in folders)
 
 
 def expand_s3(argument: str, s3: S3) -> list[S3InputFile]:
@@ -70,7 +70,7 @@ def expand_s3(argument: str, s3: S3) -> list[S3InputFile]:
             return [S3InputFile(exact[0], s3)]
     prefix = url.key if not url.key or url.key.endswith("/") else url.key + "/"
     under = [obj for obj in objects if obj.url.key.startswith(prefix)]
-    found = [S3InputFile(obj, s3) for obj in under if _wanted(obj.url.key[len(prefix):])]
+    found = [S3InputFile(obj, s3) for obj in under if _is_input_key(obj.url.key[len(prefix):])]
     if not found:
         what = "no input objects (only markers or hidden files)" if under else "no objects"
         raise InputError(f"{argument}: {what} under this prefix")

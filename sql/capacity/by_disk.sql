@@ -1,5 +1,5 @@
 -- Raw orphan bytes per disk, from where listkeys saw each orphan chunk:
--- an ARC stripe holds size/k bytes, a COS replica holds the whole size.
+-- an ARC stripe holds size/k bytes, a COS replica holds the whole size (schema_min_chunks: k, or 1).
 -- Tombstones hold no data (see flag_is_tombstone). The join runs on the packed keys (see key_hex in 00_macros.sql).
 WITH orphan_chunks AS (
     SELECT DISTINCT l.disk, l.chunk_key_hi, l.chunk_key_mid, l.chunk_key_lo, o.protection, o.schema, o.size
@@ -11,7 +11,7 @@ WITH orphan_chunks AS (
 SELECT
     disk,
     count(*) AS chunks,
-    coalesce(sum(CASE WHEN protection = 'arc' THEN size / CAST(split_part(schema, '+', 1) AS DOUBLE) ELSE size END), 0)::BIGINT AS raw_bytes
+    coalesce(sum(size / schema_min_chunks(protection, schema)), 0)::BIGINT AS raw_bytes
 FROM orphan_chunks
 GROUP BY disk
 ORDER BY raw_bytes DESC, disk
