@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from ringfsck import AnalysisOptions, Settings, Store, analyze, ingest_listkeys, ingest_s3keys
+from ringfsck import (
+    AnalysisOptions,
+    Settings,
+    Store,
+    analyze,
+    ingest_listkeys,
+    ingest_s3keys,
+)
 from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.ingest.bucketd import ingest_bucketd
 from ringfsck.lab import LabServers

@@ -141,6 +141,7 @@ def ingest_s3keys_command(paths: tuple[str, ...], as_json: bool, settings) -> No
 @click.option("--bucket", "buckets", multiple=True, metavar="NAME", help="Export this bucket (repeatable).")
 @click.option("--skip-complete", is_flag=True, help="Keep buckets whose earlier export completed (finish a partly failed run).")
 @click.option("--page-size", default=1000, show_default=True, type=click.IntRange(1, 10_000), help="Keys per listing request.")
+# The default is BUCKET_CONCURRENCY of ringfsck.ingest.bucketd, not imported here: it would load httpx at every start.
 @click.option("--bucket-concurrency", default=8, show_default=True, type=click.IntRange(1, 1000),
               help="Buckets listed at once (their requests share --concurrency connections).")
 @policy_options

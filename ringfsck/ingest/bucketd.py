@@ -30,7 +30,14 @@ from ringfsck.ingest._registry import RejectWriter, source_id
 from ringfsck.ingest.s3keys import S3KEYS_SCHEMA
 from ringfsck.progress import bar
 from ringfsck.remote.batches import preflight
-from ringfsck.remote.bucketd import USERS_BUCKET, VERSION_SEPARATOR, BucketdClient, EndpointPool, Entry, parse_entry
+from ringfsck.remote.bucketd import (
+    USERS_BUCKET,
+    VERSION_SEPARATOR,
+    BucketdClient,
+    EndpointPool,
+    Entry,
+    parse_entry,
+)
 from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed
 from ringfsck.store import Source, Store, arrow_schema, iso, utc_now
 
@@ -230,10 +237,12 @@ async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: i
         if saving is not None:
             await saving
     finally:
-        pending = [task for task in (listing, saving, *(read for read, _, _ in reading)) if task is not None]
-        for task in pending:
-            task.cancel()  # a page being saved finishes anyway (a thread is never cancelled)
-        await asyncio.gather(*pending, return_exceptions=True)
+        unsaved = [task for task in (listing, *(read for read, _, _ in reading)) if task is not None]
+        for task in unsaved:
+            task.cancel()
+        # A page being saved is let finish: a thread cannot be stopped, and its marker must be on disk
+        # before this bucket is reported.
+        await asyncio.gather(*unsaved, *([saving] if saving is not None else []), return_exceptions=True)
     export.finish()
     s = export.state
     return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], s["resumed"], s["skipped"], s["other_locations"], s.get("rejected", 0))

@@ -16,7 +16,14 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from ringfsck.keys import is_valid_key
-from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, Reply, RequestFailed, send
+from ringfsck.remote.http import (
+    Endpoint,
+    HttpPolicy,
+    RateLimiter,
+    Reply,
+    RequestFailed,
+    send,
+)
 
 USERS_BUCKET = "users..bucket"
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
