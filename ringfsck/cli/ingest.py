@@ -157,9 +157,11 @@ def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size
     resumes from its last completed page; exporting a finished bucket again
     replaces it (--skip-complete keeps it, to finish a partly failed run).
 
-    Buckets are listed 8 at a time (--bucket-concurrency); within a bucket the
-    next page is asked for while the last is read and written. Defaults: 1,000
-    keys per listing page, 64 requests in flight over all buckets, no rate
+    Buckets are listed 8 at a time (--bucket-concurrency), their requests
+    sharing the connections; within a bucket the next page is asked for while
+    the last one is read and written.
+
+    Defaults: 1,000 keys per listing page, 64 requests in flight, no rate
     ceiling, 30 s per request, 5 retries (the config's concurrency, max_rps,
     timeout and retries, as for resolve, size and delete).
 
