@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from ringfsck import AnalysisOptions, Settings, Store, analyze, ingest_listkeys, ingest_s3keys
+from ringfsck import (
+    AnalysisOptions,
+    Settings,
+    Store,
+    analyze,
+    ingest_listkeys,
+    ingest_s3keys,
+)
 from ringfsck.errors import ConfigError, RemoteError
 from ringfsck.ingest.bucketd import ingest_bucketd
 from ringfsck.lab import LabServers
@@ -376,3 +383,95 @@ def test_malformed_location_is_a_reject_with_its_keys(tmp_path):
         ("http://bucketd/default/bucket/bkt", 1, [KEY_A, KEY_B]), ("http://bucketd/default/bucket/bkt", 2, [KEY_B])]
     assert "bkt" in rejects[0][2] and "'bad'" in rejects[0][2] and "without a key" in rejects[0][2]
     assert [s.rejected for s in store.sources()] == [2]
+
+
+# --- several buckets at once (issue 18) ---
+
+@pytest.mark.parametrize("bucket_concurrency", [1, 3])
+def test_buckets_are_listed_at_once_up_to_the_bound(lab_world, tmp_path, monkeypatch, bucket_concurrency):
+    from ringfsck.remote.bucketd import BucketdClient
+
+    listing: set[str] = set()  # buckets with a listing request in flight
+    seen: list[int] = []
+    original = BucketdClient.page
+
+    async def page(self, bucket, marker, max_keys):
+        listing.add(bucket)
+        seen.append(len(listing))
+        try:
+            return await original(self, bucket, marker, max_keys)
+        finally:
+            listing.discard(bucket)
+
+    monkeypatch.setattr(BucketdClient, "page", page)
+    store = store_at(tmp_path / "store")
+    with LabServers(lab_world.path, bucketd_faults="latency_ms=20") as lab:
+        report = ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=9,
+                                bucket_concurrency=bucket_concurrency)
+    assert len(report.buckets) > 3 and not report.failed
+    assert max(seen) == bucket_concurrency  # overlapping listings, never more buckets than the bound
+    assert column(store, "SELECT sproxyd_key FROM s3keys WHERE on_ring") == set(lab_world.truth["sproxyd_keys"])
+
+
+def test_a_bucket_failing_among_concurrent_ones_is_named_and_keeps_the_analysis_incomplete(lab_world, tmp_path):
+    store = store_at(tmp_path / "store")
+    clean = store_at(tmp_path / "clean")
+    with LabServers(lab_world.path, bucketd_faults="latency_ms=5") as lab:
+        ingest_bucketd(clean, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=9)
+        lab.set_faults("bucketd", fail_keys=["bucket-01"])
+        with pytest.raises(RemoteError, match=r"1 bucket\(s\) not exported \(bucket-01: "):
+            ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=HttpPolicy(retries=1, backoff_base=0.001),
+                           page_size=9, bucket_concurrency=8)
+    # Every other bucket finished, row for row as a clean export; bucket-01 has nothing.
+    query = "SELECT bucket, object_key, version_id, sproxyd_key FROM s3keys WHERE bucket <> 'bucket-01' ORDER BY ALL"
+    assert store.connect().execute(query).fetchall() == clean.connect().execute(query).fetchall()
+    assert column(store, "SELECT count(*) FROM s3keys WHERE bucket = 'bucket-01'") == {0}
+    summary = analyze(store).summary
+    assert not summary["complete"]
+    assert [reason for reason in summary["incomplete_reasons"] if "unfinished" in reason] == [
+        "the bucketd export of bucket bucket-01 is unfinished (rerun 'ringfsck ingest bucketd' to resume it)"]
+
+
+def test_an_export_killed_mid_run_resumes_each_bucket_where_it_stopped(lab_world, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    clean = store_at(tmp_path / "clean")
+    with LabServers(lab_world.path, bucketd_faults="latency_ms=20") as lab:
+        ingest_bucketd(clean, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=3)
+        store_dir = tmp_path / "store"
+        root = Path(__file__).resolve().parents[1]
+        proc = subprocess.Popen([sys.executable, "-m", "ringfsck", "ingest", "bucketd", "--url", lab.bucketd_url, "--raft-session", "1",
+                                 "--raft-session", "2", "--page-size", "3", "--store", str(store_dir), "--bucket-concurrency", "4"],
+                                env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def saved_pages():
+                return [json.loads(f.read_text()).get("pages", 0) for f in (store_dir / "bucketd").glob("*.json")]
+            deadline = time.monotonic() + 60
+            while sum(1 for pages in saved_pages() if pages > 0) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)  # no chance to tidy up
+            proc.wait(10)
+        finally:
+            proc.kill()
+        store = store_at(store_dir)
+        states = [json.loads(f.read_text()) for f in (store_dir / "bucketd").glob("*.json")]
+        unfinished = {s["bucket"]: s["pages"] for s in states if not s["complete"]}
+        assert any(pages > 0 for pages in unfinished.values()), "killed before a bucket was half exported"
+        assert not analyze(store).summary["complete"]
+        lab.reset_stats()
+        report = ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=3, skip_complete=True)
+        counts = lab.request_counts("bucketd")
+    outcomes = {b.bucket: b for b in report.buckets}
+    for bucket, pages in unfinished.items():
+        # A bucket resumes after its last saved page: the pages before it are not listed again.
+        listed = counts.get(f"GET /default/bucket/{bucket}", 0)
+        assert listed == outcomes[bucket].pages - pages, bucket
+        assert outcomes[bucket].resumed == (pages > 0)
+    query = "SELECT bucket, object_key, version_id, sproxyd_key, on_ring, mpu_part FROM s3keys ORDER BY ALL"
+    assert store.connect().execute(query).fetchall() == clean.connect().execute(query).fetchall()
+    assert not [reason for reason in analyze(store).summary["incomplete_reasons"] if "bucketd" in reason]

@@ -14,8 +14,10 @@ resumes there; a new export of a finished bucket replaces the old one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,12 +30,13 @@ from ringfsck.ingest._registry import RejectWriter, source_id
 from ringfsck.ingest.s3keys import S3KEYS_SCHEMA
 from ringfsck.progress import bar
 from ringfsck.redact import redact
-from ringfsck.remote.bucketd import USERS_BUCKET, VERSION_SEPARATOR, BucketdClient, Entry, parse_entry
-from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, make_client, preflight
+from ringfsck.remote.bucketd import USERS_BUCKET, VERSION_SEPARATOR, BucketdClient, ConnectionPool, Entry, parse_entry
+from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, preflight
 from ringfsck.store import Source, Store, arrow_schema, iso, utc_now
 
 OTHER_SCHEMA = arrow_schema("s3_other_locations")
-_PARALLEL_BUCKETS = 4
+BUCKET_CONCURRENCY = 8  # buckets listed at once; their requests share the policy's connections
+PAGES_AHEAD = 4  # listed pages of one bucket whose trimmed entries are being read, before the oldest is saved
 
 
 @dataclass
@@ -74,6 +77,10 @@ def _timestamp(text: str | None) -> datetime | None:
         return None
 
 
+def _chained(chain: str, page_digest: str) -> str:
+    return hashlib.sha256((chain + page_digest).encode()).hexdigest()
+
+
 def bucket_location(url: str, bucket: str) -> str:
     """Where a bucket's export comes from: its rows' source and its source record's location."""
     return f"{redact(url)}/default/bucket/{bucket}"  # never a credential in the store
@@ -95,6 +102,8 @@ class _BucketExport:
     def _load_state(self, skip_complete: bool) -> dict[str, Any]:
         if self.marker_file.exists():
             state = json.loads(self.marker_file.read_text())
+            if "page_digests" in state:  # a marker written before the digests were chained
+                state["digest"] = functools.reduce(_chained, state.pop("page_digests"), "")
             if not state.get("complete"):
                 return state | {"resumed": state["pages"] > 0}
             if skip_complete:
@@ -103,7 +112,7 @@ class _BucketExport:
         for table in ("s3keys", "s3_other_locations", "rejects"):
             for part in self.store.part_names(table, f"{self.sid}-*"):
                 self.store.remove_part(table, part)
-        state = {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "page_digests": [], "started_at": iso(utc_now()), "complete": False,
+        state = {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "digest": "", "started_at": iso(utc_now()), "complete": False,
                  "skipped": {}, "other_locations": 0, "entries": 0, "rejected": 0, "last_master": None, "resumed": False}
         # On disk before the first page: a bucket whose first listing fails is unfinished, not unknown.
         self.store.write_json(self.marker_file, state)
@@ -141,13 +150,14 @@ class _BucketExport:
         self.state.update(marker=last_key, pages=self.state["pages"] + 1, rows=self.state["rows"] + len(rows),
                           other_locations=self.state["other_locations"] + len(others), last_master=master,
                           entries=self.state.get("entries", 0) + listed, rejected=self.state.get("rejected", 0) + rejects.count)
-        self.state["page_digests"].append(digest)
+        # A chain, not a list of page digests: the marker, rewritten after every page, stays small.
+        self.state["digest"] = _chained(self.state["digest"], digest)
         self.store.write_json(self.marker_file, self.state)  # the page counts only once this is on disk
 
     def finish(self) -> None:
         self.state["complete"] = True
         self.store.write_json(self.marker_file, self.state)
-        checksum = hashlib.sha256("".join(self.state["page_digests"]).encode()).hexdigest()
+        checksum = self.state["digest"]
         self.store.save_source(Source(
             id=self.sid, kind="bucketd", location=self.location, size=self.state["rows"], checksum=checksum, format="bucketd",
             captured_at=self.state["started_at"], ingested_at=iso(utc_now()), rows=self.state["rows"], rejected=self.state.get("rejected", 0),
@@ -169,35 +179,63 @@ def _repeats(master: list[Any] | None, entry: Entry) -> bool:
             and master == [entry.object_key, entry.version_id, sorted(location.key for location in entry.locations)])
 
 
+async def _read_page(api: BucketdClient, bucket: str, items: list[tuple[str, Any]]) -> list[Entry]:
+    """A listed page's entries, those the listing trimmed read in full."""
+    parsed = [parse_entry(bucket, key, value) for key, value in items]
+    missing = [e for e in parsed if e.needs_full_metadata]
+    if missing:
+        # By the full listed key: a bare name would return the newest version's metadata instead.
+        metas = await asyncio.gather(*(api.metadata(bucket, e.listed_key) for e in missing))
+        full = {e.listed_key: parse_entry(bucket, e.listed_key, meta) for e, meta in zip(missing, metas)}
+        parsed = [full.get(e.listed_key, e) if e.needs_full_metadata else e for e in parsed]
+    return parsed
+
+
 async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: int, progress, bucket_bar) -> BucketOutcome:
+    """List a bucket's pages in order and save each; every stage overlaps the others.
+
+    The next page is asked for as soon as one arrives (its last key is the next marker);
+    up to PAGES_AHEAD listed pages have their trimmed entries read at once; pages are
+    saved in a thread, one at a time and in listing order, so the marker on disk only
+    ever names a page saved with every page before it.
+    """
     s = export.state
     if s["complete"]:  # kept from an earlier run (skip_complete)
         return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], True, s["skipped"], s["other_locations"], s.get("rejected", 0))
-    marker = s["marker"]
     master = s["last_master"]
-    while True:
-        items, truncated = await api.page(export.bucket, marker, page_size)
-        parsed = [parse_entry(export.bucket, key, value) for key, value in items]
-        missing = [e for e in parsed if e.needs_full_metadata]
-        if missing:
-            # By the full listed key: a bare name would return the newest version's metadata instead.
-            metas = await asyncio.gather(*(api.metadata(export.bucket, e.listed_key) for e in missing))
-            full = {e.listed_key: parse_entry(export.bucket, e.listed_key, meta) for e, meta in zip(missing, metas)}
-            parsed = [full.get(e.listed_key, e) if e.needs_full_metadata else e for e in parsed]
-        entries: list[Entry] = []
-        for entry in parsed:
-            if VERSION_SEPARATOR not in entry.listed_key:
-                master = _master_of(entry)
-            elif _repeats(master, entry):
+    listing: asyncio.Future | None = asyncio.ensure_future(api.page(export.bucket, s["marker"], page_size))
+    reading: deque[tuple[asyncio.Future, str, int]] = deque()  # (its entries, its last key, entries listed)
+    saving: asyncio.Future | None = None
+    try:
+        while listing is not None or reading:
+            if listing is not None and len(reading) < PAGES_AHEAD:
+                items, truncated = await listing
+                listing = asyncio.ensure_future(api.page(export.bucket, items[-1][0], page_size)) if truncated and items else None
+                if items:
+                    reading.append((asyncio.ensure_future(_read_page(api, export.bucket, items)), items[-1][0], len(items)))
                 continue
-            entries.append(entry)
-        if items:
-            marker = items[-1][0]
-            export.save_page(entries, len(items), marker, master)
-            progress.update(len(items))
-            bucket_bar.update(len(items))
-        if not truncated or not items:
-            break
+            read, last_key, listed = reading.popleft()
+            entries: list[Entry] = []
+            for entry in await read:
+                if VERSION_SEPARATOR not in entry.listed_key:
+                    master = _master_of(entry)
+                elif _repeats(master, entry):
+                    continue
+                entries.append(entry)
+            if saving is not None:
+                await saving
+            saving = asyncio.ensure_future(asyncio.to_thread(export.save_page, entries, listed, last_key, master))
+            progress.update(listed)
+            bucket_bar.update(listed)
+        if saving is not None:
+            await saving
+    finally:
+        unsaved = [task for task in (listing, *(read for read, _, _ in reading)) if task is not None]
+        for task in unsaved:
+            task.cancel()
+        # A page being saved is let finish: a thread cannot be stopped, and its marker must be on disk
+        # before this bucket is reported.
+        await asyncio.gather(*unsaved, *([saving] if saving is not None else []), return_exceptions=True)
     export.finish()
     s = export.state
     return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], s["resumed"], s["skipped"], s["other_locations"], s.get("rejected", 0))
@@ -212,15 +250,20 @@ def ingest_bucketd(
     policy: HttpPolicy | None = None,
     page_size: int = 1000,
     skip_complete: bool = False,
+    bucket_concurrency: int = BUCKET_CONCURRENCY,
 ) -> BucketdReport:
     """Export the buckets of the raft sessions (or the named buckets) into ``s3keys``.
 
     An interrupted bucket always resumes from its last completed page; a bucket
     whose export completed is exported again (replaced) unless ``skip_complete``.
     Buckets that fail are reported (RemoteError after the others finished).
+    ``bucket_concurrency`` buckets are listed at once, their pages and metadata
+    reads sharing the policy's ``concurrency`` connections.
     """
     if not raft_sessions and not buckets:
         raise ConfigError("name the buckets to export: --raft-session N or --bucket NAME")
+    if bucket_concurrency < 1:
+        raise ConfigError(f"bucket concurrency {bucket_concurrency}: expected at least 1")
     url = url.rstrip("/")
     policy = policy or HttpPolicy.from_settings(store.settings)
     preflight(url, policy, service="bucketd")
@@ -228,18 +271,21 @@ def ingest_bucketd(
     report = BucketdReport(redact(url))
 
     async def run() -> None:
-        async with make_client(url, policy, connections=policy.concurrency) as client:
-            api = BucketdClient(client, policy, limiter)
-            names = list(buckets)
-            for session in raft_sessions:
+        pool = ConnectionPool(url, policy, policy.concurrency)
+        try:
+            api = BucketdClient(pool, policy, limiter)
+
+            async def session_buckets(session: int) -> list[str]:
                 try:
-                    names += await api.buckets(session)
+                    return await api.buckets(session)
                 except RequestFailed as exc:
                     raise RemoteError(f"bucketd {redact(url)}: cannot list raft session {session}: {exc.reason}") from None
-            names = sorted({n for n in names if n != USERS_BUCKET})  # users..bucket holds no data
+
+            listed = await asyncio.gather(*(session_buckets(session) for session in raft_sessions))
+            names = sorted({n for n in [*buckets, *(n for session in listed for n in session)] if n != USERS_BUCKET})  # users..bucket holds no data
             progress = bar(desc=f"bucketd: {len(names)} buckets", unit="entry", position=0)
-            gate = asyncio.Semaphore(_PARALLEL_BUCKETS)
-            free_rows = list(range(_PARALLEL_BUCKETS, 0, -1))  # screen rows under the overall bar
+            gate = asyncio.Semaphore(bucket_concurrency)
+            free_rows = list(range(bucket_concurrency, 0, -1))  # screen rows under the overall bar
 
             async def one(bucket: str) -> BucketOutcome:
                 async with gate:
@@ -257,6 +303,8 @@ def ingest_bucketd(
                 report.buckets = list(await asyncio.gather(*(one(b) for b in names)))
             finally:
                 progress.close()
+        finally:
+            await pool.aclose()
 
     asyncio.run(run())
     from ringfsck.ingest.overlap import overlap_notes

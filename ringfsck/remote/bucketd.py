@@ -7,15 +7,16 @@ retried and a failure is an error, never an empty listing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from ringfsck.keys import MPU_SHADOW_PREFIX, is_valid_key
-from ringfsck.remote.http import HttpPolicy, RateLimiter, RequestFailed, send
+from ringfsck.remote.http import Endpoint, HttpPolicy, RateLimiter, Reply, RequestFailed, send
 
 USERS_BUCKET = "users..bucket"
 # Shadow buckets join an upload's key parts with "..|.."; old ones used "splitterfornow".
@@ -152,21 +153,50 @@ def parse_entry(bucket: str, key: str, value: Any) -> Entry:
     return entry
 
 
+class ConnectionPool:
+    """``size`` keep-alive connections to one bucketd, each carrying one request at a time.
+
+    Connections are :class:`Endpoint` (a bare httpcore connection): an httpx pool shared by
+    64 connections spends most of the client's CPU on its own bookkeeping once requests
+    queue in it (measured here on the export: ~60 % of its CPU). A request waits for a free
+    connection, so ``size`` bounds the requests in flight whatever the callers gather.
+    """
+
+    def __init__(self, base_url: str, policy: HttpPolicy, size: int) -> None:
+        # One TLS context for all connections: building one per connection costs ~20 ms each.
+        context = httpx.create_ssl_context() if httpx.URL(base_url).scheme == "https" else None
+        self._endpoints = [Endpoint(base_url, policy, ssl_context=context) for _ in range(max(1, size))]
+        self._idle: asyncio.Queue[Endpoint] = asyncio.Queue()
+        for endpoint in self._endpoints:
+            self._idle.put_nowait(endpoint)
+
+    async def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Reply:
+        endpoint = await self._idle.get()
+        try:
+            return await endpoint.request(method, url, headers)
+        finally:
+            self._idle.put_nowait(endpoint)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(endpoint.aclose() for endpoint in self._endpoints))
+
+
 class BucketdClient:
     """The few bucketd calls the export needs, each retried per the policy."""
 
-    def __init__(self, client: httpx.AsyncClient, policy: HttpPolicy, limiter: RateLimiter) -> None:
-        self._client = client
+    def __init__(self, pool: ConnectionPool, policy: HttpPolicy, limiter: RateLimiter) -> None:
+        self._pool = pool
         self._policy = policy
         self._limiter = limiter
 
     async def _json(self, url: str, params: dict[str, Any] | None = None) -> Any:
-        target = url if not params else str(httpx.URL(url, params=params))
-        response = await send(self._client, "GET", target, policy=self._policy, limiter=self._limiter)
+        # Every byte of a parameter percent-encoded: markers are object keys, any character included.
+        target = url if not params else f"{url}?{urlencode(params, quote_via=quote, safe='')}"
+        response = await send(self._pool, "GET", target, policy=self._policy, limiter=self._limiter)  # type: ignore[call-overload]
         if response.status_code != 200:
             raise RequestFailed(f"GET {target}: HTTP {response.status_code}", 1)
         try:
-            return response.json()
+            return json.loads(response.content)
         except ValueError:
             raise RequestFailed(f"GET {target}: the answer is not JSON", 1) from None
 
