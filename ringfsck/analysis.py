@@ -29,7 +29,7 @@ from ringfsck.keys import arc_app_specific
 from ringfsck.partitions import PARTITIONS, pass_bounds
 from ringfsck.progress import bar
 from ringfsck.steps import RUN_VIEWS, WRITTEN_OUTPUTS, sql_steps, step_query
-from ringfsck.store import Store, iso, sql_literal, utc_now, write_json_atomic
+from ringfsck.store import Store, iso, one_row, scalar, sql_literal, utc_now, write_json_atomic
 
 # Unrecoverable first: data already lost (fewer than k chunks), whatever the other figures say.
 GAP_STATUSES = ("unrecoverable", "missing", "degraded")
@@ -113,7 +113,7 @@ def _run_step(con: duckdb.DuckDBPyConnection, name: str, query: str, run_path: P
         return
     if PARTITION_FILTER in query:
         # One run per range of key-prefix partitions, appended: each reads only its row groups.
-        bounds = pass_bounds(partition_passes(_scalar(con, "SELECT count(*) FROM listkeys_packed")))
+        bounds = pass_bounds(partition_passes(scalar(con, "SELECT count(*) FROM listkeys_packed")))
         for index, (low, high) in enumerate(bounds):
             con.execute(f"SET VARIABLE partition_low = {low}::UBIGINT")
             con.execute(f"SET VARIABLE partition_high = {high}::UBIGINT")
@@ -158,10 +158,6 @@ def _listing_time(store: Store) -> datetime | None:
     return datetime.fromisoformat(min(times).replace("Z", "+00:00")) if times else None
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> Any:
-    return con.execute(query).fetchone()[0]
-
-
 def inputs_fingerprint(sources: list[dict[str, Any]]) -> str:
     """A checksum over what was analysed: every source's kind, location and checksum."""
     lines = sorted(f"{s['kind']}\t{s['location']}\t{s['checksum']}" for s in sources)
@@ -204,7 +200,7 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
         if not state.get("complete"):
             # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
             incomplete.append(f"the bucketd export of bucket {state.get('bucket', source_id)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
-    rejected = _scalar(con, "SELECT count(*) FROM s3_rejects")
+    rejected = scalar(con, "SELECT count(*) FROM s3_rejects")
     if rejected:
         named = con.execute(f"SELECT source, line, reason FROM s3_rejects ORDER BY source, line LIMIT {_REJECTS_NAMED}").fetchall()
         first = "; ".join(f"{source}{f' line {line}' if line is not None else ''}: {reason}" for source, line, reason in named)
@@ -212,12 +208,12 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
             f"{rejected:,} S3 export row(s) could not be parsed, so the references they hold are unknown "
             f"(fix or re-export them; see the rejects view): {first}{' …' if rejected > len(named) else ''}"
         )
-    listing_rejects = _scalar(con, "SELECT count(*) FROM rejects") - rejected
+    listing_rejects = scalar(con, "SELECT count(*) FROM rejects") - rejected
     if listing_rejects:
         warnings.append(f"{listing_rejects:,} RING listing rows were rejected (see the rejects view): their chunks are not counted")
-    if _scalar(con, "SELECT count(*) FROM s3keys") == 0:
+    if scalar(con, "SELECT count(*) FROM s3keys") == 0:
         incomplete.append("no S3 keys were ingested: every candidate would look orphaned")
-    if _scalar(con, "SELECT count(*) FROM listkeys_packed") == 0:
+    if scalar(con, "SELECT count(*) FROM listkeys_packed") == 0:
         incomplete.append("no RING listkeys were ingested")
     return Completeness(incomplete, warnings, splits)
 
@@ -231,16 +227,16 @@ def _summarize(
         for s in store.sources()
     ]
     counts: dict[str, Any] = {
-        "listkeys_rows": _scalar(con, "SELECT count(*) FROM listkeys"),
-        "s3keys_rows": _scalar(con, "SELECT count(*) FROM s3keys"),
-        "s3_references": _scalar(con, "SELECT count(*) FROM s3_references"),
-        "split_subkeys": _scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3_references WHERE role = 'subkey'"),
-        "ring_main_chunks": _scalar(con, "SELECT count(*) FROM ring_main_chunks"),
-        "candidates": _scalar(con, "SELECT count(*) FROM candidates"),
-        "orphans": _scalar(con, "SELECT count(*) FROM orphans"),
-        "debris": _scalar(con, "SELECT count(*) FROM debris"),
-        "duplicates": _scalar(con, "SELECT count(*) FROM duplicates"),
-        "rejects": _scalar(con, "SELECT count(*) FROM rejects"),
+        "listkeys_rows": scalar(con, "SELECT count(*) FROM listkeys"),
+        "s3keys_rows": scalar(con, "SELECT count(*) FROM s3keys"),
+        "s3_references": scalar(con, "SELECT count(*) FROM s3_references"),
+        "split_subkeys": scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3_references WHERE role = 'subkey'"),
+        "ring_main_chunks": scalar(con, "SELECT count(*) FROM ring_main_chunks"),
+        "candidates": scalar(con, "SELECT count(*) FROM candidates"),
+        "orphans": scalar(con, "SELECT count(*) FROM orphans"),
+        "debris": scalar(con, "SELECT count(*) FROM debris"),
+        "duplicates": scalar(con, "SELECT count(*) FROM duplicates"),
+        "rejects": scalar(con, "SELECT count(*) FROM rejects"),
         "gaps": {status: 0 for status in GAP_STATUSES},
     }
     counts["tombstones"], counts["tombstoned_main_chunks"] = _tombstone_counts(con)
@@ -256,14 +252,14 @@ def _summarize(
     ]
     counts["orphans_by_protection"] = dict(con.execute("SELECT protection, count(*) FROM orphans GROUP BY ALL ORDER BY 1").fetchall())
     if listing_time is not None:
-        counts["references_newer_than_listing"] = _scalar(
+        counts["references_newer_than_listing"] = scalar(
             con, f"SELECT count(*) FROM s3_references WHERE last_modified >= {sql_literal(iso(listing_time))}::TIMESTAMPTZ"
         )
 
     incomplete, warnings = list(completeness.incomplete), list(completeness.warnings)
     splits = dict(completeness.splits)
     counts["s3_input_keys"] = splits.pop("input_keys")
-    counts["rejected_references"] = _scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3_references WHERE role = 'rejected'")
+    counts["rejected_references"] = scalar(con, "SELECT count(DISTINCT sproxyd_key) FROM s3_references WHERE role = 'rejected'")
     share = counts["orphans"] / counts["candidates"] if counts["candidates"] else 0.0
     if counts["candidates"] and share > settings.max_orphan_share:
         warnings.append(
@@ -316,7 +312,8 @@ def _summarize(
 def _tombstone_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Tombstone rows listed (deleted chunks awaiting purge), and the S3 main chunks listed with only
     tombstones: 02_ring_main_chunks gives those no row, so they are counted here, apart."""
-    return con.execute(
+    rows, main_chunks = one_row(
+        con,
         """
         WITH tombstoned AS (
             SELECT main_chunk_hi AS hi, main_chunk_mid AS mid, main_chunk_lo AS lo
@@ -327,12 +324,14 @@ def _tombstone_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
                (SELECT count(*) FROM (SELECT DISTINCT hi, mid, lo FROM tombstoned WHERE packed_is_s3_main_chunk(mid, lo)) AS t
                 ANTI JOIN ring_main_chunks AS m USING (hi, mid, lo))
         """
-    ).fetchone()
+    )
+    return rows, main_chunks
 
 
 def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: AnalysisOptions) -> dict[str, int]:
     """How many input keys there are, and how many have a final split answer, failed, or were never asked."""
-    row = con.execute(
+    row = one_row(
+        con,
         """
         SELECT
             count(*) FILTER (WHERE lookup_is_final(s.status)) AS resolved,
@@ -344,7 +343,7 @@ def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: A
         FROM s3_input_keys AS k
         LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key
         """
-    ).fetchone()
+    )
     resolved, errors, unresolved, below_threshold, split, input_keys = row
     return {
         "input_keys": input_keys,

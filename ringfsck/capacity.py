@@ -78,7 +78,8 @@ class SizeReading:
     def from_json(cls, data: dict[str, Any] | None) -> "SizeReading":
         if not data:
             return cls("not_measured", reason="'ringfsck size' has not measured it for this analysis")
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+        values: dict[str, Any] = {name: data.get(name) for name in cls.__dataclass_fields__}
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -42,10 +42,10 @@ def check(
     ``on_node`` sees each node's outcome of a native listing as it ends.
     """
     ring = None
-    if not listkeys and store.settings.sup.url:
+    supervisor = store.settings.sup.url
+    if not listkeys and supervisor:
         from ringfsck.ingest.ring import ingest_ring, sup_credentials
 
-        sup = store.settings.sup
-        ring = ingest_ring(store, supervisor=sup.url, credentials=sup_credentials(store.settings, [sup.url]), on_node=on_node)
+        ring = ingest_ring(store, supervisor=supervisor, credentials=sup_credentials(store.settings, [supervisor]), on_node=on_node)
     listkeys_report, s3keys_report = ingest_inputs(store, listkeys, s3keys)
     return CheckResult(listkeys_report, s3keys_report, analyze(store, options), ring)

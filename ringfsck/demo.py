@@ -97,4 +97,4 @@ def run_demo(
             store, root / "orphans.csv", execute=True, base_url=lab.srebuildd_url, policy=policy))
         deleted_on_lab = lab.deleted()
     capacity = capacity_summary(store)
-    return DemoResult(root, store.root, result.summary, capacity, world.truth, report, deletion, deleted_on_lab, steps)
+    return DemoResult(root, store.root, result.summary, capacity, world.truth, report, deletion, sorted(deleted_on_lab), steps)

@@ -147,7 +147,7 @@ def read_manifest(path: str | Path, *, location: str | None = None) -> Manifest:
         header = json.loads(lines[0][len(HEADER_PREFIX):])
     except ValueError:
         raise RefusedError(f"{where}: the manifest header is damaged") from None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for number, row in enumerate(csv.DictReader(lines[1:]), start=3):
         key = (row.get("ring_key") or "").strip()
         if not is_valid_key(key):
@@ -155,7 +155,7 @@ def read_manifest(path: str | Path, *, location: str | None = None) -> Manifest:
         size = row.get("size") or ""
         rows.append({"ring_key": key.upper(), "protection": row.get("protection"), "schema": row.get("schema"),
                      "chunks": int(row["chunks"]) if row.get("chunks") else None, "size": int(size) if size.isdigit() else None})
-    keys = [row["ring_key"] for row in rows]
+    keys: list[str] = [row["ring_key"] for row in rows]
     if len(keys) != header.get("key_count") or keys_checksum(keys) != header.get("keys_sha256") or len(set(keys)) != len(keys):
         raise RefusedError(f"{where}: the key list does not match the manifest's checksum: it was modified after ringfsck wrote it")
     return Manifest(where, header, rows)

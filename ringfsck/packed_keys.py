@@ -52,7 +52,7 @@ def decode_hex(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """An (n, 2w) matrix of ASCII hex characters as (n, w) bytes, and which rows were all hex."""
     rows = len(chars)
     try:
-        data = np.frombuffer(binascii.unhexlify(np.ascontiguousarray(chars)), dtype=np.uint8)
+        data = np.frombuffer(binascii.unhexlify(np.ascontiguousarray(chars).data), dtype=np.uint8)
         return data.reshape(rows, chars.shape[1] // 2), np.ones(rows, dtype=bool)
     except binascii.Error:
         nibbles = _NIBBLE[chars]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ringfsck.remote.batches import JobReport, run_job
 from ringfsck.remote.http import Endpoint, HttpPolicy
 from ringfsck.remote.srebuildd import SplitAnswer, lookup_split, srebuildd_pool
-from ringfsck.store import Store, arrow_schema, utc_now
+from ringfsck.store import Store, arrow_schema, scalar, utc_now
 
 SPLITS_SCHEMA = arrow_schema("splits")
 
@@ -31,7 +31,7 @@ def resolve_splits(store: Store, *, base_url: str | Sequence[str] | None = None,
     endpoints = srebuildd_pool(store.settings, base_url, policy)
     arc_path = store.settings.arc_path
     con = store.connect()
-    already = con.execute("SELECT count(*) FROM splits WHERE lookup_is_final(status)").fetchone()[0]
+    already = scalar(con, "SELECT count(*) FROM splits WHERE lookup_is_final(status)")
 
     async def ask(client: Endpoint, key: str) -> SplitAnswer:
         return await lookup_split(client, arc_path, key, policy=policy)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from ringfsck.remote.batches import JobReport, run_job
 from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, Result, run_batched
 from ringfsck.remote.srebuildd import main_chunk_size, srebuildd_pool
-from ringfsck.store import Store, arrow_schema, iso, utc_now
+from ringfsck.store import Store, arrow_schema, iso, scalar, utc_now
 
 SIZES_SCHEMA = arrow_schema("sizes")
 TODO = (
@@ -67,7 +67,7 @@ def sample_query(sample: int) -> str:
 
 
 def _no_sample_reason(store: Store) -> str:
-    with_sizes = store.connect().execute("SELECT count(*) FROM s3keys WHERE size IS NOT NULL").fetchone()[0]
+    with_sizes = scalar(store.connect(), "SELECT count(*) FROM s3keys WHERE size IS NOT NULL")
     if not with_sizes:
         return "no S3 sizes"
     return f"no referenced, healthy, unsplit ARC main chunk of at least {MIN_SAMPLE_SIZE // 1024} KiB with a known S3 size"
@@ -125,7 +125,7 @@ def size_orphans(store: Store, *, base_url: str | Sequence[str] | None = None, p
     if not reading.measured:  # a decided measurement stands; anything else is measured again
         reading = measure_size_reading(store, run_id, endpoints=endpoints, policy=policy, sample=sample or store.settings.size_sample)
     arcdata_path = store.settings.arcdata_path
-    already = store.connect().execute("SELECT count(*) FROM orphans JOIN sizes USING (ring_key) WHERE lookup_is_final(sizes.status)").fetchone()[0]
+    already = scalar(store.connect(), "SELECT count(*) FROM orphans JOIN sizes USING (ring_key) WHERE lookup_is_final(sizes.status)")
 
     async def ask(client: Endpoint, key: str) -> int | None:
         return await main_chunk_size(client, arcdata_path, key, policy=policy)

@@ -154,6 +154,19 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def one_row(con: duckdb.DuckDBPyConnection, query: str, parameters: list[Any] | None = None) -> tuple[Any, ...]:
+    """The row of a query that always gives exactly one (an aggregate)."""
+    row = con.execute(query, parameters or []).fetchone()
+    if row is None:
+        raise AssertionError(f"an aggregate gave no row: {query}")
+    return row
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, parameters: list[Any] | None = None) -> Any:
+    """The value of a one-row, one-column query (a count, a sum)."""
+    return one_row(con, query, parameters)[0]
+
+
 def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

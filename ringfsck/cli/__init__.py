@@ -75,5 +75,5 @@ def _get_command(ctx: click.Context, name: str) -> click.Command | None:
     return commands[name]
 
 
-main.list_commands = _list_commands  # type: ignore[method-assign]
-main.get_command = _get_command  # type: ignore[method-assign]
+main.list_commands = _list_commands  # type: ignore[method-assign]  # commands load on first use
+main.get_command = _get_command  # type: ignore[method-assign, assignment]  # commands load on first use

@@ -197,7 +197,7 @@ def sup_overrides(settings, *, supervisor: str | None, login: str | None, passwo
 
     from ringfsck.errors import ConfigError
 
-    values = {"url": supervisor, "login": login, "ca_bundle": ca_bundle}
+    values: dict[str, Any] = {"url": supervisor, "login": login, "ca_bundle": ca_bundle}
     if password_file is not None:
         try:
             values["password"] = open(password_file, encoding="utf-8").read().rstrip("\r\n")

@@ -141,7 +141,7 @@ class _HashingReader(io.RawIOBase):
         raw_readinto = getattr(self._raw, "readinto", None)
         if raw_readinto is not None:  # straight into the caller's buffer: no copy
             count = raw_readinto(buffer) or 0
-            data = memoryview(buffer)[:count]
+            data: memoryview | bytes = memoryview(buffer)[:count]
         else:
             data = self._raw.read(len(buffer))
             count = len(data)
@@ -182,7 +182,7 @@ class OpenedInput:
         buffer = bytearray(len(head) + size)
         buffer[: len(head)] = head
         try:
-            count = self._stream.readinto(memoryview(buffer)[len(head):]) or 0
+            count = self._stream.readinto(memoryview(buffer)[len(head):]) or 0  # type: ignore[attr-defined]  # buffered streams all have it
         except (OSError, EOFError, zlib.error) as exc:
             raise self._unreadable(exc) from None
         del buffer[len(head) + count :]
@@ -243,6 +243,10 @@ class _ErrorTranslatingReader(io.RawIOBase):
     def __init__(self, opened: OpenedInput) -> None:
         self._opened = opened
         self._inner = opened._stream
+
+    @property
+    def name(self) -> str:  # what TextIOWrapper reports as the stream's name
+        return self._opened.source.location
 
     def readable(self) -> bool:
         return True

@@ -13,7 +13,7 @@ through polars, field by field, which names the reason of every reject.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,6 @@ from ringfsck.ingest._blocks import INVALID_LINE, LineBlock, line_blocks
 from ringfsck.packed_keys import KEY_CHARS, PackedKeys, decode_hex, pack_keys
 from ringfsck.partitions import PARTITION_BITS, PARTITIONS
 from ringfsck.ingest._registry import ParseContext, ParseResult
-from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.store import arrow_schema
 
 if TYPE_CHECKING:
@@ -336,7 +335,15 @@ def _add_skipped(result: ParseResult, counts: dict[str, int]) -> None:
         result.skipped[verdict] = result.skipped.get(verdict, 0) + count
 
 
-def parse_listkeys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
+class ListingBytes(Protocol):
+    """What the listing parser reads: an opened file (ingest.inputs.OpenedInput) or a node's stream (ingest.ring)."""
+
+    def skip_utf8_bom(self) -> None: ...
+
+    def read_after(self, head: bytes, size: int | None = None) -> bytearray: ...
+
+
+def parse_listkeys(opened: ListingBytes, ctx: ParseContext) -> ParseResult:
     location, rejects = ctx.location, ctx.rejects
     result = ParseResult(format="listkeys-csv")
     opened.skip_utf8_bom()

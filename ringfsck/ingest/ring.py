@@ -127,8 +127,8 @@ class _BodyBlocks:
 
     def _next(self) -> bytes | None:
         if self._pending:
-            chunk, self._pending = self._pending, b""
-            return chunk
+            pending, self._pending = self._pending, b""
+            return pending
         chunk = next(self._chunks, None)
         if chunk:
             self.digest.update(chunk)

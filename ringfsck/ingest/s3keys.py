@@ -92,8 +92,9 @@ class _RowWriter:
         if not self._rows:
             return
         buckets, keys, sproxyd, lines, versions = (list(col) for col in zip(*self._rows))
-        strings = [pa.array(column, pa.string()) for column in (buckets, keys, sproxyd)]
-        self._writer.write_table(_export_rows(*strings, pa.array(lines, pa.int64()), self._location, pa.array(versions, pa.string())))
+        bucket_array, key_array, sproxyd_array = (pa.array(column, pa.string()) for column in (buckets, keys, sproxyd))
+        self._writer.write_table(_export_rows(bucket_array, key_array, sproxyd_array, pa.array(lines, pa.int64()), self._location,
+                                              pa.array(versions, pa.string())))
         self._rows.clear()
 
     def close(self) -> None:

@@ -306,7 +306,7 @@ class Bucket:
         if self.table is None or start >= len(keys):
             return [], False
         rows = self.table.slice(start, max_keys + 1).to_pylist()
-        contents = []
+        contents: list[dict[str, Any]] = []
         for row in rows[:max_keys]:
             if not row["key"].startswith(prefix):
                 return contents, False  # matching keys are contiguous in sorted order

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, BinaryIO, TextIO
+from typing import IO, Any, TextIO
 from urllib.parse import quote
 
 import duckdb
@@ -49,6 +49,9 @@ BATCH_OBJECTS = 50_000
 ENCODE_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 USERS_BUCKET = "users..bucket"
 SPLITTER = "..|.."
+# Metadata of the models before multiple backends (md-model-version 1: location a plain string; 2: no dataStoreType).
+_MODEL_VERSION_1: dict[str, Any] = {"md-model-version": 1}
+_MODEL_VERSION_2: dict[str, Any] = {"md-model-version": 2}
 OLD_SPLITTER = "splitterfornow"  # what old shadow buckets join an upload's key parts with
 REPLAY_PREFIX = "\x7fR"
 GAP_STATUSES = ("missing", "unrecoverable", "degraded")
@@ -130,7 +133,7 @@ class _Ring:
     def __init__(self, directory: Path, nodes: int, rng: np.random.Generator, layouts: dict[str, _Layout],
                  on_main_chunks: Callable[[np.ndarray, int], None], recent_dir: Path | None) -> None:
         directory.mkdir(parents=True)
-        self.dumps: list[BinaryIO] = [open(directory / f"node-{n:02d}.csv", "wb") for n in range(nodes)]
+        self.dumps: list[IO[bytes]] = [open(directory / f"node-{n:02d}.csv", "wb") for n in range(nodes)]
         for n, handle in enumerate(self.dumps[::2]):  # ringsh noise at the top of some files
             handle.write(f"Use ring DATA\nUse node {2 * n} to list keys\n".encode())
         # What each node serves: its dump's rows (after the noise) in mtime runs, then in-flight runs
@@ -139,7 +142,7 @@ class _Ring:
             recent_dir.mkdir(parents=True)
         self.recent: list[IO[bytes]] = [open(recent_dir / f"node-{n:02d}.recent.csv", "wb") if recent_dir else io.BytesIO() for n in range(nodes)]
         self.listings = [NodeListing(f"node-{n:02d}", f"listkeys/node-{n:02d}.csv", f"{RING_STATE_DIR}/node-{n:02d}.recent.csv") for n in range(nodes)]
-        self.files = self.dumps
+        self.files: list[IO[bytes]] = self.dumps
         self._age: int | None = None  # seconds before the nodes' clock of the batch being flushed; None: a dated batch
         self._batches = 0
         self.in_flight_rows = 0
@@ -639,7 +642,7 @@ class _Generator:
     def _fate_legacy(self, bucket: str, name: str, first: bool) -> None:
         """Metadata written before multiple backends: locations without dataStoreType, on the RING."""
         located = self._stored_keys(self.rng.randint(1, 2))
-        meta = object_metadata(name, located, self._mtime(), **{"md-model-version": 2})
+        meta = object_metadata(name, located, self._mtime(), **_MODEL_VERSION_2)
         meta["location"] = [{"key": loc["key"], "size": loc["size"], "start": loc["start"], "dataStoreName": "sproxyd"} for loc in meta["location"]]
         meta["dataStoreName"] = "sproxyd"
         self._put(bucket, name, meta)
@@ -649,7 +652,7 @@ class _Generator:
     def _fate_plain_location(self, bucket: str, name: str, first: bool) -> None:
         """The oldest metadata model: ``location`` is the sproxyd key itself."""
         [(key, size)] = self._stored_keys(1)
-        meta = object_metadata(name, [(key, size)], self._mtime(), **{"md-model-version": 1})
+        meta = object_metadata(name, [(key, size)], self._mtime(), **_MODEL_VERSION_1)
         meta["location"] = key
         self._put(bucket, name, meta)
         self._referenced(bucket, name, key)
@@ -786,8 +789,8 @@ class _Generator:
                 self.truth.add("debris", self.ring.add(prefix, "arc", positions=range(live), tombstones=range(live, stripes)))
             elif kind == 4 and "degraded_arc" in self.shares and max(self.arc.k, MIN_CHUNKS) < stripes:
                 # Referenced, its missing stripes listed as tombstones: degraded.
-                live = self.rng.sample(range(stripes), self.rng.randint(max(self.arc.k, MIN_CHUNKS), stripes - 1))
-                self.ring.add(prefix, "arc", positions=live, tombstones=set(range(stripes)) - set(live))
+                listed = self.rng.sample(range(stripes), self.rng.randint(max(self.arc.k, MIN_CHUNKS), stripes - 1))
+                self.ring.add(prefix, "arc", positions=listed, tombstones=set(range(stripes)) - set(listed))
                 self._known(key)
                 self.truth.add("degraded", key)
                 self._plain_object(self.rng.choice(self.buckets), self._name(), key)

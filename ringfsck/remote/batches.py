@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ringfsck.progress import bar
 from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, Result, run_batched
-from ringfsck.store import Store
+from ringfsck.store import Store, scalar
 
 _FETCH = 50_000
 
@@ -46,7 +46,7 @@ class JobReport:
 
 def _keys(store: Store, query: str) -> tuple[int, Iterator[str]]:
     con = store.connect()
-    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+    total = scalar(con, f"SELECT count(*) FROM ({query})")
     cursor = con.execute(query)
 
     def stream() -> Iterator[str]:

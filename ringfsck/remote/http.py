@@ -73,7 +73,7 @@ class HttpPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> "HttpPolicy":
-        values = {
+        values: dict[str, Any] = {
             "concurrency": settings.concurrency,
             "timeout": settings.timeout,
             "retries": settings.retries,
