@@ -183,7 +183,9 @@ def test_forget_drops_a_source_and_refuses_to_drop_unique_references(tmp_path):
     assert _cli("forget", copy, "--store", str(tmp_path / "typo")).exit_code == 3 and not (tmp_path / "typo").exists()
 
 
-def test_forgetting_the_unreadable_export_makes_the_store_complete_only_if_nothing_else_does(tmp_path):
+def test_an_export_with_unknown_references_is_never_forgotten(tmp_path):
+    """Forgetting an unreadable export, or one with rejected rows, would turn references nobody knows
+    into orphans: refused whatever the options, the source kept, the analysis still incomplete."""
     import gzip
 
     from ringfsck.errors import InputError
@@ -201,14 +203,17 @@ def test_forgetting_the_unreadable_export_makes_the_store_complete_only_if_nothi
         ingest_s3keys(store, [str(damaged)])
     unreadable = store.find_source(str(damaged))
     assert unreadable.incomplete
-    result = _cli("forget", unreadable.id, "--store", store_dir)
-    assert result.exit_code == 0, result.output
-    assert "they still are" in result.output and "could not be parsed" in result.output  # the rejected row still counts
-    result = _cli("forget", bad_row, "--store", store_dir, "--drop-unique-references")
-    assert result.exit_code == 0, result.output
-    assert "1 sproxyd keys only it named are no longer references" in result.output
+    for source, options in ((unreadable.id, ()), (bad_row, ("--drop-unique-references",))):
+        result = _cli("forget", source, "--store", store_dir, *options)
+        assert result.exit_code == 4, result.output
+        assert "its references are not all known" in result.output and "same location" in result.output
+    assert len(store_at(store_dir).sources()) == 4
     summary = analyze(store_at(store_dir), AnalysisOptions(assume_no_splits=True)).summary
-    assert summary["complete"], summary["incomplete_reasons"]
+    assert not summary["complete"]
+    # The complete export at the same location replaces the unreadable one: that is the way out.
+    damaged.write_bytes(gzip.compress(f'"c","y","{KEY_B}"\n'.encode()))
+    ingest_s3keys(store_at(store_dir), [str(damaged)])
+    assert not store_at(store_dir).find_source(str(damaged)).incomplete
 
 
 def test_help_says_what_arc_and_cos_change_and_what_they_do_not():

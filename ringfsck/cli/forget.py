@@ -24,6 +24,12 @@ def forget_command(source: str, drop_unique_references: bool, settings) -> None:
     them, their data would look orphaned. Pass --drop-unique-references only when that
     is what you want (an export of objects deleted since, replaced by a newer one).
 
+    An S3 source whose references are not all known (rows rejected, a file that could
+    not be read whole, an export that logged errors) is always refused: nothing can say
+    its unknown references are held elsewhere, and no option turns them into orphans.
+    Ingest the complete export at the same location (it replaces this one), or start a
+    new store.
+
     \b
     Examples:
       ringfsck sql "select id, kind, location, rows from sources"
@@ -37,6 +43,12 @@ def forget_command(source: str, drop_unique_references: bool, settings) -> None:
     Store.open(settings, create=False)  # a mistyped --store is an error, never a new store
     store = open_store(settings)
     record = store.find_source(source)
+    if record.kind != "listkeys" and (record.incomplete or record.rejected):
+        what = f"{record.rejected:,} rejected row(s)" if record.rejected else record.incomplete[0]
+        raise RefusedError(
+            f"{record.location}: its references are not all known ({what}); forgetting it could make live data look orphaned. "
+            "Ingest the complete export at the same location (it replaces this one), or start a new store"
+        )
     con = store.connect()
     try:
         unique = _unique_keys(con, record.location) if record.kind != "listkeys" else 0
@@ -61,13 +73,10 @@ def forget_command(source: str, drop_unique_references: bool, settings) -> None:
     if unique:
         click.echo(f"{unique:,} sproxyd keys only it named are no longer references.")
     click.echo("The next analysis will not count it (run 'ringfsck analyze'); earlier runs and their reports are unchanged.")
-    if record.incomplete:
-        if state.incomplete:
-            click.echo("It made the store's references incomplete; they still are:")
-            for reason in state.incomplete:
-                click.echo(f"  - {reason}")
-        else:
-            click.echo("It made the store's references incomplete; nothing else does now: the next analysis can be complete.")
+    if state.incomplete:
+        click.echo("The store's references are still incomplete:")
+        for reason in state.incomplete:
+            click.echo(f"  - {reason}")
 
 
 def _unique_keys(con, location: str) -> int:  # noqa: ANN001
