@@ -1,6 +1,6 @@
 """The reference algorithm in PySpark local mode, for side-by-side benchmarks.
 
-Written from DOMAIN.md sections 3 and 6 and from how the reference's scripts run
+Written from docs/domain.md sections 3 and 6 and from how the reference's scripts run
 (not from their code). Two modes:
 
 ``--mode reference`` (default) runs the way operators run the reference: three
@@ -37,7 +37,7 @@ COS = 2  # the lab worlds' COS level (the reference's cos_protection)
 
 
 def _digkey(key: str | None) -> str | None:
-    """DOMAIN.md section 3, in plain Python as a row function would do it."""
+    """docs/domain.md section 3, in plain Python as a row function would do it."""
     import hashlib
 
     if key is None or len(key) != 40:

@@ -181,7 +181,7 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
     """Every reason the S3 reference set (or the listing) is known to be incomplete: each refuses deletion.
 
     Whatever ringfsck could not read, parse or look up is a reference it does not know, so
-    the orphans it would otherwise report might be live data (DOMAIN.md section 8).
+    the orphans it would otherwise report might be live data (docs/domain.md section 8).
     """
     incomplete: list[str] = []
     warnings: list[str] = []

@@ -1,4 +1,4 @@
-"""Canaries: live keys asked while deleting, so that a deletion gone wrong stops early (DOMAIN.md section 8).
+"""Canaries: live keys asked while deleting, so that a deletion gone wrong stops early (docs/domain.md section 8).
 
 A canary is an input key S3 references and the resolve step found present on the
 arc path. Before the first DELETE a random sample of them is asked (``HEAD`` on the

@@ -165,7 +165,7 @@ class S3Settings:
 
 @dataclass(frozen=True)
 class SupSettings:
-    """The RING's supervisor (DOMAIN.md section 9), the reference's ``sup`` block; the password is never printed."""
+    """The RING's supervisor (docs/domain.md section 9), the reference's ``sup`` block; the password is never printed."""
 
     url: str | None = None  # e.g. https://10.0.0.2:2443
     login: str | None = None
@@ -193,7 +193,7 @@ class DeleteBudget:
 
 @dataclass(frozen=True)
 class CanarySettings:
-    """Referenced input keys asked while deleting (DOMAIN.md section 8): stop if one disappears."""
+    """Referenced input keys asked while deleting (docs/domain.md section 8): stop if one disappears."""
 
     sample: int = 20  # asked before the first DELETE
     first_after: int = 10  # asked again after this many deletions…

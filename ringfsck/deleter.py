@@ -7,7 +7,7 @@ on S3 uploaded as one object. A later run skips every key the journal confirms
 run killed at any moment repeats at most the requests whose outcome was not durable
 yet (a repeated DELETE is a harmless 404). Without ``execute`` nothing is sent.
 
-The guards (DOMAIN.md section 8), each journaled:
+The guards (docs/domain.md section 8), each journaled:
 - every key is HEADed on the arcdata path just before its DELETE: 404 is "already
   gone" (no DELETE); a main chunk written after the S3 export's start minus
   ``retention`` (``X-Scal-Mtime``) is kept as too recent; one with no usable mtime

@@ -1,4 +1,4 @@
-"""RING key rules (DOMAIN.md sections 2 and 3). Pure functions, no I/O.
+"""RING key rules (docs/domain.md sections 2 and 3). Pure functions, no I/O.
 
 A RING key (UKS) is 160 bits written as 40 hex characters, compared in
 uppercase:
@@ -28,7 +28,7 @@ KEY_HEX_LEN = 40
 DIGKEY_LEN = 26  # 22 md5 chars + 4 chars of the volume id
 MD5_PREFIX_LEN = 22  # first 11 bytes of the md5 of the input key
 S3_SERVICE_IDS = ("50", "51")
-# bucketd keeps the parts of unfinished multipart uploads in mpuShadowBucket<name>: live data (DOMAIN.md section 5).
+# bucketd keeps the parts of unfinished multipart uploads in mpuShadowBucket<name>: live data (docs/domain.md section 5).
 MPU_SHADOW_PREFIX = "mpuShadowBucket"
 SPROXYD_SERVICE_ID = "51"  # what sproxyd writes for S3 data
 ARC_CLASS = 7
@@ -46,7 +46,7 @@ class ArcSchema:
     m: int
 
     def __post_init__(self) -> None:
-        # k<<6|m must fit 3 hex digits and k+m 2 hex digits (DOMAIN.md section 2).
+        # k<<6|m must fit 3 hex digits and k+m 2 hex digits (docs/domain.md section 2).
         if not (1 <= self.k < 64 and 1 <= self.m < 64):
             raise ValueError(f"ARC schema {self.k}+{self.m}: k and m must be between 1 and 63")
 
@@ -135,7 +135,7 @@ def input_key_md5_prefix(input_key: str) -> str:
     """The 22 uppercase hex chars of md5 over the input key's bytes.
 
     Leading zero hex digits are stripped and the remainder left-padded to an
-    even length, so leading zero *bytes* are not hashed (DOMAIN.md section 3).
+    even length, so leading zero *bytes* are not hashed (docs/domain.md section 3).
     """
     key = normalize_key(input_key)
     digits = key.lstrip("0")
@@ -237,7 +237,7 @@ class RingKey:
 
     @property
     def is_s3_candidate_service(self) -> bool:
-        """Service 50 or 51 with volume-id chars 22-27 all zero (DOMAIN.md section 6)."""
+        """Service 50 or 51 with volume-id chars 22-27 all zero (docs/domain.md section 6)."""
         return self.service_id in S3_SERVICE_IDS and self.key[22:28] == "000000"
 
     @property

@@ -1,4 +1,4 @@
-"""``ringfsck verify``: reverse lookups of a manifest's keys on a node (DOMAIN.md section 10).
+"""``ringfsck verify``: reverse lookups of a manifest's keys on a node (docs/domain.md section 10).
 
 A configured command (``reverse_lookup_command``, e.g.
 ``ssh {node} scalarcrevlookupid -b {ip}:{port} {key}``) is run for each main

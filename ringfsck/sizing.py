@@ -4,7 +4,7 @@ Results land in the ``sizes`` table; ``orphan_sizes`` joins them to the orphans
 with logical and raw sizes. An orphan whose size could not be read stays
 unsized: it is counted and shown, never guessed.
 
-What ``X-Scal-Size`` measures on the arcdata path is not settled (DOMAIN.md
+What ``X-Scal-Size`` measures on the arcdata path is not settled (docs/domain.md
 section 7): the object's size, or one ARC chunk's (about size / k, a k-fold
 difference in the capacity). ``size`` settles it on the cluster being checked:
 it HEADs a sample of *referenced* ARC main chunks whose S3 sizes bucketd gave,

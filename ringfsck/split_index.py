@@ -1,4 +1,4 @@
-"""Split index bodies (DOMAIN.md section 4). Pure functions, no I/O.
+"""Split index bodies (docs/domain.md section 4). Pure functions, no I/O.
 
 sproxyd stores a large object as a small *split index* under its input key;
 the raw index (``GET`` with ``x-scal-split-policy: raw``) lists the subkeys.

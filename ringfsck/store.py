@@ -106,7 +106,7 @@ def arrow_schema(table: str) -> pa.Schema:
     ])
 
 
-# What srebuildd's X-Scal-Size measures (DOMAIN.md section 7), as ``size`` measured it for a run
+# What srebuildd's X-Scal-Size measures (docs/domain.md section 7), as ``size`` measured it for a run
 # (ringfsck.sizing): an ARC main chunk's header is the object's size ("object") or one chunk's, about
 # size / k ("chunk"). Without a decided measurement the capacity is computed with the assumed reading.
 SIZE_READING_FILE = "size_reading.json"

@@ -1,5 +1,5 @@
--- Key rules shared by the steps (DOMAIN.md sections 2 and 3), as DuckDB macros.
--- Positions below are 1-based (SQL substr); DOMAIN.md counts from 0.
+-- Key rules shared by the steps (docs/domain.md sections 2 and 3), as DuckDB macros.
+-- Positions below are 1-based (SQL substr); docs/domain.md counts from 0.
 
 -- md5 prefix of an sproxyd input key: strip leading '0' hex digits, left-pad to
 -- an even length, hash the bytes (so leading zero bytes are not hashed), keep 22 hex chars.
@@ -55,9 +55,9 @@ CREATE OR REPLACE MACRO packed_is_s3_service(mid) AS (mid & 255) IN (80, 81);
 CREATE OR REPLACE MACRO packed_volume_is_zero(mid) AS ((mid >> 16) & 16777215) = 0;
 -- Main chunks: ARC ends in '70' (0x70 = 112), COS in '<0-5>0'.
 CREATE OR REPLACE MACRO packed_is_main_chunk(lo) AS (lo & 255) = 112 OR ((lo & 15) = 0 AND ((lo >> 4) & 15) <= 5);
--- Main chunks that may hold S3 data (DOMAIN.md section 6): all three above.
+-- Main chunks that may hold S3 data (docs/domain.md section 6): all three above.
 CREATE OR REPLACE MACRO packed_is_s3_main_chunk(mid, lo) AS packed_is_s3_service(mid) AND packed_volume_is_zero(mid) AND packed_is_main_chunk(lo);
--- Listkeys flag bit 0 (DOMAIN.md section 5): a deleted chunk, a tombstone kept until the node
+-- Listkeys flag bit 0 (docs/domain.md section 5): a deleted chunk, a tombstone kept until the node
 -- purges it. It holds no data: never a chunk of its main chunk.
 CREATE OR REPLACE MACRO flag_is_tombstone(flag) AS (flag & 1) = 1;
 -- A slot per chunk of a main chunk (0-63), from the chunk key's lo: the ARC stripe index

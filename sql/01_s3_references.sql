@@ -1,5 +1,5 @@
 -- Every RING input key that S3 references, with the digkey RING main chunks match on.
--- The set over-approximates (DOMAIN.md sections 5 and 8): whatever might be a reference is one.
+-- The set over-approximates (docs/domain.md sections 5 and 8): whatever might be a reference is one.
 -- * key: every 40-hex key of every export row, whatever its backend (on_ring = false: another
 --   backend's key, a reference for the orphan check only; NULL: a file export, backend unknown).
 --   The same (bucket, object key, version, sproxyd key) from several sources (bucketd and a file

@@ -1,4 +1,4 @@
--- RING main chunks that may hold S3 data (DOMAIN.md section 6): service id 50 or 51,
+-- RING main chunks that may hold S3 data (docs/domain.md section 6): service id 50 or 51,
 -- volume-id chars 22-27 all zero, ARC main chunks (ending 70) or COS main chunks (ending <cos>0).
 -- Chunks are counted DISTINCT: a chunk listed by two nodes counts once (the reference counts rows).
 -- Tombstones (flag bit 0, see flag_is_tombstone) are not chunks: a main chunk listed with only

@@ -1,7 +1,7 @@
 """A small hand-planted RING + S3 export, each case named, for ingest/analyze tests.
 
 Independent of the lab generator on purpose: every planted case is spelled out
-here, so a test failure points at one DOMAIN.md rule.
+here, so a test failure points at one docs/domain.md rule.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Planted:
 
 
 def build() -> Planted:
-    """Every case of DOMAIN.md sections 5-7, once or twice."""
+    """Every case of docs/domain.md sections 5-7, once or twice."""
     p = Planted()
     prefix = keys.input_key_md5_prefix
 

@@ -229,7 +229,7 @@ def test_a_version_under_a_placeholder_master_is_kept(tmp_path):
     assert rows == [(a, "obj", "v2"), (b, "two", "v9")]
 
 
-# --- every metadata shape bucketd holds (DOMAIN.md section 5) ---------------------
+# --- every metadata shape bucketd holds (docs/domain.md section 5) ---------------------
 
 KEY_A, KEY_B = "A" * 38 + "01", "B" * 38 + "02"
 

@@ -1,4 +1,4 @@
-"""The reference set is complete, or nothing is deleted (issue 13, DOMAIN.md section 8).
+"""The reference set is complete, or nothing is deleted (issue 13, docs/domain.md section 8).
 
 Whatever ringfsck cannot parse in an S3 export is a reference it does not know: the
 analysis is incomplete (no manifest, whatever is forced) and every 40-hex token of the

@@ -258,7 +258,7 @@ def test_empty_bucket_files_are_fine_but_no_keys_at_all_is_an_error(store, tmp_p
 # --- the two listkeys paths (numpy for canonical lines, polars field by field) agree with the rules ---
 
 def _expected_listkeys(lines: list[str]) -> tuple[list[tuple], list[tuple[int, str]], dict[str, int]]:
-    """DOMAIN.md section 5, line by line, written plainly: (rows, rejects as (line, reason start), skipped)."""
+    """docs/domain.md section 5, line by line, written plainly: (rows, rejects as (line, reason start), skipped)."""
     rows, rejects, skipped = [], [], {}
     for number, line in enumerate(lines, start=1):
         text = line.rstrip("\r\n")

@@ -1,4 +1,4 @@
-"""Inputs by identity (DOMAIN.md section 8): real paths, unreadable inputs are errors, files that change while read."""
+"""Inputs by identity (docs/domain.md section 8): real paths, unreadable inputs are errors, files that change while read."""
 
 from __future__ import annotations
 

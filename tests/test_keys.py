@@ -1,4 +1,4 @@
-"""Key rules (DOMAIN.md sections 2 and 3), checked against the vectors and by properties."""
+"""Key rules (docs/domain.md sections 2 and 3), checked against the vectors and by properties."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The independent check: the lab's truth re-derived without the lab or ringfsck's analysis.
 
 Plain Python over the generated files, and a small httpx client written here
-against the lab servers, apply DOMAIN.md sections 3 to 7 (only the key
+against the lab servers, apply docs/domain.md sections 3 to 7 (only the key
 translation and the split index parser come from ringfsck, as the brief allows)
 and must find exactly what the lab says it planted.
 """
@@ -83,7 +83,7 @@ def _is_hex_key(key: object) -> bool:
 
 
 def _location_items(value) -> list[dict]:
-    """DOMAIN.md section 5's location shapes as location objects (a plain string is the key, on the RING)."""
+    """docs/domain.md section 5's location shapes as location objects (a plain string is the key, on the RING)."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -92,7 +92,7 @@ def _location_items(value) -> list[dict]:
 
 
 def _bucketd_sproxyd_keys(url: str) -> tuple[set[str], set[str]]:
-    """DOMAIN.md section 5, written for this check: the 40-hex keys bucketd references, (on the RING, elsewhere)."""
+    """docs/domain.md section 5, written for this check: the 40-hex keys bucketd references, (on the RING, elsewhere)."""
     found: set[str] = set()
     elsewhere: set[str] = set()
     with httpx.Client(base_url=url, timeout=10) as client:

@@ -75,7 +75,7 @@ def test_truth_is_self_consistent(lab_world):
 
 
 def _is_tombstone(flag: str) -> bool:
-    return bool(int(flag) & 1)  # DOMAIN.md section 5: flag bit 0, deleted
+    return bool(int(flag) & 1)  # docs/domain.md section 5: flag bit 0, deleted
 
 
 def _chunks_by_main(rows, *, tombstones: bool = False) -> dict[str, set[str]]:

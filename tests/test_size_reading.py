@@ -1,4 +1,4 @@
-"""What X-Scal-Size measures, measured on referenced keys against their S3 sizes (DOMAIN.md section 7).
+"""What X-Scal-Size measures, measured on referenced keys against their S3 sizes (docs/domain.md section 7).
 
 The lab's srebuildd answers X-Scal-Size as the object's size (``object``) or as one ARC
 chunk's, ceil(size / k) (``chunk``); ``size`` must find out which, and the capacity

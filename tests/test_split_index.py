@@ -1,4 +1,4 @@
-"""Split index parsing (DOMAIN.md section 4)."""
+"""Split index parsing (docs/domain.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tombstones (listkeys flag bit 0: deleted, awaiting purge) hold no data: never chunks (DOMAIN.md sections 5 and 6).
+"""Tombstones (listkeys flag bit 0: deleted, awaiting purge) hold no data: never chunks (docs/domain.md sections 5 and 6).
 
 A small hand-written RING, each main chunk named after its case, analysed over and over
 with one pass and with a pass per partition (the step's two code paths).

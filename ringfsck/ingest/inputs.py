@@ -269,7 +269,7 @@ def expand_paths(paths: list[str] | tuple[str, ...], settings: Settings | None =
     """Expand files, directories (recursively, e.g. a Spark ``listkeys.csv/``), globs and ``s3://`` prefixes.
 
     Each argument must yield at least one file; the result has no duplicates. A local file is named
-    by its real absolute path (DOMAIN.md section 8): the same file reached through a relative path,
+    by its real absolute path (docs/domain.md section 8): the same file reached through a relative path,
     a symbolic link or another working directory is one input, two files that merely share a
     relative path are two. Whatever cannot be read is an error, never skipped: in a directory,
     only hidden entries and Spark's marker files are. ``settings`` say how to reach S3.

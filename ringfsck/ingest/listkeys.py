@@ -1,4 +1,4 @@
-"""RING listkeys ingestion (DOMAIN.md section 5).
+"""RING listkeys ingestion (docs/domain.md section 5).
 
 Input: ``ringsh node listKeys`` dumps or Spark ``listkeys.csv/`` parts, lines of
 ``chunk key,main chunk key,disk,flag[,more columns]``. Lines starting with

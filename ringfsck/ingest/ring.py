@@ -1,4 +1,4 @@
-"""``ingest ring``: list every node of a RING natively, straight into the store (DOMAIN.md section 9).
+"""``ingest ring``: list every node of a RING natively, straight into the store (docs/domain.md section 9).
 
 What the reference's ``listkey.py`` does with Spark, without it: the supervisor names the nodes
 of the ring, each node streams its ``listkeys`` (chunks older than ``mtime_max`` = listing start

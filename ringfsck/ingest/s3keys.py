@@ -1,4 +1,4 @@
-"""S3 key export ingestion (DOMAIN.md section 5), format detected per file.
+"""S3 key export ingestion (docs/domain.md section 5), format detected per file.
 
 * CSV, one file per bucket: ``"bucket","object key","sproxyd key"`` with proper
   quoting (object keys may hold commas, quotes, newlines, any UTF-8).
@@ -369,7 +369,7 @@ def _parse_csv(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result:
             rows.add(bucket, object_key, key, line)
 
 
-# s3utils' verifyBucketSproxydKeys.js (werelogs JSON, one record per line; DOMAIN.md section 5).
+# s3utils' verifyBucketSproxydKeys.js (werelogs JSON, one record per line; docs/domain.md section 5).
 S3UTILS_LOGGER = "s3utils:verifyBucketSproxydKeys"
 # Records that carry an object's objectUrl and one sproxydKey: "sproxyd key" with NO_MISSING_KEY_CHECK=1
 # VERBOSE=1, the "sproxyd check ..." ones without NO_MISSING_KEY_CHECK. Each is a reference, whatever its level.

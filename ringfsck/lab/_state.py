@@ -87,7 +87,7 @@ def scality_location(key: str, size: int, start: int, part: int) -> dict[str, An
 
 
 def object_metadata(name: str, locations: Sequence[tuple[str, int]], mtime_ms: int, *, version_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    """bucketd object metadata (DOMAIN.md section 5) for data at ``locations`` (sproxyd key, size)."""
+    """bucketd object metadata (docs/domain.md section 5) for data at ``locations`` (sproxyd key, size)."""
     located, start = [], 0
     for part, (key, size) in enumerate(locations, start=1):
         located.append(scality_location(key, size, start, part))

@@ -1,4 +1,4 @@
-"""The lab's reverse lookup: which input key wrote a main chunk, from the world's truth (DOMAIN.md section 10).
+"""The lab's reverse lookup: which input key wrote a main chunk, from the world's truth (docs/domain.md section 10).
 
 Stands in for ``scalarcrevlookupid -b IP:PORT KEY`` run on a node, so that
 ``ringfsck verify`` runs end to end in the lab::

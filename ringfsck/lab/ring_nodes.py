@@ -1,4 +1,4 @@
-"""The lab's supervisor and RING node admin endpoints (DOMAIN.md section 9), over a generated world.
+"""The lab's supervisor and RING node admin endpoints (docs/domain.md section 9), over a generated world.
 
 The supervisor answers ``GET /do?cmd=supervisor config dso&action=view&dsoname=RING`` with the
 XML configuration of the ring (credentials as the ``suser``/``spass`` query parameters); each

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import Bucket, WorldState
-# What X-Scal-Size measures on the arcdata path (DOMAIN.md section 7) is not settled: the lab
+# What X-Scal-Size measures on the arcdata path (docs/domain.md section 7) is not settled: the lab
 # answers either way, so that ringfsck's measurement of it is tested both ways.
 from ringfsck.store import SIZE_READINGS
 
@@ -66,7 +66,7 @@ class Faults:
     metadata of the bucket named by ``unknown_shape`` in a shape no ringfsck knows (each location's
     ``key`` field renamed, as a future metadata version might), in listings and GETs alike.
 
-    srebuildd's arcdata HEAD answers ``X-Scal-Mtime`` (DOMAIN.md section 8) in ``mtime_format``
+    srebuildd's arcdata HEAD answers ``X-Scal-Mtime`` (docs/domain.md sections 5 and 8) in ``mtime_format``
     (``http``, ``iso``, ``epoch``, or ``absent``: no header); the time is the chunk's mtime as the lab's nodes list it (LAB_OLD_MTIME if it has none), or now for
     the main chunks in ``recent_keys`` and a ``recent_share`` of all main chunks (picked by key hash,
     the same on every request: uploads in flight). ``vanish_after_deletes``: once that many DELETEs
@@ -342,7 +342,7 @@ class SrebuilddServer(_Server):
         index = self.state.split_body(key)
         if index is None and not self.state.knows_input_key(key):
             return 404, {}, b""
-        # Like srebuildd (DOMAIN.md section 4): the header only on a split index, absent for a plain key.
+        # Like srebuildd (docs/domain.md section 4): the header only on a split index, absent for a plain key.
         split = {"Content-Type": "application/octet-stream"} | ({"X-Scal-Attr-Is-Split": "true"} if index is not None else {})
         if method == "HEAD":
             return 200, split, b""

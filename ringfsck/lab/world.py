@@ -44,7 +44,7 @@ from ringfsck.lab._state import (DEFAULT_SIZES, LISTING_TRIM_CHARS, RING_STATE_D
                                  iso_time, logical_size, object_metadata, scality_location, sorted_batches)
 from ringfsck.split_index import encode_split_index
 
-MIN_CHUNKS = 4  # ARC main chunks need more than 3 distinct chunks to be candidates (DOMAIN.md section 6)
+MIN_CHUNKS = 4  # ARC main chunks need more than 3 distinct chunks to be candidates (docs/domain.md section 6)
 BATCH_OBJECTS = 50_000
 ENCODE_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 USERS_BUCKET = "users..bucket"
@@ -67,7 +67,7 @@ _BASE_MS = int(datetime(2024, 6, 1, tzinfo=timezone.utc).timestamp() * 1000)
 _SPAN_MS = 180 * 86_400_000
 _FLAG_SHARE = 0.05  # rows with a non-zero flag (16, 32 or 48)
 _LIVE_FLAGS = np.array([16, 32, 48])
-# Tombstones: flag bit 0 set (DOMAIN.md section 5), the chunk deleted and awaiting purge.
+# Tombstones: flag bit 0 set (docs/domain.md section 5), the chunk deleted and awaiting purge.
 _TOMBSTONE_FLAGS = np.array([1, 17, 33, 49])
 _TOMBSTONE_SHARE = 0.02  # live chunks with a tombstone row beside them (re-written stripes)
 _ABSENT, _LIVE, _TOMBSTONE = 0, 1, 2  # what the listing holds at a chunk position of a main chunk
@@ -104,7 +104,7 @@ class _Layout:
 
     @property
     def holds_s3_data(self) -> bool:
-        """Service 50 or 51 with volume-id chars 22-27 zero (DOMAIN.md section 6)."""
+        """Service 50 or 51 with volume-id chars 22-27 zero (docs/domain.md section 6)."""
         return self.main_tail[8:10] in keys.S3_SERVICE_IDS and self.main_tail[:6] == "000000"
 
 
@@ -775,7 +775,7 @@ class _Generator:
             self._flush_if_full(i)
 
     def _plant_tombstones(self) -> None:
-        """Main chunks whose tombstones (DOMAIN.md section 5) would change a verdict if they counted as chunks."""
+        """Main chunks whose tombstones (docs/domain.md section 5) would change a verdict if they counted as chunks."""
         stripes = self.arc.stripes
         for i in range(max(5, round(self.objects * 0.005))):
             key = self._key()

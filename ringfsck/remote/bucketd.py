@@ -1,4 +1,4 @@
-"""bucketd: listing buckets and reading object metadata (DOMAIN.md section 5).
+"""bucketd: listing buckets and reading object metadata (docs/domain.md section 5).
 
 The parsing is pure (:func:`parse_entry`); the HTTP calls go through
 :func:`ringfsck.remote.http.send`, so 5xx, timeouts and dropped connections are

@@ -1,6 +1,6 @@
 """Concurrent, rate-limited, retrying HTTP requests over keep-alive connections.
 
-The one rule that matters for safety (DOMAIN.md section 8): a request that
+The one rule that matters for safety (docs/domain.md section 8): a request that
 failed (timeout, 5xx, connection error) after every retry is a *failure*, never
 an answer. Callers get :class:`RequestFailed` and must record the item as
 unknown, never as "not found".

@@ -1,4 +1,4 @@
-"""What ringfsck asks srebuildd (DOMAIN.md sections 4 and 7).
+"""What ringfsck asks srebuildd (docs/domain.md sections 4, 5 and 7).
 
 Each function answers for one key or raises :class:`RequestFailed`: a failure
 is never turned into "not found" or "not split".
@@ -16,7 +16,7 @@ from ringfsck.errors import ConfigError
 from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, RateLimiter, RequestFailed, send
 from ringfsck.split_index import parse_split_index
 
-# X-Scal-Attr-Is-Split values understood (DOMAIN.md section 4). srebuildd omits the header for a
+# X-Scal-Attr-Is-Split values understood (docs/domain.md section 4). srebuildd omits the header for a
 # plain key (the reference tests it for presence); any other value is not guessed either way.
 _IS_SPLIT_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 

@@ -1,4 +1,4 @@
-"""The RING's supervisor and node admin endpoints (DOMAIN.md section 9), as the vendor's library speaks them.
+"""The RING's supervisor and node admin endpoints (docs/domain.md section 9), as the vendor's library speaks them.
 
 - The supervisor's XML configuration of a ring (``GET /do?cmd=supervisor config dso…`` with the
   credentials as ``suser``/``spass`` query parameters) names its nodes: :func:`ring_nodes`.

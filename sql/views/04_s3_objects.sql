@@ -1,5 +1,5 @@
 -- Every S3 key row named as a reference: (bucket, object_key, version_id, sproxyd_key), whichever
--- source gave it (DOMAIN.md section 5). The reference's CSV keeps objectUrl's percent-encoded last
+-- source gave it (docs/domain.md section 5). The reference's CSV keeps objectUrl's percent-encoded last
 -- segment ("name%00versionId" for a version): decoded and split here (JSON lines and bucketd are
 -- decoded at ingest; a name that does not decode stays as written). s3utils names an object's
 -- current version by its master entry (no version id), bucketd by its version: a row without a
