@@ -62,7 +62,11 @@ def no_space_error(exc: BaseException, where: str) -> NoSpaceError | None:
     """The one-line error for an exception raised by a full disk (None for any other exception).
 
     ``where`` names the path when the exception does not (an Arrow or DuckDB error often does not).
+    One already made is kept: it names the file being written when the disk filled, which an
+    enclosing write (a part written while another is open) must not rename.
     """
+    if isinstance(exc, NoSpaceError):
+        return exc
     own = isinstance(exc, OSError) and exc.errno in _NO_SPACE_ERRNOS
     if not own and not _NO_SPACE_TEXT.search(str(exc)):
         return None

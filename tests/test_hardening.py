@@ -382,3 +382,17 @@ def test_a_writer_removes_what_a_killed_writer_left_half_written(analysed_store,
     assert run("analyze", "--assume-no-splits", "--store", str(analysed_store)).exit_code == 0
     assert not stale_part.exists() and not stale_run.exists()
     assert set(published) < {p.name for p in (analysed_store / "runs").iterdir() if (p / "summary.json").exists()}
+
+
+def test_a_full_disk_is_named_by_the_innermost_part_written(tmp_path):
+    """A part written while another is open (an export's keys while its rejects are): the full disk names the part that hit it."""
+    import errno
+
+    from ringfsck.config import Settings
+    from ringfsck.errors import NoSpaceError
+    from ringfsck.store import Store
+
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    with pytest.raises(NoSpaceError) as info, store.writing_part("rejects", "outer"), store.writing_part("s3keys", "inner") as tmp:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert "/tables/s3keys/" in str(info.value) and "rejects" not in str(info.value)

@@ -466,18 +466,18 @@ _FORKED_INGEST = """
 import json, os, sys
 from ringfsck.config import Settings
 from ringfsck.errors import InputError
-from ringfsck.ingest import _registry, ingest_inputs
+from ringfsck.ingest import ingest_inputs, loop
 from ringfsck.store import Store
 
-_registry._FORK_MIN_BYTES = 0  # small files are forked too
-parse_one = _registry._parse_one
+loop._FORK_MIN_BYTES = 0  # small files are forked too
+parse_one = loop._parse_one
 
 def noting_the_pid(*args, **kwargs):  # forked workers inherit this patch
     with open(os.path.join(sys.argv[1], str(os.getpid())), "w"):
         pass
     return parse_one(*args, **kwargs)
 
-_registry._parse_one = noting_the_pid
+loop._parse_one = noting_the_pid
 store = Store.open(Settings(store=sys.argv[2]))
 try:
     reports = ingest_inputs(store, [sys.argv[3]], sys.argv[4:])
@@ -535,26 +535,26 @@ def test_no_fork_once_polars_is_loaded(tmp_path, monkeypatch):
     """polars' thread pool does not survive a fork: a process that loaded it parses on threads."""
     import sys
 
-    from ringfsck.ingest import _listkeys_job, _registry
+    from ringfsck.ingest import _listkeys_job, loop
 
-    monkeypatch.setattr(_registry, "_FORK_MIN_BYTES", 0)
+    monkeypatch.setattr(loop, "_FORK_MIN_BYTES", 0)
     nodes, _ = _mixed_inputs(tmp_path / "inputs")
     store = Store.open(Settings(store=str(tmp_path / "store")))
     job = _listkeys_job(store, [str(nodes)])
     pending = [(0, i) for i in range(len(job.files))]
     monkeypatch.delitem(sys.modules, "polars", raising=False)
-    assert _registry._forking(store, [job], pending, workers=2)
-    assert not _registry._forking(store, [job], pending[:1], workers=2)  # one file: nothing to share
-    assert not _registry._forking(store, [job], pending, workers=1)
+    assert loop._forking(store, [job], pending, workers=2)
+    assert not loop._forking(store, [job], pending[:1], workers=2)  # one file: nothing to share
+    assert not loop._forking(store, [job], pending, workers=1)
     monkeypatch.setitem(sys.modules, "polars", object())
-    assert not _registry._forking(store, [job], pending, workers=2)
+    assert not loop._forking(store, [job], pending, workers=2)
 
 
 def test_an_interrupted_ingest_records_every_part_it_published(store, tmp_path, monkeypatch):
     """Ctrl-C while files are parsed: the files already parsed are recorded (no part without its source), then 130."""
     from concurrent import futures
 
-    from ringfsck.ingest import _registry
+    from ringfsck.ingest import loop
 
     nodes, _ = _mixed_inputs(tmp_path / "inputs")
     calls = []
@@ -565,7 +565,7 @@ def test_an_interrupted_ingest_records_every_part_it_published(store, tmp_path, 
             raise KeyboardInterrupt
         return futures.wait(pending, **kwargs)
 
-    monkeypatch.setattr(_registry, "wait", interrupted_once)
+    monkeypatch.setattr(loop, "wait", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
         ingest_listkeys(store, [str(nodes)])
     parts = {p.stem for p in (store.root / "tables" / "listkeys").glob("*.parquet")}

@@ -126,7 +126,7 @@ def test_hidden_files_and_spark_markers_stay_skipped(store, tmp_path):
 
 
 def test_a_file_that_changes_while_read_publishes_nothing(store, tmp_path, monkeypatch):
-    from ringfsck.ingest import _registry
+    from ringfsck.ingest import loop
     from ringfsck.ingest.inputs import OpenedInput
 
     path = tmp_path / "node.csv"
@@ -141,7 +141,7 @@ def test_a_file_that_changes_while_read_publishes_nothing(store, tmp_path, monke
                 more.write(listkeys_text(1, 5000))
             return data
 
-    monkeypatch.setattr(_registry, "OpenedInput", AppendedWhileRead)
+    monkeypatch.setattr(loop, "OpenedInput", AppendedWhileRead)
     with pytest.raises(InputError) as info:
         ingest_listkeys(store, [str(path)])
     assert str(info.value) == f"{path}: file changed while read; ingest it again once it is complete"

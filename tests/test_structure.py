@@ -60,3 +60,13 @@ def test_no_import_cycles_but_the_known_ones():
     reach = {name: reachable(name) for name in graph}
     cycles = {(a, b) for a in graph for b in graph[a] if a < b and a in reach[b]}
     assert cycles <= KNOWN_CYCLES
+
+
+def test_context_managers_are_entered_with_with():
+    """``__enter__``/``__exit__`` called by hand skip the exit on an error between them: ``with`` (or an ExitStack) never does."""
+    by_hand = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("__enter__", "__exit__"):
+                by_hand.append(f"{name}:{node.lineno} calls {node.func.attr}")
+    assert by_hand == []

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ringfsck.errors import InputError
-from ringfsck.ingest._registry import FileOutcome, IngestJob, IngestReport, ingest_jobs
+from ringfsck.ingest.identity import FileOutcome
+from ringfsck.ingest.loop import IngestJob, IngestReport, ingest_jobs
 from ringfsck.ingest.inputs import expand_paths
 from ringfsck.store import Store
 

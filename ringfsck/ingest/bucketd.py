@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.errors import ConfigError, RemoteError
-from ringfsck.ingest._registry import RejectWriter, source_id
+from ringfsck.ingest.identity import source_id
+from ringfsck.ingest.rejects import writing_rejects
 from ringfsck.ingest.s3keys import S3KEYS_SCHEMA
 from ringfsck.progress import bar
 from ringfsck.redact import redact
@@ -121,8 +122,7 @@ class _BucketExport:
     def save_page(self, entries: list[Entry], listed: int, last_key: str, master: list[Any] | None) -> None:
         rows, others = [], []
         page = f"{self.sid}-p{self.state['pages']:06d}"
-        rejects = RejectWriter(self.store, page, self.location)
-        try:
+        with writing_rejects(self.store, page, self.location) as rejects:
             for ordinal, entry in enumerate(entries, start=self.state.get("entries", 0) + 1):
                 if entry.rejected:  # the listing ordinal stands for the line of a file export
                     rejects.add(ordinal, f"bucket {self.bucket}, key {entry.listed_key!r}: {entry.rejected}", entry.raw)
@@ -137,10 +137,6 @@ class _BucketExport:
                                        "location_key": location.key, "size": location.size, "source": self.location})
                 if entry.skipped:
                     self.state["skipped"][entry.skipped] = self.state["skipped"].get(entry.skipped, 0) + 1
-        except BaseException:
-            rejects.abort()
-            raise
-        rejects.commit()
         with self.store.writing_part("s3keys", page) as tmp:
             pq.write_table(pa.Table.from_pylist(rows, schema=S3KEYS_SCHEMA), tmp, compression="zstd")
         if others:

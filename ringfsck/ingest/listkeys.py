@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from ringfsck.ingest._blocks import INVALID_LINE, LineBlock, line_blocks
 from ringfsck.packed_keys import KEY_CHARS, PackedKeys, decode_hex, pack_keys
 from ringfsck.partitions import PARTITION_BITS, PARTITIONS
-from ringfsck.ingest._registry import ParseContext, ParseResult
+from ringfsck.ingest.parsing import ParseContext, ParseResult
 from ringfsck.store import arrow_schema
 
 if TYPE_CHECKING:

@@ -34,9 +34,11 @@ import numpy as np
 import xxhash
 
 from ringfsck.errors import ConfigError, RemoteError
-from ringfsck.ingest._registry import ParseContext, RejectWriter, busy_worker, fork_is_safe, forked_pool, inherited_work, shared_counters
+from ringfsck.ingest.parsing import ParseContext
 from ringfsck.ingest.inputs import READ_BLOCK, UTF8_BOM
 from ringfsck.ingest.listkeys import parse_listkeys
+from ringfsck.ingest.rejects import writing_rejects
+from ringfsck.ingest.workers import busy_worker, fork_is_safe, forked_pool, inherited_work, shared_counters
 from ringfsck.progress import bar
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.remote.supervisor import Credentials, NodeClient, NodeFailed, RingNode, node_from_url, public_url, ring_nodes, split_userinfo, tls_verify
@@ -229,25 +231,22 @@ def _list_node(position: int, listing: _Listing | None = None) -> tuple[Source, 
         started = utc_now()
         counters[position] = 0
         body: _BodyBlocks | None = None
-        rejects = RejectWriter(listing.store, sid, location)
         try:
-            with client.listkeys(listing.ring, MTIME_MIN, listing.mtime_max) as response:
+            # The rejects are published once the stream is closed, discarded if it fails.
+            with (
+                writing_rejects(listing.store, sid, location) as rejects,
+                client.listkeys(listing.ring, MTIME_MIN, listing.mtime_max) as response,
+            ):
                 body = _BodyBlocks(response, on_rows)
                 result = parse_listkeys(body, ParseContext(listing.store, sid, location, rejects, True, body.verify_ended))
         except NodeFailed as exc:
-            rejects.abort()
             reason = exc.reason
             break  # connection errors and 5xx were retried already
         except (httpx.TransportError, httpx.StreamError, BrokenOff) as exc:
-            rejects.abort()
             received = body.received if body is not None else 0
             cause = str(exc) if isinstance(exc, BrokenOff) else f"the listing broke off after {received:,} bytes ({type(exc).__name__}: {exc})"
             reason = listing.credentials.redact(f"{client.where}: {cause}")
             continue
-        except BaseException:
-            rejects.abort()
-            raise
-        rejects.commit()
         seconds = round(time.perf_counter() - clock, 3)
         source = listing.source(
             node, started, size=body.received, checksum=f"xxh3-128:{body.digest.hexdigest()}", rows=result.rows,

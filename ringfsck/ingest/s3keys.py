@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from ringfsck.ingest._registry import ParseContext, ParseResult
+from ringfsck.ingest.parsing import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
 from ringfsck.keys import MPU_SHADOW_PREFIX, is_other_backend_key, is_valid_key
 from ringfsck.store import CSV_EXPORT_FORMAT, arrow_schema
