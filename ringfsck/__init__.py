@@ -42,7 +42,7 @@ _API = {
 }
 
 
-def __getattr__(name: str):  # noqa: ANN202 - PEP 562
+def __getattr__(name: str):  # PEP 562: names resolved on first use
     if name in _API:
         import importlib
 

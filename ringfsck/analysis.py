@@ -106,7 +106,7 @@ def _write_run(store: Store, options: AnalysisOptions, run_id: str, run_path: Pa
     return AnalysisResult(run_id, run_path, summary)
 
 
-def _run_step(con: duckdb.DuckDBPyConnection, name: str, query: str, run_path: Path, progress) -> None:  # noqa: ANN001
+def _run_step(con: duckdb.DuckDBPyConnection, name: str, query: str, run_path: Path, progress) -> None:
     if name in RUN_VIEWS:
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
         progress.update(1)
@@ -187,7 +187,9 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
     warnings: list[str] = []
     splits = _split_status(con, settings, options)
     if splits["errors"]:
-        incomplete.append(f"{splits['errors']} split lookups failed: their subkeys are unknown, and any candidate could be one (rerun 'ringfsck resolve')")
+        incomplete.append(
+            f"{splits['errors']} split lookups failed: their subkeys are unknown, and any candidate could be one (rerun 'ringfsck resolve')"
+        )
     if splits["unresolved"]:
         incomplete.append(
             f"{splits['unresolved']} S3 input keys were never checked for split objects "
@@ -199,7 +201,9 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
     for source_id, state in store.bucketd_progress().items():
         if not state.get("complete"):
             # Its finished pages are in s3keys, the rest is not: the missing objects' data would look orphaned.
-            incomplete.append(f"the bucketd export of bucket {state.get('bucket', source_id)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)")
+            incomplete.append(
+                f"the bucketd export of bucket {state.get('bucket', source_id)} is unfinished (rerun 'ringfsck ingest bucketd' to resume it)"
+            )
     rejected = scalar(con, "SELECT count(*) FROM s3_rejects")
     if rejected:
         named = con.execute(f"SELECT source, line, reason FROM s3_rejects ORDER BY source, line LIMIT {_REJECTS_NAMED}").fetchall()
@@ -219,11 +223,20 @@ def check_completeness(con: duckdb.DuckDBPyConnection, store: Store, settings: S
 
 
 def _summarize(
-    con: duckdb.DuckDBPyConnection, store: Store, settings: Settings, options: AnalysisOptions, listing_time: datetime | None,
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    settings: Settings,
+    options: AnalysisOptions,
+    listing_time: datetime | None,
     completeness: Completeness,
 ) -> dict[str, Any]:
     sources = [
-        {k: v for k, v in vars(s).items() if k in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings", "incomplete", "mtime_max")}
+        {
+            k: v
+            for k, v in vars(s).items()
+            if k
+            in ("kind", "location", "size", "checksum", "format", "captured_at", "rows", "rejected", "warnings", "incomplete", "mtime_max")
+        }
         for s in store.sources()
     ]
     counts: dict[str, Any] = {
@@ -273,8 +286,11 @@ def _summarize(
     if other_schemas:
         listed = ", ".join(f"{schema} ({count})" for schema, count in other_schemas)
         warnings.append(f"ARC candidates with a schema other than the configured {configured}: {listed}")
-    cos_others = [(row["schema"], row["main_chunks"]) for row in counts["protections"]
-                  if row["protection"] == "cos" and row["schema"] != str(settings.cos_protection)]
+    cos_others = [
+        (row["schema"], row["main_chunks"])
+        for row in counts["protections"]
+        if row["protection"] == "cos" and row["schema"] != str(settings.cos_protection)
+    ]
     if cos_others:
         listed = ", ".join(f"COS {schema} ({count:,})" for schema, count in cos_others)
         warnings.append(
@@ -323,7 +339,7 @@ def _tombstone_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         SELECT (SELECT count(*) FROM tombstoned),
                (SELECT count(*) FROM (SELECT DISTINCT hi, mid, lo FROM tombstoned WHERE packed_is_s3_main_chunk(mid, lo)) AS t
                 ANTI JOIN ring_main_chunks AS m USING (hi, mid, lo))
-        """
+        """,
     )
     return rows, main_chunks
 
@@ -342,7 +358,7 @@ def _split_status(con: duckdb.DuckDBPyConnection, settings: Settings, options: A
             count(*) AS input_keys
         FROM s3_input_keys AS k
         LEFT JOIN splits AS s ON s.input_key = k.sproxyd_key
-        """
+        """,
     )
     resolved, errors, unresolved, below_threshold, split, input_keys = row
     return {

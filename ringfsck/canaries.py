@@ -44,15 +44,29 @@ class CanaryRound:
 class Canaries:
     """The canaries of one ``delete --execute`` run; ``journal`` receives one record per asking."""
 
-    def __init__(self, store: Store, run_id: str, settings: CanarySettings, *, base_url: str | EndpointPool, policy: HttpPolicy,
-                 journal: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        settings: CanarySettings,
+        *,
+        base_url: str | EndpointPool,
+        policy: HttpPolicy,
+        journal: Callable[[dict[str, Any]], None],
+    ) -> None:
         self._store = store
         self._run_id = run_id
         self._settings = settings
         self._url = base_url
         # A few at a time: canaries must not compete with the deletions for the server.
-        self._policy = HttpPolicy(concurrency=min(8, policy.concurrency), timeout=policy.timeout, retries=policy.retries,
-                                  backoff_base=policy.backoff_base, backoff_max=policy.backoff_max, max_rps=policy.max_rps)
+        self._policy = HttpPolicy(
+            concurrency=min(8, policy.concurrency),
+            timeout=policy.timeout,
+            retries=policy.retries,
+            backoff_base=policy.backoff_base,
+            backoff_max=policy.backoff_max,
+            max_rps=policy.max_rps,
+        )
         self._journal = journal
         self._arc_path = store.settings.arc_path
         self.expected: dict[str, Answer] = {}  # canary key -> the answer it must keep giving
@@ -108,7 +122,15 @@ class Canaries:
     def start(self) -> None:
         """Sample and ask the canaries before the first DELETE; refuse when the server disagrees with the store."""
         if self._settings.sample <= 0:
-            self._journal({"event": "canaries", "asked": 0, "after_deletions": 0, "note": "canaries disabled (canaries.sample = 0)", "at": iso(utc_now())})
+            self._journal(
+                {
+                    "event": "canaries",
+                    "asked": 0,
+                    "after_deletions": 0,
+                    "note": "canaries disabled (canaries.sample = 0)",
+                    "at": iso(utc_now()),
+                }
+            )
             return
         sampled = self._sample()
         answers = self._ask_until_answered(sorted(sampled), 0)
@@ -135,7 +157,12 @@ class Canaries:
         keys = sorted(self.expected)
         answers = self._ask_until_answered(keys, deletions)
         lost = [key for key in keys if answers[key] != self.expected[key]]
-        self._record(deletions, answers, missing=[k for k in lost if answers[k] == "not_found"], changed=[k for k in lost if answers[k] != "not_found"])
+        self._record(
+            deletions,
+            answers,
+            missing=[k for k in lost if answers[k] == "not_found"],
+            changed=[k for k in lost if answers[k] != "not_found"],
+        )
         if lost:
             key = lost[0]
             raise RefusedError(
@@ -146,5 +173,14 @@ class Canaries:
     def _record(self, deletions: int, answers: dict[str, Answer], *, missing: list[str], changed: list[str]) -> None:
         at = iso(utc_now())
         self.rounds.append(CanaryRound(deletions, len(answers), at))
-        self._journal({"event": "canaries", "asked": len(answers), "keys": sorted(answers), "missing": missing, "changed": changed,
-                       "after_deletions": deletions, "at": at})
+        self._journal(
+            {
+                "event": "canaries",
+                "asked": len(answers),
+                "keys": sorted(answers),
+                "missing": missing,
+                "changed": changed,
+                "after_deletions": deletions,
+                "at": at,
+            }
+        )

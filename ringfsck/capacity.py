@@ -60,7 +60,7 @@ class SizeReading:
     measured_at: str | None = None
 
     @classmethod
-    def decide(cls, sampled: int, answers: list[tuple[int, int, int]], failed: int, not_found: int) -> "SizeReading":
+    def decide(cls, sampled: int, answers: list[tuple[int, int, int]], failed: int, not_found: int) -> SizeReading:
         """From ``(s3 size, k, X-Scal-Size)`` per answered key."""
         object_matches = sum(1 for size, _, header in answers if _fits(header, size))
         chunk_matches = sum(1 for size, k, header in answers if _fits(header, -(-size // k)))
@@ -75,7 +75,7 @@ class SizeReading:
         return cls(decision, sampled, answered, object_matches, chunk_matches, failed, not_found, measured_at=iso(utc_now()))
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> "SizeReading":
+    def from_json(cls, data: dict[str, Any] | None) -> SizeReading:
         if not data:
             return cls("not_measured", reason="'ringfsck size' has not measured it for this analysis")
         values: dict[str, Any] = {name: data.get(name) for name in cls.__dataclass_fields__}
@@ -98,11 +98,15 @@ class SizeReading:
             other = "chunk" if self.decision == "object" else "object"
             agree = self.object_matches if self.decision == "object" else self.chunk_matches
             disagree = self.chunk_matches if self.decision == "object" else self.object_matches
-            return (f"measured on {self.answered:,} referenced keys: {agree:,} agree with the {self.decision} reading "
-                    f"({READING_MEANS[self.decision]}), {disagree:,} with the {other} reading")
+            return (
+                f"measured on {self.answered:,} referenced keys: {agree:,} agree with the {self.decision} reading "
+                f"({READING_MEANS[self.decision]}), {disagree:,} with the {other} reading"
+            )
         if self.decision == "undecided":
-            why = (f"undecided: {self.answered:,} of {self.sampled:,} sampled keys answered, {self.object_matches:,} agree with "
-                   f"the object reading, {self.chunk_matches:,} with the chunk reading")
+            why = (
+                f"undecided: {self.answered:,} of {self.sampled:,} sampled keys answered, {self.object_matches:,} agree with "
+                f"the object reading, {self.chunk_matches:,} with the chunk reading"
+            )
         else:
             why = f"not measured: {self.reason}"
         return f"assumed: X-Scal-Size read as {READING_MEANS[ASSUMED_SIZE_READING]} ({why})"

@@ -26,7 +26,7 @@ class CheckResult:
     listkeys: IngestReport
     s3keys: IngestReport
     analysis: AnalysisResult
-    ring: "RingReport | None" = None  # the native listing, when it was taken
+    ring: RingReport | None = None  # the native listing, when it was taken
 
 
 def check(
@@ -35,7 +35,7 @@ def check(
     s3keys: list[str] | tuple[str, ...],
     options: AnalysisOptions | None = None,
     *,
-    on_node: "Callable[[NodeOutcome], None] | None" = None,
+    on_node: Callable[[NodeOutcome], None] | None = None,
 ) -> CheckResult:
     """Take the listing (``listkeys`` paths, else the supervisor's nodes when ``sup.url`` is set), ingest ``s3keys``, analyze.
 

@@ -102,9 +102,16 @@ def _to_http_url(value: Any) -> str:
         port = parts.port  # raises ValueError when not a number from 0 to 65535
     except ValueError:
         parts, port = None, None
-    if (parts is None or parts.scheme not in _URL_SCHEMES or not _HOSTNAME.fullmatch(parts.hostname or "") or port == 0
-            or (parts.port is None and parts.netloc.endswith(":")) or parts.query or parts.fragment
-            or any(c.isspace() for c in text)):
+    if (
+        parts is None
+        or parts.scheme not in _URL_SCHEMES
+        or not _HOSTNAME.fullmatch(parts.hostname or "")
+        or port == 0
+        or (parts.port is None and parts.netloc.endswith(":"))
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in text)
+    ):
         raise ValueError(f"expected a URL such as http://10.0.0.5:81 or 10.0.0.5:81, got {value!r}")
     return url.rstrip("/")
 
@@ -124,8 +131,27 @@ def _to_host(value: Any) -> str:
         raise ValueError(f"expected a host or host:port, got {value!r} (a URL goes in srebuildd_url)")
     _to_http_url(text)
     return text
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
-               "p": 10**15, "pb": 10**15, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "p": 10**15,
+    "pb": 10**15,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "pib": 2**50,
+}
 
 
 def parse_size(value: Any) -> int:

@@ -164,7 +164,7 @@ class AgeGuard:
     force_retention: bool = False
 
     @classmethod
-    def of_run(cls, summary: dict[str, Any], retention_seconds: int, *, force_retention: bool = False) -> "AgeGuard":
+    def of_run(cls, summary: dict[str, Any], retention_seconds: int, *, force_retention: bool = False) -> AgeGuard:
         inputs = summary.get("inputs") or []
         # As the analysis does: whatever is not a RING listing counts as an S3 export (erring early is safe).
         exports = [_parse_time(s.get("captured_at")) for s in inputs if s.get("kind") != "listkeys"]
@@ -185,7 +185,13 @@ class AgeGuard:
             return None  # listed, so written before the listing's mtime_max, itself old enough
         if self.force_retention:
             return None
-        why = "no S3 export start time" if self.cutoff is None else f"no usable X-Scal-Mtime ({head.mtime_text!r})" if head.mtime_text else "no X-Scal-Mtime"
+        why = (
+            "no S3 export start time"
+            if self.cutoff is None
+            else f"no usable X-Scal-Mtime ({head.mtime_text!r})"
+            if head.mtime_text
+            else "no X-Scal-Mtime"
+        )
         return KEPT_NO_MTIME, f"{why} and no listing mtime_max: age unknown (override: --force retention)"
 
 
@@ -213,7 +219,9 @@ def _only(manifest: Manifest, only_keys: str | Path | None) -> list[str]:
             raise RefusedError(f"{only_keys}:{number}: {text!r} is not a RING key") from None
     outside = sorted(set(wanted) - set(manifest.keys))
     if outside:
-        raise RefusedError(f"{only_keys}: {len(outside)} key(s) are not in the manifest (first: {outside[0]}); nothing outside it is ever deleted")
+        raise RefusedError(
+            f"{only_keys}: {len(outside)} key(s) are not in the manifest (first: {outside[0]}); nothing outside it is ever deleted"
+        )
     return sorted(set(wanted))
 
 
@@ -269,9 +277,15 @@ def delete_from_manifest(
     journal = Journal(store, manifest.header["keys_sha256"][:32])
     confirmed = {k for k, outcome in journal.outcomes().items() if outcome in CONFIRMED}
     todo = [k for k in selected if k not in confirmed]
-    report = DeleteReport(len(manifest.keys), len(selected), already_confirmed=len(selected) - len(todo),
-                          journal=journal.directory, journal_location=journal.location,
-                          budget=_budget(store, max_keys, max_bytes), forced=tuple(sorted(set(force))))
+    report = DeleteReport(
+        len(manifest.keys),
+        len(selected),
+        already_confirmed=len(selected) - len(todo),
+        journal=journal.directory,
+        journal_location=journal.location,
+        budget=_budget(store, max_keys, max_bytes),
+        forced=tuple(sorted(set(force))),
+    )
     report.bytes_selected = sum(sizes[k] or 0 for k in todo)
     report.unsized_selected = sum(1 for k in todo if sizes[k] is None)
     report.left_keys, report.left_bytes = len(todo), report.bytes_selected
@@ -314,8 +328,17 @@ def delete_from_manifest(
         # Written the moment the answer arrives: after a kill -9 the OS still has it,
         # so only requests truly in flight can be repeated. fsync (power loss) is per batch.
         done = outcome_of(result)
-        journal.write({"ring_key": result.item, "outcome": done.outcome, "status": done.status, "error": done.error,
-                       "mtime": done.mtime, "size": sizes[result.item], "at": iso(utc_now())})
+        journal.write(
+            {
+                "ring_key": result.item,
+                "outcome": done.outcome,
+                "status": done.status,
+                "error": done.error,
+                "mtime": done.mtime,
+                "size": sizes[result.item],
+                "at": iso(utc_now()),
+            }
+        )
 
     sent = {"keys": 0, "bytes": 0}  # what this run put at risk: keys a DELETE was sent for (the budget counts these)
 
@@ -365,9 +388,19 @@ def delete_from_manifest(
     canaries = Canaries(store, summary["run_id"], store.settings.canaries, base_url=endpoints, policy=policy, journal=event)
     cadence = store.settings.canaries
     started = time.perf_counter()
-    event({"event": "run", "run_id": summary["run_id"], "manifest_keys": len(manifest.keys), "selected": len(selected),
-           "todo": len(todo), "forced": list(report.forced), "budget": {"keys": budget.keys, "bytes": budget.bytes},
-           "age_cutoff": iso(age.cutoff) if age.cutoff else None, "at": iso(utc_now())})
+    event(
+        {
+            "event": "run",
+            "run_id": summary["run_id"],
+            "manifest_keys": len(manifest.keys),
+            "selected": len(selected),
+            "todo": len(todo),
+            "forced": list(report.forced),
+            "budget": {"keys": budget.keys, "bytes": budget.bytes},
+            "age_cutoff": iso(age.cutoff) if age.cutoff else None,
+            "at": iso(utc_now()),
+        }
+    )
     try:
         canaries.start()
         queue, checked_at = list(todo), 0
@@ -377,16 +410,32 @@ def delete_from_manifest(
             batch = next_round(queue, boundary - deletions)
             if not batch:
                 break
-            del queue[:len(batch)]
-            run_batched(batch, guarded_delete, policy=policy, base_url=endpoints, on_batch=count, on_result=journal_one,
-                        batch_size=200, flush_seconds=0.5)
+            del queue[: len(batch)]
+            run_batched(
+                batch,
+                guarded_delete,
+                policy=policy,
+                base_url=endpoints,
+                on_batch=count,
+                on_result=journal_one,
+                batch_size=200,
+                flush_seconds=0.5,
+            )
             if sent["keys"] >= boundary:
                 canaries.check(sent["keys"])
                 checked_at = sent["keys"]
         if sent["keys"] > checked_at:
             canaries.check(sent["keys"])  # what the last round did is known before the run says it is done
-        event({"event": "finished", "outcomes": report.outcomes, "budget_reached": report.budget_reached,
-               "left_keys": report.left_keys, "endpoints": endpoints.to_json(), "at": iso(utc_now())})
+        event(
+            {
+                "event": "finished",
+                "outcomes": report.outcomes,
+                "budget_reached": report.budget_reached,
+                "left_keys": report.left_keys,
+                "endpoints": endpoints.to_json(),
+                "at": iso(utc_now()),
+            }
+        )
     except Exception as stop:  # journaled (a canary, an outage…), then raised as it was
         reason = str(stop) if isinstance(stop, RingfsckError) else f"{type(stop).__name__}: {stop}"
         event({"event": "stopped", "reason": reason, "after_deletions": sent["keys"], "at": iso(utc_now())})
@@ -454,7 +503,9 @@ def deletion_history(store: Store, run_id: str) -> DeletionHistory:
             if "ring_key" in record and "outcome" in record:
                 last[record["ring_key"]] = record
             elif event == "canaries":
-                history.canary_rounds.append({"at": record.get("at"), "after_deletions": record.get("after_deletions", 0), "asked": record.get("asked", 0)})
+                history.canary_rounds.append(
+                    {"at": record.get("at"), "after_deletions": record.get("after_deletions", 0), "asked": record.get("asked", 0)}
+                )
             elif event == "run" and record.get("forced"):
                 history.forced.append({"at": record.get("at"), "forced": record["forced"]})
             elif event == "stopped":

@@ -19,14 +19,14 @@ from typing import Any
 
 from ringfsck.analysis import AnalysisOptions, analyze
 from ringfsck.capacity import capacity_summary
-from ringfsck.deleter import DeleteReport, delete_from_manifest
-from ringfsck.manifest import write_manifest
-from ringfsck.report import write_report
 from ringfsck.config import Settings, SupSettings
+from ringfsck.deleter import DeleteReport, delete_from_manifest
 from ringfsck.ingest.bucketd import ingest_bucketd
 from ringfsck.ingest.ring import ingest_ring, sup_credentials
 from ringfsck.lab import LabServers, generate_world
+from ringfsck.manifest import write_manifest
 from ringfsck.remote.http import HttpPolicy
+from ringfsck.report import write_report
 from ringfsck.resolve import resolve_splits
 from ringfsck.sizing import size_orphans
 from ringfsck.store import Store
@@ -85,16 +85,20 @@ def run_demo(
         sup = SupSettings(url=lab.supervisor_url, login=lab.sup_login, password=lab.sup_password, ca_bundle=lab.ca_bundle)
         # The world's protections, as an operator would configure them (a wrong COS level is warned about).
         store = Store.open(Settings(store=str(root / "store"), sup=sup, cos_protection=world.truth["settings"]["cos"]))
-        step("list the RING natively, every node (taken first)", lambda: ingest_ring(
-            store, supervisor=sup.url, credentials=sup_credentials(store.settings, []), policy=policy))
+        step(
+            "list the RING natively, every node (taken first)",
+            lambda: ingest_ring(store, supervisor=sup.url, credentials=sup_credentials(store.settings, []), policy=policy),
+        )
         step("export S3 keys from bucketd", lambda: ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=policy))
         step("resolve split objects on srebuildd", lambda: resolve_splits(store, base_url=lab.srebuildd_url, policy=policy))
         result = step("analyze", lambda: analyze(store, AnalysisOptions()))
         step("size the orphans on srebuildd", lambda: size_orphans(store, base_url=lab.srebuildd_url, policy=policy))
         report = Path(step("write the HTML report", lambda: write_report(store, root / "report.html")))
         step("write the deletion manifest", lambda: write_manifest(store, root / "orphans.csv"))
-        deletion = step("delete the orphans (journaled)", lambda: delete_from_manifest(
-            store, root / "orphans.csv", execute=True, base_url=lab.srebuildd_url, policy=policy))
+        deletion = step(
+            "delete the orphans (journaled)",
+            lambda: delete_from_manifest(store, root / "orphans.csv", execute=True, base_url=lab.srebuildd_url, policy=policy),
+        )
         deleted_on_lab = lab.deleted()
     capacity = capacity_summary(store)
     return DemoResult(root, store.root, result.summary, capacity, world.truth, report, deletion, sorted(deleted_on_lab), steps)

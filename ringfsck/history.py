@@ -31,19 +31,21 @@ def run_history(store: Store, limit: int = HISTORY_RUNS) -> list[dict[str, Any]]
         capacity_file = store.run_dir(run_id) / "capacity.json"
         totals = json.loads(capacity_file.read_text())["totals"] if capacity_file.is_file() else None
         gaps = counts["gaps"]
-        history.append({
-            "run_id": run_id,
-            "finished_at": summary.get("finished_at"),
-            "complete": bool(summary.get("complete")),
-            "candidates": counts["candidates"],
-            "orphans": counts["orphans"],
-            "orphan_share": summary.get("orphan_share", 0.0),
-            "logical_bytes": totals["logical_bytes"] if totals else None,
-            "raw_bytes": totals["raw_bytes"] if totals else None,
-            "gaps": {status: gaps.get(status, 0) for status in GAP_STATUSES},
-            "gaps_total": sum(gaps.values()),
-            "deletion": _deletions(store, run_id),
-        })
+        history.append(
+            {
+                "run_id": run_id,
+                "finished_at": summary.get("finished_at"),
+                "complete": bool(summary.get("complete")),
+                "candidates": counts["candidates"],
+                "orphans": counts["orphans"],
+                "orphan_share": summary.get("orphan_share", 0.0),
+                "logical_bytes": totals["logical_bytes"] if totals else None,
+                "raw_bytes": totals["raw_bytes"] if totals else None,
+                "gaps": {status: gaps.get(status, 0) for status in GAP_STATUSES},
+                "gaps_total": sum(gaps.values()),
+                "deletion": _deletions(store, run_id),
+            }
+        )
     return history
 
 

@@ -203,7 +203,7 @@ class RingKey:
     key: str
 
     @classmethod
-    def parse(cls, text: str) -> "RingKey":
+    def parse(cls, text: str) -> RingKey:
         return cls(normalize_key(text))
 
     dispersion = property(lambda self: self.key[0:6])

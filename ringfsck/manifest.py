@@ -81,7 +81,9 @@ def _refusals(summary: dict[str, Any], max_share: float) -> dict[str, str]:
 def write_manifest(store: Store, path: str | Path, *, force: tuple[str, ...] | list[str] = ()) -> Manifest:
     """Write the manifest of the latest analysis, or refuse with the first failed check."""
     if INCOMPLETE in force:
-        raise ConfigError("--force incomplete no longer exists: an incomplete analysis never gives a manifest (complete its inputs and analyze again)")
+        raise ConfigError(
+            "--force incomplete no longer exists: an incomplete analysis never gives a manifest (complete its inputs and analyze again)"
+        )
     unknown = set(force) - set(CHECKS)
     if unknown:
         raise ConfigError(f"--force takes {', '.join(CHECKS)}; not {', '.join(sorted(unknown))}")
@@ -121,8 +123,18 @@ def write_manifest(store: Store, path: str | Path, *, force: tuple[str, ...] | l
             writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        table = pa.Table.from_pylist(rows, schema=pa.schema([("ring_key", pa.string()), ("protection", pa.string()), ("schema", pa.string()),
-                                                             ("chunks", pa.int64()), ("size", pa.int64())]))
+        table = pa.Table.from_pylist(
+            rows,
+            schema=pa.schema(
+                [
+                    ("ring_key", pa.string()),
+                    ("protection", pa.string()),
+                    ("schema", pa.string()),
+                    ("chunks", pa.int64()),
+                    ("size", pa.int64()),
+                ]
+            ),
+        )
         table = table.replace_schema_metadata({"ringfsck-manifest": json.dumps(header, sort_keys=True)})
         pq.write_table(table, parquet_path)
     return Manifest(str(path), header, rows)
@@ -144,7 +156,7 @@ def read_manifest(path: str | Path, *, location: str | None = None) -> Manifest:
     if not lines or not lines[0].startswith(HEADER_PREFIX):
         raise RefusedError(f"{where}: not a ringfsck manifest (no header record)")
     try:
-        header = json.loads(lines[0][len(HEADER_PREFIX):])
+        header = json.loads(lines[0][len(HEADER_PREFIX) :])
     except ValueError:
         raise RefusedError(f"{where}: the manifest header is damaged") from None
     rows: list[dict[str, Any]] = []
@@ -153,8 +165,15 @@ def read_manifest(path: str | Path, *, location: str | None = None) -> Manifest:
         if not is_valid_key(key):
             raise RefusedError(f"{where}:{number}: {key!r} is not a RING key")
         size = row.get("size") or ""
-        rows.append({"ring_key": key.upper(), "protection": row.get("protection"), "schema": row.get("schema"),
-                     "chunks": int(row["chunks"]) if row.get("chunks") else None, "size": int(size) if size.isdigit() else None})
+        rows.append(
+            {
+                "ring_key": key.upper(),
+                "protection": row.get("protection"),
+                "schema": row.get("schema"),
+                "chunks": int(row["chunks"]) if row.get("chunks") else None,
+                "size": int(size) if size.isdigit() else None,
+            }
+        )
     keys: list[str] = [row["ring_key"] for row in rows]
     if len(keys) != header.get("key_count") or keys_checksum(keys) != header.get("keys_sha256") or len(set(keys)) != len(keys):
         raise RefusedError(f"{where}: the key list does not match the manifest's checksum: it was modified after ringfsck wrote it")
@@ -197,7 +216,9 @@ def _verify_keys(manifest: Manifest, store: Store, summary: dict[str, Any]) -> N
             "ORDER BY 1 LIMIT 1"
         ).fetchone()
         if stranger:
-            raise RefusedError(f"{manifest.path}: {stranger[0]} is not a reclaimable orphan of run {summary['run_id']}; nothing else is ever deleted")
+            raise RefusedError(
+                f"{manifest.path}: {stranger[0]} is not a reclaimable orphan of run {summary['run_id']}; nothing else is ever deleted"
+            )
         # The references as the store holds them now: a split index resolved after the analysis counts.
         con.execute(f"CREATE TEMP TABLE s3_references AS {step_sql('s3_references')}")
         referenced = con.execute(
@@ -208,7 +229,9 @@ def _verify_keys(manifest: Manifest, store: Store, summary: dict[str, Any]) -> N
             key, sproxyd_key, bucket, name = referenced
             whose = f" (object {bucket}/{name!r})" if bucket is not None else ""
             raise RefusedError(f"{manifest.path}: {key} is the main chunk of S3 reference {sproxyd_key}{whose}: refusing to delete it")
-        state = check_completeness(con, store, store.settings, AnalysisOptions(assume_no_splits=bool(summary["settings"].get("assume_no_splits"))))
+        state = check_completeness(
+            con, store, store.settings, AnalysisOptions(assume_no_splits=bool(summary["settings"].get("assume_no_splits")))
+        )
         if state.incomplete:
             raise RefusedError(f"{manifest.path}: the store's references are incomplete now: " + "; ".join(state.incomplete))
     finally:

@@ -38,13 +38,13 @@ class PackedKeys:
         self.hi, self.mid, self.lo, self.valid = hi, mid, lo, valid
 
     @classmethod
-    def from_bytes(cls, data: np.ndarray, valid: np.ndarray) -> "PackedKeys":
+    def from_bytes(cls, data: np.ndarray, valid: np.ndarray) -> PackedKeys:
         """From an (n, 20) uint8 matrix of key bytes."""
         # Each row read as a big-endian (hi, mid, lo) record: one byte-swapping copy per column.
         records = np.ascontiguousarray(data).view(_KEY_RECORD).ravel()
         return cls(records["hi"].astype(np.uint64), records["mid"].astype(np.uint64), records["lo"].astype(np.uint32), valid)
 
-    def take(self, rows: np.ndarray) -> "PackedKeys":
+    def take(self, rows: np.ndarray) -> PackedKeys:
         return PackedKeys(self.hi[rows], self.mid[rows], self.lo[rows], self.valid[rows])
 
 

@@ -16,8 +16,21 @@ _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*(?:@[
 # Query parameters that carry a secret (sproxyd/srebuildd's spass, presigned S3 URLs' signature
 # and credential, tokens): the value is replaced, the name kept so the reader knows one was given.
 _SECRET_PARAMETERS = (
-    "spass", "password", "passwd", "pass", "pwd", "secret", "token", "access_token", "auth", "signature", "sig",
-    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "awsaccesskeyid",
+    "spass",
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "access_token",
+    "auth",
+    "signature",
+    "sig",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "awsaccesskeyid",
 )
 _SECRET_QUERY = re.compile(r"(?P<name>[?&;](?:" + "|".join(map(re.escape, _SECRET_PARAMETERS)) + r")=)[^&#\s]*", re.IGNORECASE)
 REDACTED = "REDACTED"

@@ -16,10 +16,10 @@ import jinja2
 from ringfsck import __version__
 from ringfsck._resources import resource_dir
 from ringfsck.analysis import GAP_STATUSES
-from ringfsck.history import run_history
 from ringfsck.capacity import capacity_summary, human_bytes
 from ringfsck.commands import absolute_location, printed_command
 from ringfsck.deleter import deletion_history
+from ringfsck.history import run_history
 from ringfsck.s3 import is_s3_url, local_output
 from ringfsck.store import Store, iso, utc_now
 
@@ -57,9 +57,21 @@ def _bars(rows: list[dict[str, Any]], label: str, value: str, *, width: int = 56
     bars = []
     for i, row in enumerate(rows):
         amount = row[value] or 0
-        bars.append({"y": i * (bar_height + 6), "label": str(row[label]), "width": max(1.0, (width - label_width - 90) * amount / peak) if amount else 0,
-                     "text": human_bytes(amount) if "bytes" in value else f"{amount:,}"})
-    return {"bars": bars, "width": width, "height": max(1, len(rows)) * (bar_height + 6), "label_width": label_width, "bar_height": bar_height}
+        bars.append(
+            {
+                "y": i * (bar_height + 6),
+                "label": str(row[label]),
+                "width": max(1.0, (width - label_width - 90) * amount / peak) if amount else 0,
+                "text": human_bytes(amount) if "bytes" in value else f"{amount:,}",
+            }
+        )
+    return {
+        "bars": bars,
+        "width": width,
+        "height": max(1, len(rows)) * (bar_height + 6),
+        "label_width": label_width,
+        "bar_height": bar_height,
+    }
 
 
 def _gaps_by_bucket(con) -> list[dict[str, Any]]:
@@ -80,23 +92,34 @@ def _dicts(con, query: str, parameters: list[Any] | None = None) -> list[dict[st
 
 def _unrecoverable_gaps(con) -> list[dict[str, Any]]:
     """The first objects whose data is lost (fewer than k chunks): what the customer must hear first."""
-    return _dicts(con, "SELECT bucket, object_key, version_id, sproxyd_key, ring_key, chunks_found, chunks_expected FROM gaps "
-                       "WHERE status = 'unrecoverable' ORDER BY bucket, object_key, version_id NULLS FIRST, sproxyd_key LIMIT ?", [FIRST_ROWS])
+    return _dicts(
+        con,
+        "SELECT bucket, object_key, version_id, sproxyd_key, ring_key, chunks_found, chunks_expected FROM gaps "
+        "WHERE status = 'unrecoverable' ORDER BY bucket, object_key, version_id NULLS FIRST, sproxyd_key LIMIT ?",
+        [FIRST_ROWS],
+    )
 
 
 def _debris_rows(con) -> list[dict[str, Any]]:
     """The first debris main chunks, referenced ones first, with the objects whose data they are (from gaps)."""
-    return _dicts(con, """
+    return _dicts(
+        con,
+        """
         SELECT d.ring_key, d.schema, d.chunks, d.referenced,
                list(DISTINCT g.bucket || '/' || g.object_key ORDER BY g.bucket || '/' || g.object_key)
                    FILTER (WHERE g.bucket IS NOT NULL)[1:?] AS objects
         FROM debris AS d LEFT JOIN gaps AS g ON left(g.ring_key, 26) = d.digkey
-        GROUP BY ALL ORDER BY d.referenced DESC, d.ring_key LIMIT ?""", [_FIRST_KEYS, FIRST_ROWS])
+        GROUP BY ALL ORDER BY d.referenced DESC, d.ring_key LIMIT ?""",
+        [_FIRST_KEYS, FIRST_ROWS],
+    )
 
 
 def _duplicate_rows(con) -> list[dict[str, Any]]:
-    return _dicts(con, "SELECT sproxyd_key, reference_count, objects[1:?] AS objects FROM duplicates "
-                       "ORDER BY reference_count DESC, sproxyd_key LIMIT ?", [_FIRST_KEYS, FIRST_ROWS])
+    return _dicts(
+        con,
+        "SELECT sproxyd_key, reference_count, objects[1:?] AS objects FROM duplicates ORDER BY reference_count DESC, sproxyd_key LIMIT ?",
+        [_FIRST_KEYS, FIRST_ROWS],
+    )
 
 
 def _context(counts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +137,7 @@ def _context(counts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
 
 def _next_commands(store: Store, summary: dict[str, Any], capacity: dict[str, Any]) -> list[tuple[str, str]]:
     """The next steps, each a command that runs as printed from any folder (ringfsck.commands)."""
+
     def command(*words: str, srebuildd: bool = False) -> str:
         return printed_command(store, *words, srebuildd=srebuildd)
 
@@ -167,7 +191,11 @@ def render_report(store: Store, run_id: str | None = None) -> str:
         duplicate_rows=_duplicate_rows(con),
         first_rows=FIRST_ROWS,
         history=run_history(store),
-        protection_chart=_bars([{**row, "name": ("ARC " if row["protection"] == "arc" else "COS ") + row["schema"]} for row in capacity["by_protection"]], "name", "raw_bytes"),
+        protection_chart=_bars(
+            [{**row, "name": ("ARC " if row["protection"] == "arc" else "COS ") + row["schema"]} for row in capacity["by_protection"]],
+            "name",
+            "raw_bytes",
+        ),
         disk_chart=_bars(disks, "disk", "raw_bytes"),
         disks_shown=len(disks),
         histogram_chart=_bars(capacity["histogram"], "label", "orphans"),

@@ -37,12 +37,29 @@ def resolve_splits(store: Store, *, base_url: str | Sequence[str] | None = None,
         return await lookup_split(client, arc_path, key, policy=policy)
 
     def to_row(key: str, answer: SplitAnswer) -> dict:
-        return {"input_key": key, "status": answer.status, "is_split": answer.is_split, "subkeys": answer.subkeys, "error": None, "resolved_at": utc_now()}
+        return {
+            "input_key": key,
+            "status": answer.status,
+            "is_split": answer.is_split,
+            "subkeys": answer.subkeys,
+            "error": None,
+            "resolved_at": utc_now(),
+        }
 
     def failed_row(key: str, reason: str) -> dict:
         return {"input_key": key, "status": "error", "is_split": None, "subkeys": [], "error": reason, "resolved_at": utc_now()}
 
-    report = run_job(store, table="splits", schema=SPLITS_SCHEMA, todo_query=todo_query(store), endpoints=endpoints, policy=policy,
-                     ask=ask, to_row=to_row, failed_row=failed_row, description="resolve")
+    report = run_job(
+        store,
+        table="splits",
+        schema=SPLITS_SCHEMA,
+        todo_query=todo_query(store),
+        endpoints=endpoints,
+        policy=policy,
+        ask=ask,
+        to_row=to_row,
+        failed_row=failed_row,
+        description="resolve",
+    )
     report.already_final = already
     return report

@@ -54,8 +54,12 @@ def command_for(settings: Settings, key: str) -> list[str]:
     template = settings.reverse_lookup_command
     if not template:
         raise ConfigError("no reverse_lookup_command configured (e.g. 'ssh {node} scalarcrevlookupid -b {ip}:{port} {key}')")
-    values = {"key": key, "node": settings.reverse_lookup_node, "ip": settings.reverse_lookup_ip,
-              "port": None if settings.reverse_lookup_port is None else str(settings.reverse_lookup_port)}
+    values = {
+        "key": key,
+        "node": settings.reverse_lookup_node,
+        "ip": settings.reverse_lookup_ip,
+        "port": None if settings.reverse_lookup_port is None else str(settings.reverse_lookup_port),
+    }
     try:
         words = shlex.split(template)
     except ValueError as exc:
@@ -122,8 +126,10 @@ def refuse_if_disproved(store: Store, manifest: Manifest) -> None:
         for line in file.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             if record.get("status") == REFERENCED:
-                raise RefusedError(f"{manifest.path}: reverse lookup found {record['ring_key']} written by input key "
-                                   f"{record['input_key']}, which S3 references: the analysis is wrong for it; nothing is deleted")
+                raise RefusedError(
+                    f"{manifest.path}: reverse lookup found {record['ring_key']} written by input key "
+                    f"{record['input_key']}, which S3 references: the analysis is wrong for it; nothing is deleted"
+                )
 
 
 def verify_manifest(store: Store, manifest_path: str | Path, *, sample: int | None = None, seed: int | None = None) -> VerifyReport:

@@ -46,8 +46,18 @@ DEFAULT_REGION = "us-east-1"
 # Above this size uploads go multipart (so a large Parquet part survives a
 # dropped connection part by part); below it one PUT, whose answer carries the ETag.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
-_AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "TokenRefreshRequired",
-                         "InvalidSecurity", "AuthorizationHeaderMalformed", "InvalidClientTokenId"})
+_AUTH_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidSecurity",
+        "AuthorizationHeaderMalformed",
+        "InvalidClientTokenId",
+    }
+)
 _MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
@@ -63,8 +73,8 @@ class S3Url:
     key: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "S3Url":
-        bucket, _, key = text[len(SCHEME):].partition("/")
+    def parse(cls, text: str) -> S3Url:
+        bucket, _, key = text[len(SCHEME) :].partition("/")
         if not text.startswith(SCHEME) or not bucket:
             raise ConfigError(f"{redact(text)}: not an S3 location (expected s3://BUCKET/PREFIX)")
         if "@" in bucket:  # s3a://KEY:SECRET@bucket (old Hadoop style): the location would carry the secret
@@ -78,7 +88,7 @@ class S3Url:
     def name(self) -> str:
         return self.key.rstrip("/").rsplit("/", 1)[-1]
 
-    def join(self, relative: str) -> "S3Url":
+    def join(self, relative: str) -> S3Url:
         base = self.key.rstrip("/")
         return S3Url(self.bucket, f"{base}/{relative}" if base else relative)
 
@@ -202,8 +212,9 @@ class S3:
             max_pool_connections=16,
         )
         try:
-            return session.client("s3", endpoint_url=self.endpoint, verify=verify, config=config,
-                                  region_name=session.region_name or DEFAULT_REGION)
+            return session.client(
+                "s3", endpoint_url=self.endpoint, verify=verify, config=config, region_name=session.region_name or DEFAULT_REGION
+            )
         except (BotoCoreError, ValueError) as exc:
             raise ConfigError(f"s3: cannot use the endpoint {self.where}: {type(exc).__name__}") from None
 
@@ -215,7 +226,7 @@ class S3:
             yield
         except RingfsckError:
             raise
-        except Exception as exc:  # noqa: BLE001 - translated below, anything unknown re-raised
+        except Exception as exc:
             translated = self._translate(exc, target)
             if translated is None:
                 raise
@@ -226,11 +237,13 @@ class S3:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
-            ConnectionError as BotoConnectionError,
             HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
             SSLError,
+        )
+        from botocore.exceptions import (
+            ConnectionError as BotoConnectionError,
         )
 
         where = self.where
@@ -261,7 +274,9 @@ class S3:
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
             )
         if isinstance(exc, SSLError):
-            return RemoteError(f"{target}: TLS with {where} failed: set s3.ca_bundle (or AWS_CA_BUNDLE) to the CA that signed its certificate")
+            return RemoteError(
+                f"{target}: TLS with {where} failed: set s3.ca_bundle (or AWS_CA_BUNDLE) to the CA that signed its certificate"
+            )
         if isinstance(exc, (BotoConnectionError, HTTPClientError)):
             return RemoteError(f"{target}: cannot reach {where} after {self.attempts} attempts ({type(exc).__name__})")
         if isinstance(exc, S3UploadFailedError):
@@ -280,7 +295,9 @@ class S3:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=url.bucket, Prefix=url.key)
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield S3Object(S3Url(url.bucket, item["Key"]), int(item["Size"]), _strip_etag(item.get("ETag", "")), item["LastModified"])
+                    yield S3Object(
+                        S3Url(url.bucket, item["Key"]), int(item["Size"]), _strip_etag(item.get("ETag", "")), item["LastModified"]
+                    )
 
     def head(self, url: S3Url) -> S3Object:
         with self.errors(url):
@@ -312,7 +329,9 @@ class S3:
                 else:
                     from boto3.s3.transfer import TransferConfig
 
-                    transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD, max_concurrency=4)
+                    transfer = TransferConfig(
+                        multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD, max_concurrency=4
+                    )
                     with self.errors(obj.url):
                         self.client.download_fileobj(obj.url.bucket, obj.url.key, handle, Config=transfer)
             os.replace(tmp, path)

@@ -15,22 +15,18 @@ none (file exports carry no sizes, too few answers, no clear majority).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ringfsck.capacity import MIN_SAMPLE_SIZE, SizeReading, capacity_summary
 from ringfsck.errors import InputError
-from collections.abc import Sequence
-
 from ringfsck.remote.batches import JobReport, run_job
 from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, Result, run_batched
 from ringfsck.remote.srebuildd import main_chunk_size, srebuildd_pool
 from ringfsck.store import Store, arrow_schema, iso, scalar, utc_now
 
 SIZES_SCHEMA = arrow_schema("sizes")
-TODO = (
-    "SELECT o.ring_key FROM orphans AS o LEFT JOIN sizes AS s USING (ring_key) "
-    "WHERE NOT lookup_is_final(s.status) ORDER BY o.ring_key"
-)
+TODO = "SELECT o.ring_key FROM orphans AS o LEFT JOIN sizes AS s USING (ring_key) WHERE NOT lookup_is_final(s.status) ORDER BY o.ring_key"
 
 
 def sample_query(sample: int) -> str:
@@ -110,8 +106,9 @@ class SizeReport(JobReport):
     size_reading: SizeReading | None = None
 
 
-def size_orphans(store: Store, *, base_url: str | Sequence[str] | None = None, policy: HttpPolicy | None = None,
-                 sample: int | None = None) -> SizeReport:
+def size_orphans(
+    store: Store, *, base_url: str | Sequence[str] | None = None, policy: HttpPolicy | None = None, sample: int | None = None
+) -> SizeReport:
     """Measure what X-Scal-Size means (once per analysis), then HEAD every unsized orphan (resumable, failures stay ``error``).
 
     ``base_url``: one srebuildd endpoint or several sharing the keys (default: the configured ones).
@@ -136,8 +133,18 @@ def size_orphans(store: Store, *, base_url: str | Sequence[str] | None = None, p
     def failed_row(key: str, reason: str) -> dict:
         return {"ring_key": key, "size": None, "status": "error", "error": reason, "sized_at": utc_now()}
 
-    job = run_job(store, table="sizes", schema=SIZES_SCHEMA, todo_query=TODO, endpoints=endpoints, policy=policy,
-                  ask=ask, to_row=to_row, failed_row=failed_row, description="size")
+    job = run_job(
+        store,
+        table="sizes",
+        schema=SIZES_SCHEMA,
+        todo_query=TODO,
+        endpoints=endpoints,
+        policy=policy,
+        ask=ask,
+        to_row=to_row,
+        failed_row=failed_row,
+        description="size",
+    )
     report = SizeReport(**{name: getattr(job, name) for name in JobReport.__dataclass_fields__}, size_reading=reading)
     report.already_final = already
     store.write_json(store.run_dir(run_id) / "capacity.json", capacity_summary(store, run_id))

@@ -16,9 +16,7 @@ MARKER_FAMILIES = ("2000000000000", "201000000", "51d688000000")
 _KEY_BYTES_BY_SUFFIX = {"14": 20, "13": 19, "12": 18}
 MARKERS = tuple(family + suffix for family in MARKER_FAMILIES for suffix in _KEY_BYTES_BY_SUFFIX)
 
-_MARKER_RE = re.compile(
-    "(?:" + "|".join(re.escape(f) for f in MARKER_FAMILIES) + ")(1[234])", re.IGNORECASE
-)
+_MARKER_RE = re.compile("(?:" + "|".join(re.escape(f) for f in MARKER_FAMILIES) + ")(1[234])", re.IGNORECASE)
 
 
 def parse_split_index(body: bytes) -> list[str]:

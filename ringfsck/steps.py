@@ -26,12 +26,34 @@ VIEWS_DIR = "views"
 RUN_OUTPUTS: dict[str, dict[str, str]] = {
     # Every RING main chunk that may hold S3 data, keys packed like listkeys (one row per main chunk).
     "ring_main_chunks": {
-        "hi": "UBIGINT", "mid": "UBIGINT", "lo": "UINTEGER", "dig_hi": "UBIGINT", "dig_lo": "UBIGINT",
-        "protection": "VARCHAR", "schema": "VARCHAR", "chunks": "BIGINT", "candidate": "BOOLEAN", "healthy": "BOOLEAN",
+        "hi": "UBIGINT",
+        "mid": "UBIGINT",
+        "lo": "UINTEGER",
+        "dig_hi": "UBIGINT",
+        "dig_lo": "UBIGINT",
+        "protection": "VARCHAR",
+        "schema": "VARCHAR",
+        "chunks": "BIGINT",
+        "candidate": "BOOLEAN",
+        "healthy": "BOOLEAN",
     },
-    "candidates": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR"},
-    "orphans": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "protection": "VARCHAR", "chunks": "BIGINT", "service_id": "VARCHAR", "schema": "VARCHAR",
-                "reclaimable": "BOOLEAN"},
+    "candidates": {
+        "ring_key": "VARCHAR",
+        "digkey": "VARCHAR",
+        "protection": "VARCHAR",
+        "chunks": "BIGINT",
+        "service_id": "VARCHAR",
+        "schema": "VARCHAR",
+    },
+    "orphans": {
+        "ring_key": "VARCHAR",
+        "digkey": "VARCHAR",
+        "protection": "VARCHAR",
+        "chunks": "BIGINT",
+        "service_id": "VARCHAR",
+        "schema": "VARCHAR",
+        "reclaimable": "BOOLEAN",
+    },
     "gaps": {
         "bucket": "VARCHAR",
         "object_key": "VARCHAR",
@@ -43,7 +65,14 @@ RUN_OUTPUTS: dict[str, dict[str, str]] = {
         "chunks_expected": "BIGINT",
         "status": "VARCHAR",
     },
-    "debris": {"ring_key": "VARCHAR", "digkey": "VARCHAR", "chunks": "BIGINT", "referenced": "BOOLEAN", "service_id": "VARCHAR", "schema": "VARCHAR"},
+    "debris": {
+        "ring_key": "VARCHAR",
+        "digkey": "VARCHAR",
+        "chunks": "BIGINT",
+        "referenced": "BOOLEAN",
+        "service_id": "VARCHAR",
+        "schema": "VARCHAR",
+    },
     "duplicates": {"sproxyd_key": "VARCHAR", "reference_count": "BIGINT", "objects": "VARCHAR[]"},
 }
 # Run outputs kept as views over the others (their SQL step), not written: candidates are most of

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -63,26 +63,49 @@ LOCK_FILE = ".lock"  # hidden: never mirrored to S3
 TABLE_SCHEMAS: dict[str, dict[str, str]] = {
     # RING keys packed as (hi, mid, lo) integers: see ringfsck.packed_keys; the listkeys view shows hex.
     "listkeys": {
-        "chunk_key_hi": "UBIGINT", "chunk_key_mid": "UBIGINT", "chunk_key_lo": "UINTEGER",
-        "main_chunk_hi": "UBIGINT", "main_chunk_mid": "UBIGINT", "main_chunk_lo": "UINTEGER",
-        "disk": "VARCHAR", "flag": "INTEGER", "source": "VARCHAR",
+        "chunk_key_hi": "UBIGINT",
+        "chunk_key_mid": "UBIGINT",
+        "chunk_key_lo": "UINTEGER",
+        "main_chunk_hi": "UBIGINT",
+        "main_chunk_mid": "UBIGINT",
+        "main_chunk_lo": "UINTEGER",
+        "disk": "VARCHAR",
+        "flag": "INTEGER",
+        "source": "VARCHAR",
     },
     "s3keys": {
-        "bucket": "VARCHAR", "object_key": "VARCHAR", "version_id": "VARCHAR", "sproxyd_key": "VARCHAR",
-        "size": "BIGINT", "last_modified": "TIMESTAMPTZ", "mpu_part": "BOOLEAN", "source": "VARCHAR", "line": "BIGINT",
+        "bucket": "VARCHAR",
+        "object_key": "VARCHAR",
+        "version_id": "VARCHAR",
+        "sproxyd_key": "VARCHAR",
+        "size": "BIGINT",
+        "last_modified": "TIMESTAMPTZ",
+        "mpu_part": "BOOLEAN",
+        "source": "VARCHAR",
+        "line": "BIGINT",
         # true: a RING location (dataStoreType scality, or none); false: another backend's key that looks
         # like an sproxyd key (a reference for the orphan check only); NULL: unknown (file exports): judged as RING.
         "on_ring": "BOOLEAN",
     },
     "s3_other_locations": {
-        "bucket": "VARCHAR", "object_key": "VARCHAR", "version_id": "VARCHAR", "data_store_name": "VARCHAR",
-        "data_store_type": "VARCHAR", "location_key": "VARCHAR", "size": "BIGINT", "source": "VARCHAR",
+        "bucket": "VARCHAR",
+        "object_key": "VARCHAR",
+        "version_id": "VARCHAR",
+        "data_store_name": "VARCHAR",
+        "data_store_type": "VARCHAR",
+        "location_key": "VARCHAR",
+        "size": "BIGINT",
+        "source": "VARCHAR",
     },
     # keys: every 40-hex token of the whole rejected text (raw is cut at MAX_RAW_CHARS): they stay references.
     "rejects": {"source": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR", "raw": "VARCHAR", "keys": "VARCHAR[]"},
     "splits": {
-        "input_key": "VARCHAR", "status": "VARCHAR", "is_split": "BOOLEAN", "subkeys": "VARCHAR[]",
-        "error": "VARCHAR", "resolved_at": "TIMESTAMPTZ",
+        "input_key": "VARCHAR",
+        "status": "VARCHAR",
+        "is_split": "BOOLEAN",
+        "subkeys": "VARCHAR[]",
+        "error": "VARCHAR",
+        "resolved_at": "TIMESTAMPTZ",
     },
     "sizes": {"ring_key": "VARCHAR", "size": "BIGINT", "status": "VARCHAR", "error": "VARCHAR", "sized_at": "TIMESTAMPTZ"},
 }
@@ -96,14 +119,22 @@ def arrow_schema(table: str) -> pa.Schema:
     import pyarrow as pa
 
     types = {
-        "VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "UBIGINT": pa.uint64(), "UINTEGER": pa.uint32(),
-        "BOOLEAN": pa.bool_(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR[]": pa.list_(pa.string()),
+        "VARCHAR": pa.string(),
+        "BIGINT": pa.int64(),
+        "INTEGER": pa.int32(),
+        "UBIGINT": pa.uint64(),
+        "UINTEGER": pa.uint32(),
+        "BOOLEAN": pa.bool_(),
+        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+        "VARCHAR[]": pa.list_(pa.string()),
     }
     dictionary = _DICTIONARY_COLUMNS.get(table, ())
-    return pa.schema([
-        (name, pa.dictionary(pa.int32(), types[kind]) if name in dictionary else types[kind])
-        for name, kind in TABLE_SCHEMAS[table].items()
-    ])
+    return pa.schema(
+        [
+            (name, pa.dictionary(pa.int32(), types[kind]) if name in dictionary else types[kind])
+            for name, kind in TABLE_SCHEMAS[table].items()
+        ]
+    )
 
 
 # What srebuildd's X-Scal-Size measures (docs/domain.md section 7), as ``size`` measured it for a run
@@ -147,11 +178,11 @@ class Source:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def one_row(con: duckdb.DuckDBPyConnection, query: str, parameters: list[Any] | None = None) -> tuple[Any, ...]:
@@ -180,7 +211,7 @@ def empty_select(columns: dict[str, str]) -> str:
 class Store:
     """A ringfsck store: a local directory, or the local mirror of an S3 prefix."""
 
-    def __init__(self, root: Path, settings: Settings | None = None, *, mirror: "S3Mirror | None" = None) -> None:
+    def __init__(self, root: Path, settings: Settings | None = None, *, mirror: S3Mirror | None = None) -> None:
         self.root = root
         self.settings = settings or Settings(store=str(root))
         self._mirror = mirror
@@ -237,7 +268,7 @@ class Store:
 
     # --- opening ----------------------------------------------------------
     @classmethod
-    def open(cls, settings: Settings, *, create: bool = True) -> "Store":
+    def open(cls, settings: Settings, *, create: bool = True) -> Store:
         """Open the configured store; ``create=False`` (commands that only read) never creates nor changes one."""
         location = settings.store_location
         mirror = None
@@ -369,7 +400,7 @@ class Store:
         for source in self.sources():
             if name in (source.id, source.location):
                 return source
-        raise InputError(f"{self.location}: no source {name!r} (list them with: ringfsck sql \"select id, kind, location from sources\")")
+        raise InputError(f'{self.location}: no source {name!r} (list them with: ringfsck sql "select id, kind, location from sources")')
 
     def forget_source(self, source: Source) -> list[str]:
         """Remove a source from the store: every table part it brought, its bucketd progress marker, then its record.
@@ -518,7 +549,21 @@ class Store:
         if sources:
             con.executemany(
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[s["id"], s["kind"], s["location"], s["size"], s["checksum"], s["format"], s["captured_at"], s["ingested_at"], s["rows"], s["rejected"]] for s in sources],
+                [
+                    [
+                        s["id"],
+                        s["kind"],
+                        s["location"],
+                        s["size"],
+                        s["checksum"],
+                        s["format"],
+                        s["captured_at"],
+                        s["ingested_at"],
+                        s["rows"],
+                        s["rejected"],
+                    ]
+                    for s in sources
+                ],
             )
         run_id = run_id or self.latest_run_id()
         run_path = self.run_dir(run_id) if run_id else None

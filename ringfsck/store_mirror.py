@@ -69,7 +69,7 @@ class S3Mirror:
         self._pulled_runs: set[str] = set()
 
     @classmethod
-    def open(cls, location: str, settings: Settings) -> "S3Mirror":
+    def open(cls, location: str, settings: Settings) -> S3Mirror:
         """Mirror the store at ``location`` (``s3://bucket/prefix``) and pull it."""
         parsed = S3Url.parse(location)
         url = S3Url(parsed.bucket, parsed.key.strip("/"))
@@ -91,7 +91,7 @@ class S3Mirror:
 
     def _remote_relative(self, obj: S3Object) -> str:
         base = f"{self.url.key}/" if self.url.key else ""
-        return obj.url.key[len(base):]
+        return obj.url.key[len(base) :]
 
     # --- the index --------------------------------------------------------
     @property
@@ -164,7 +164,11 @@ class S3Mirror:
         for name in names:
             for obj in self.s3.list(self.url.join(name)):
                 relative = self._remote_relative(obj)
-                if (relative == name or (name.endswith("/") and relative.startswith(name))) and not _hidden(relative) and not relative.endswith("/"):
+                if (
+                    (relative == name or (name.endswith("/") and relative.startswith(name)))
+                    and not _hidden(relative)
+                    and not relative.endswith("/")
+                ):
                     remote[relative] = obj
         for relative, obj in remote.items():
             path = self.root / relative

@@ -117,10 +117,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 # The options every store command takes, as (parameter name, option decorator): given before the
 # subcommand they are global; given after it, they win over the global ones.
 _CONFIG_HELP = "YAML config file (default: ./ringfsck.yml if present; the reference's config.yml works; env RINGFSCK_CONFIG)."
-_STORE_HELP = ("Where ringfsck keeps its tables and runs: a directory or an S3 prefix (env RINGFSCK_STORE; default ./ringfsck-store; "
-               "with the reference's path and ring: PATH/RING). Example: --store s3://fsck/DATA")
-_CACHE_DIR_HELP = ("Local mirror of a store on S3 (config: cache_dir, env RINGFSCK_CACHE_DIR; "
-                   "default ~/.cache/ringfsck/s3/BUCKET/PREFIX). Example: --cache-dir /var/tmp/fsck-cache")
+_STORE_HELP = (
+    "Where ringfsck keeps its tables and runs: a directory or an S3 prefix (env RINGFSCK_STORE; default ./ringfsck-store; "
+    "with the reference's path and ring: PATH/RING). Example: --store s3://fsck/DATA"
+)
+_CACHE_DIR_HELP = (
+    "Local mirror of a store on S3 (config: cache_dir, env RINGFSCK_CACHE_DIR; "
+    "default ~/.cache/ringfsck/s3/BUCKET/PREFIX). Example: --cache-dir /var/tmp/fsck-cache"
+)
 _STORE_OPTIONS: tuple[tuple[str, Callable[[Callable[..., Any]], Callable[..., Any]]], ...] = (
     ("config_file", click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)),
     ("store", click.option("--store", "store", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=_STORE_HELP)),
@@ -175,18 +179,41 @@ def settings_options(**setting_names: str) -> Callable[[Callable[..., Any]], Cal
 # The request policy options, shared by every network command (srebuildd and bucketd).
 _POLICY_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
     click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (config: concurrency, default 64)."),
-    click.option("--max-rps", type=click.FloatRange(min=0.1), default=None,
-                 help="Ceiling on requests per second, retries included (config: max_rps, default none)."),
-    click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds before a request counts as failed (config: timeout, default 30)."),
-    click.option("--retries", type=click.IntRange(min=0), default=None, help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5)."),
+    click.option(
+        "--max-rps",
+        type=click.FloatRange(min=0.1),
+        default=None,
+        help="Ceiling on requests per second, retries included (config: max_rps, default none).",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=None,
+        help="Seconds before a request counts as failed (config: timeout, default 30).",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Retries after a 5xx, timeout or dropped connection (config: retries, default 5).",
+    ),
 )
 _SREBUILDD_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
-    click.option("--srebuildd", "srebuildd_urls", multiple=True, metavar="URL",
-                 callback=lambda ctx, param, value: value or None,  # None: not given, the config decides
-                 help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81; repeat it to spread the keys "
-                      "over several (config: srebuildd_urls, srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81)."),
-    click.option("--max-rps-total", type=click.FloatRange(min=0.1), default=None,
-                 help="Ceiling on requests per second over all the srebuildd endpoints; --max-rps is per endpoint (config: max_rps_total)."),
+    click.option(
+        "--srebuildd",
+        "srebuildd_urls",
+        multiple=True,
+        metavar="URL",
+        callback=lambda ctx, param, value: value or None,  # None: not given, the config decides
+        help="srebuildd base URL, http://HOST:PORT or HOST:PORT, e.g. http://10.0.0.5:81; repeat it to spread the keys "
+        "over several (config: srebuildd_urls, srebuildd_url, or srebuildd_ip with srebuildd_port, default port 81).",
+    ),
+    click.option(
+        "--max-rps-total",
+        type=click.FloatRange(min=0.1),
+        default=None,
+        help="Ceiling on requests per second over all the srebuildd endpoints; --max-rps is per endpoint (config: max_rps_total).",
+    ),
 )
 
 
@@ -215,7 +242,7 @@ SREBUILDD_SETTINGS = {"srebuildd_urls": "srebuildd_urls", "max_rps_total": "max_
 _stores: list[Any] = []
 
 
-def open_store(settings: Settings, *, writes: bool = True):  # noqa: ANN201 - avoids importing the store at CLI import time
+def open_store(settings: Settings, *, writes: bool = True):  # -> Store: not imported at CLI import time
     """The configured store; a command that changes it holds its writer lock until it ends.
 
     A command that only reads (``writes=False``) never creates a store nor writes into one: a

@@ -14,10 +14,20 @@ from ringfsck.cli.ingest import ingest_report_data, inputs_or_reference, node_li
 
 
 @click.command("check")
-@click.option("--listkeys", "listkeys", multiple=True, metavar="PATH",
-              help="RING listkeys dumps: file, directory, glob or s3:// prefix (repeatable; default: PATH/RING/listkeys.csv/ of the config).")
-@click.option("--s3keys", "s3keys", multiple=True, metavar="PATH",
-              help="S3 key exports: file, directory, glob or s3:// prefix (repeatable; default: PATH/RING/s3-bucketd/ of the config).")
+@click.option(
+    "--listkeys",
+    "listkeys",
+    multiple=True,
+    metavar="PATH",
+    help="RING listkeys dumps: file, directory, glob or s3:// prefix (repeatable; default: PATH/RING/listkeys.csv/ of the config).",
+)
+@click.option(
+    "--s3keys",
+    "s3keys",
+    multiple=True,
+    metavar="PATH",
+    help="S3 key exports: file, directory, glob or s3:// prefix (repeatable; default: PATH/RING/s3-bucketd/ of the config).",
+)
 @analysis_options
 def check_command(listkeys: tuple[str, ...], s3keys: tuple[str, ...], options: AnalysisOptions, as_json: bool, settings) -> None:
     """Ingest the RING listing and the S3 export, then analyze: the whole offline job.
@@ -45,7 +55,9 @@ def check_command(listkeys: tuple[str, ...], s3keys: tuple[str, ...], options: A
     listkeys = () if native else inputs_or_reference(listkeys, settings, "listkeys", required=False)
     s3keys = inputs_or_reference(s3keys, settings, "s3keys", required=False)
     if not listkeys and not s3keys and not native:
-        raise click.UsageError("nothing to ingest: give --listkeys and --s3keys (or path and ring in the config); 'ringfsck analyze' analyzes the store as it is")
+        raise click.UsageError(
+            "nothing to ingest: give --listkeys and --s3keys (or path and ring in the config); 'ringfsck analyze' analyzes the store as it is"
+        )
     store = open_store(settings)
     result = check(store, listkeys, s3keys, options, on_node=None if as_json else node_line)
     if as_json:

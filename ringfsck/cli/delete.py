@@ -33,19 +33,53 @@ def _existing_or_s3(ctx: click.Context, param: click.Parameter, value: str) -> s
 
 
 @click.command("delete")
-@click.option("--manifest", "manifest_path", required=True, callback=_existing_or_s3, metavar="FILE",
-              help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    required=True,
+    callback=_existing_or_s3,
+    metavar="FILE",
+    help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.",
+)
 @click.option("--execute", is_flag=True, help="Really delete. Without it, nothing is sent: a dry run.")
-@click.option("--only-keys", type=click.Path(exists=True, dir_okay=False), default=None, help="Delete only these keys (one per line), all of which must be in the manifest.")
-@click.option("--max-keys", type=click.IntRange(min=1), default=None, help="Send at most N DELETEs this run (config: delete_budget.keys); the next run continues.")
-@click.option("--max-bytes", callback=_size, default=None, metavar="SIZE",
-              help="Delete at most SIZE logical bytes this run, e.g. 10GiB or 500GB (config: delete_budget.bytes); the next run continues.")
-@click.option("--force", "force", multiple=True, type=click.Choice(DELETE_FORCES),
-              help="retention: delete keys whose age is unknown (no usable X-Scal-Mtime, no listing mtime_max); journaled and reported.")
+@click.option(
+    "--only-keys",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Delete only these keys (one per line), all of which must be in the manifest.",
+)
+@click.option(
+    "--max-keys",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Send at most N DELETEs this run (config: delete_budget.keys); the next run continues.",
+)
+@click.option(
+    "--max-bytes",
+    callback=_size,
+    default=None,
+    metavar="SIZE",
+    help="Delete at most SIZE logical bytes this run, e.g. 10GiB or 500GB (config: delete_budget.bytes); the next run continues.",
+)
+@click.option(
+    "--force",
+    "force",
+    multiple=True,
+    type=click.Choice(DELETE_FORCES),
+    help="retention: delete keys whose age is unknown (no usable X-Scal-Mtime, no listing mtime_max); journaled and reported.",
+)
 @srebuildd_options
 @settings_options(**SREBUILDD_SETTINGS)
-def delete_command(manifest_path: str, execute: bool, only_keys: str | None, max_keys: int | None, max_bytes: int | None,
-                   force: tuple[str, ...], settings, **_: Any) -> None:
+def delete_command(
+    manifest_path: str,
+    execute: bool,
+    only_keys: str | None,
+    max_keys: int | None,
+    max_bytes: int | None,
+    force: tuple[str, ...],
+    settings,
+    **_: Any,
+) -> None:
     """Delete the orphans of a manifest on the chord path (dry run unless --execute).
 
     The manifest's checksum and its store and inputs are verified first, then
@@ -75,30 +109,46 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, max
     from ringfsck.remote.http import HttpPolicy
 
     store = open_store(settings)
-    report = delete_from_manifest(store, manifest_path, execute=execute, only_keys=only_keys, policy=HttpPolicy.from_settings(settings),
-                                  max_keys=max_keys, max_bytes=max_bytes, force=force)
+    report = delete_from_manifest(
+        store,
+        manifest_path,
+        execute=execute,
+        only_keys=only_keys,
+        policy=HttpPolicy.from_settings(settings),
+        max_keys=max_keys,
+        max_bytes=max_bytes,
+        force=force,
+    )
     todo = report.selected - report.already_confirmed
     if not todo:  # a rerun after every key was confirmed: nothing was sent, with --execute or not
-        click.echo(f"{'' if execute else 'dry run: '}nothing left to delete: all {report.selected:,} selected of {report.manifest_keys:,} manifest keys "
-                   f"are already confirmed (deleted or already gone) in {report.journal_location}")
+        click.echo(
+            f"{'' if execute else 'dry run: '}nothing left to delete: all {report.selected:,} selected of {report.manifest_keys:,} manifest keys "
+            f"are already confirmed (deleted or already gone) in {report.journal_location}"
+        )
         return
     if not report.executed:
-        click.echo(f"dry run: would delete {todo:,} of {report.manifest_keys:,} manifest keys "
-                   f"({human_bytes(report.bytes_selected)} logical, {report.unsized_selected:,} unsized); "
-                   f"{report.already_confirmed:,} already confirmed in {report.journal_location}")
+        click.echo(
+            f"dry run: would delete {todo:,} of {report.manifest_keys:,} manifest keys "
+            f"({human_bytes(report.bytes_selected)} logical, {report.unsized_selected:,} unsized); "
+            f"{report.already_confirmed:,} already confirmed in {report.journal_location}"
+        )
         click.echo("Nothing was sent. Add --execute to delete.")
         return
     o = report.outcomes
-    click.echo(f"deleted {o['deleted']:,}, already gone {o['already_gone']:,}, kept {report.kept:,} "
-               f"({o['kept_too_recent']:,} too recent, {o['kept_no_mtime']:,} of unknown age), failed {o['failed']:,} in {report.seconds:.1f} s; "
-               f"{human_bytes(report.bytes_reclaimed)} reclaimed; canaries asked {report.canary_rounds:,} times; journal {report.journal_location}")
+    click.echo(
+        f"deleted {o['deleted']:,}, already gone {o['already_gone']:,}, kept {report.kept:,} "
+        f"({o['kept_too_recent']:,} too recent, {o['kept_no_mtime']:,} of unknown age), failed {o['failed']:,} in {report.seconds:.1f} s; "
+        f"{human_bytes(report.bytes_reclaimed)} reclaimed; canaries asked {report.canary_rounds:,} times; journal {report.journal_location}"
+    )
     for name in report.forced:
         click.echo(f"Warning: guard '{name}' overridden (recorded in the journal)", err=True)
     for kept in report.first_kept:
         click.echo(f"  kept: {kept}", err=True)
     stopped = f"stopped at the budget ({report.budget_reached}); " if report.budget_reached else ""
     if report.left_keys:
-        click.echo(f"{stopped}left: {report.left_keys:,} keys ({human_bytes(report.left_bytes)} logical): rerun the same command to continue")
+        click.echo(
+            f"{stopped}left: {report.left_keys:,} keys ({human_bytes(report.left_bytes)} logical): rerun the same command to continue"
+        )
     else:
         click.echo("left: nothing; every selected key is confirmed deleted or gone")
     if report.failed:
@@ -109,13 +159,24 @@ def delete_command(manifest_path: str, execute: bool, only_keys: str | None, max
 
 
 @click.command("verify")
-@click.option("--manifest", "manifest_path", required=True, callback=_existing_or_s3, metavar="FILE",
-              help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    required=True,
+    callback=_existing_or_s3,
+    metavar="FILE",
+    help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.",
+)
 @click.option("--sample", type=click.IntRange(min=1), default=None, help="Look up N random keys of the manifest (default: all).")
 @settings_options(reverse_lookup_command="reverse_lookup_command")
-@click.option("--command", "reverse_lookup_command", default=None, metavar="TEMPLATE",
-              help="The reverse-lookup command (config: reverse_lookup_command); placeholders {key}, {node}, {ip}, {port} "
-                   "(config: reverse_lookup_node, reverse_lookup_ip, reverse_lookup_port).")
+@click.option(
+    "--command",
+    "reverse_lookup_command",
+    default=None,
+    metavar="TEMPLATE",
+    help="The reverse-lookup command (config: reverse_lookup_command); placeholders {key}, {node}, {ip}, {port} "
+    "(config: reverse_lookup_node, reverse_lookup_ip, reverse_lookup_port).",
+)
 def verify_command(manifest_path: str, sample: int | None, settings, **_: Any) -> None:
     """Reverse-look-up a manifest's keys on a node: which input key wrote each orphan.
 
@@ -137,8 +198,10 @@ def verify_command(manifest_path: str, sample: int | None, settings, **_: Any) -
 
     report = verify_manifest(open_store(settings), manifest_path, sample=sample)
     o = report.outcomes
-    click.echo(f"verify: {report.asked:,} keys looked up: {o['verified']:,} verified (written by an input key S3 does not reference), "
-               f"{o['unverified']:,} unverified; results {report.results}")
+    click.echo(
+        f"verify: {report.asked:,} keys looked up: {o['verified']:,} verified (written by an input key S3 does not reference), "
+        f"{o['unverified']:,} unverified; results {report.results}"
+    )
     for line in report.first_unverified:
         click.echo(f"  unverified: {line}", err=True)
 

@@ -8,11 +8,22 @@ from ringfsck.errors import EXIT_FAILURES
 
 
 @click.command("demo")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None, help="Where to put the world and the store (default: a new temp dir).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to put the world and the store (default: a new temp dir).",
+)
 @click.option("--objects", default=2000, show_default=True, type=click.IntRange(min=50), help="S3 objects in the simulated world.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed of the world.")
-@click.option("--faults", default="error_rate=0.05,drop_rate=0.02", show_default=True, metavar="SPEC",
-              help="Faults the lab servers inject (5xx and dropped connections), to show they change nothing.")
+@click.option(
+    "--faults",
+    default="error_rate=0.05,drop_rate=0.02",
+    show_default=True,
+    metavar="SPEC",
+    help="Faults the lab servers inject (5xx and dropped connections), to show they change nothing.",
+)
 def demo_command(directory: str | None, objects: int, seed: int, faults: str) -> None:
     """Run the whole job on a simulated RING and S3 connector, on 127.0.0.1 only.
 
@@ -39,9 +50,13 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
     totals = result.capacity["totals"]
     gaps = counts["gaps"]
     click.echo("")
-    click.echo(f"RING main chunks {counts['ring_main_chunks']:,}, S3 references {counts['s3_references']:,} ({counts['split_subkeys']:,} split subkeys)")
-    click.echo(f"orphans          {counts['orphans']:,} of {counts['candidates']:,} candidates: "
-               f"{human_bytes(totals['logical_bytes'])} logical, {human_bytes(totals['raw_bytes'])} raw")
+    click.echo(
+        f"RING main chunks {counts['ring_main_chunks']:,}, S3 references {counts['s3_references']:,} ({counts['split_subkeys']:,} split subkeys)"
+    )
+    click.echo(
+        f"orphans          {counts['orphans']:,} of {counts['candidates']:,} candidates: "
+        f"{human_bytes(totals['logical_bytes'])} logical, {human_bytes(totals['raw_bytes'])} raw"
+    )
     click.echo(f"  X-Scal-Size {result.capacity['size_reading']['statement']}")
     for row in result.capacity["by_protection"]:
         name = f"ARC {row['schema']}" if row["protection"] == "arc" else f"COS {row['schema']}"
@@ -49,7 +64,9 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
     click.echo(f"gaps             missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,}")
     click.echo(f"debris {counts['debris']:,}, duplicate keys {counts['duplicates']:,}; took {sum(s for _, s in result.steps):.1f} s")
     o = result.deletion.outcomes
-    click.echo(f"deleted          {o['deleted']:,} orphans ({human_bytes(result.deletion.bytes_reclaimed)} logical reclaimed), failed {o['failed']:,}")
+    click.echo(
+        f"deleted          {o['deleted']:,} orphans ({human_bytes(result.deletion.bytes_reclaimed)} logical reclaimed), failed {o['failed']:,}"
+    )
     click.echo(f"report: {result.report}")
     store = absolute_location(str(result.store))
     click.echo(f"store:  {store}")

@@ -9,8 +9,11 @@ from ringfsck.cli._common import open_store, settings_options
 
 @click.command("forget")
 @click.argument("source", metavar="SOURCE")
-@click.option("--drop-unique-references", is_flag=True,
-              help="Forget an S3 source even though some of its sproxyd keys are in no other source (their data would look orphaned).")
+@click.option(
+    "--drop-unique-references",
+    is_flag=True,
+    help="Forget an S3 source even though some of its sproxyd keys are in no other source (their data would look orphaned).",
+)
 @settings_options()
 def forget_command(source: str, drop_unique_references: bool, settings) -> None:
     """Remove one ingested source (a listkeys file, an S3 export, a bucketd bucket) from the store.
@@ -68,8 +71,10 @@ def forget_command(source: str, drop_unique_references: bool, settings) -> None:
         state = check_completeness(con, store, store.settings, AnalysisOptions(assume_no_splits=assume_no_splits))
     finally:
         con.close()
-    click.echo(f"Forgot {record.kind} source {record.id}: {record.location} ({record.rows:,} rows, {record.rejected:,} rejected; "
-               f"{len(removed)} file(s) removed from {store.location}).")
+    click.echo(
+        f"Forgot {record.kind} source {record.id}: {record.location} ({record.rows:,} rows, {record.rejected:,} rejected; "
+        f"{len(removed)} file(s) removed from {store.location})."
+    )
     if unique:
         click.echo(f"{unique:,} sproxyd keys only it named are no longer references.")
     click.echo("The next analysis will not count it (run 'ringfsck analyze'); earlier runs and their reports are unchanged.")
@@ -79,7 +84,7 @@ def forget_command(source: str, drop_unique_references: bool, settings) -> None:
             click.echo(f"  - {reason}")
 
 
-def _unique_keys(con, location: str) -> int:  # noqa: ANN001
+def _unique_keys(con, location: str) -> int:
     """The sproxyd keys (rows and rejected rows' tokens) of one S3 source that no other source names."""
     return con.execute(
         """

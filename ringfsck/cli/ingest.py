@@ -21,7 +21,7 @@ def ingest() -> None:
     """
 
 
-def inputs_or_reference(paths: tuple[str, ...], settings, kind: str, *, required: bool = True) -> tuple[str, ...]:  # noqa: ANN001
+def inputs_or_reference(paths: tuple[str, ...], settings, kind: str, *, required: bool = True) -> tuple[str, ...]:
     """The given paths, else the reference's place for this input under {path}/{ring}/ (else none, if not required)."""
     if paths:
         return paths
@@ -35,8 +35,13 @@ def inputs_or_reference(paths: tuple[str, ...], settings, kind: str, *, required
 
 def ingest_report_data(report: IngestReport) -> dict:
     """An ingest report as JSON-ready data."""
-    return {"kind": report.kind, "rows": report.rows, "rejected": report.rejected, "files": [asdict(f) for f in report.files],
-            "overlaps": report.overlaps}
+    return {
+        "kind": report.kind,
+        "rows": report.rows,
+        "rejected": report.rejected,
+        "files": [asdict(f) for f in report.files],
+        "overlaps": report.overlaps,
+    }
 
 
 # What the parsers' skip counts are, said in words ("2 noise" reads "2 ringsh noise lines").
@@ -50,14 +55,14 @@ def _skipped(what: str, count: int) -> str:
     return f"{count:,} {words}" + ("" if count == 1 else "s")
 
 
-def store_location(store) -> str:  # noqa: ANN001
+def store_location(store) -> str:
     """The store, as every ingest and check says where it put the data (absolute: it means the same anywhere)."""
     from ringfsck.commands import absolute_location
 
     return absolute_location(store.location)
 
 
-def print_ingest_report(report: IngestReport, as_json: bool, store) -> None:  # noqa: ANN001
+def print_ingest_report(report: IngestReport, as_json: bool, store) -> None:
     if as_json:
         click.echo(json.dumps(ingest_report_data(report), indent=2))
         return
@@ -134,16 +139,31 @@ def ingest_s3keys_command(paths: tuple[str, ...], as_json: bool, settings) -> No
 
 
 @ingest.command("bucketd")
-@click.option("--url", default=None, metavar="URL",
-              help="bucketd base URL, http://HOST:PORT or HOST:PORT, e.g. http://127.0.0.1:9000 (config: bucketd_url; no default).")
-@click.option("--raft-session", "raft_sessions", multiple=True, type=int, metavar="N",
-              help="Export every bucket of this raft session (repeatable; no default: give sessions or buckets).")
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="bucketd base URL, http://HOST:PORT or HOST:PORT, e.g. http://127.0.0.1:9000 (config: bucketd_url; no default).",
+)
+@click.option(
+    "--raft-session",
+    "raft_sessions",
+    multiple=True,
+    type=int,
+    metavar="N",
+    help="Export every bucket of this raft session (repeatable; no default: give sessions or buckets).",
+)
 @click.option("--bucket", "buckets", multiple=True, metavar="NAME", help="Export this bucket (repeatable).")
 @click.option("--skip-complete", is_flag=True, help="Keep buckets whose earlier export completed (finish a partly failed run).")
 @click.option("--page-size", default=1000, show_default=True, type=click.IntRange(1, 10_000), help="Keys per listing request.")
 # The default is BUCKET_CONCURRENCY of ringfsck.ingest.bucketd, not imported here: it would load httpx at every start.
-@click.option("--bucket-concurrency", default=8, show_default=True, type=click.IntRange(1, 1000),
-              help="Buckets listed at once (their requests share --concurrency connections).")
+@click.option(
+    "--bucket-concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Buckets listed at once (their requests share --concurrency connections).",
+)
 @policy_options
 @settings_options(url="bucketd_url", **POLICY_SETTINGS)
 def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size, bucket_concurrency, settings, **_: Any) -> None:
@@ -177,21 +197,30 @@ def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size
     if not settings.bucketd_url:
         raise click.UsageError("give the bucketd URL with --url (or bucketd_url in the config)")
     store = open_store(settings)
-    report = ingest_bucketd(store, settings.bucketd_url, raft_sessions=raft_sessions, buckets=buckets,
-                            policy=HttpPolicy.from_settings(settings), page_size=page_size, skip_complete=skip_complete,
-                            bucket_concurrency=bucket_concurrency)
+    report = ingest_bucketd(
+        store,
+        settings.bucketd_url,
+        raft_sessions=raft_sessions,
+        buckets=buckets,
+        policy=HttpPolicy.from_settings(settings),
+        page_size=page_size,
+        skip_complete=skip_complete,
+        bucket_concurrency=bucket_concurrency,
+    )
     for outcome in report.buckets:
         skipped = ", ".join(f"{n:,} {what}" for what, n in sorted(outcome.skipped.items()))
         resumed = " (resumed)" if outcome.resumed else ""
-        click.echo(f"  {outcome.bucket}: {outcome.rows:,} RING keys in {outcome.pages} page(s){resumed}" + (f"; skipped {skipped}" if skipped else ""))
+        click.echo(
+            f"  {outcome.bucket}: {outcome.rows:,} RING keys in {outcome.pages} page(s){resumed}"
+            + (f"; skipped {skipped}" if skipped else "")
+        )
         if outcome.other_locations:
             click.echo(f"    {outcome.other_locations:,} locations on other backends (see s3_other_locations)")
     click.echo(f"bucketd: {len(report.buckets)} bucket(s), {report.rows:,} RING keys; store {store_location(store)}")
     print_overlaps(report.overlaps)
 
 
-def sup_overrides(settings, *, supervisor: str | None, login: str | None, password_file: str | None, ca_bundle: str | None,  # noqa: ANN001, ANN201
-                  insecure: bool):
+def sup_overrides(settings, *, supervisor: str | None, login: str | None, password_file: str | None, ca_bundle: str | None, insecure: bool):
     """Settings with the supervisor options applied (they win over the config and the environment)."""
     import dataclasses
 
@@ -209,28 +238,59 @@ def sup_overrides(settings, *, supervisor: str | None, login: str | None, passwo
     return dataclasses.replace(settings, sup=dataclasses.replace(settings.sup, **changed)) if changed else settings
 
 
-def ring_options(func):  # noqa: ANN001, ANN201
+def ring_options(func):
     """The options that reach the supervisor and nodes (never a password: config, environment or a file)."""
-    for option in reversed([
-        click.option("--supervisor", default=None, metavar="URL", help="The supervisor, e.g. https://10.0.0.2:2443 (config: sup.url, env RINGFSCK_SUP_URL)."),
-        click.option("--node", "node_urls", multiple=True, metavar="URL",
-                     help="List this node's admin endpoint without a supervisor, e.g. https://10.0.0.5:6444?vnode=4244 (repeatable)."),
-        click.option("--ring", default=None, metavar="NAME", help="The ring (DSO) to list (config: ring)."),
-        click.option("--login", default=None, metavar="USER", help="Supervisor and node login (config: sup.login, env RINGFSCK_SUP_LOGIN)."),
-        click.option("--password-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-                     help="Read the password from this file (else sup.password in the config, or env RINGFSCK_SUP_PASSWORD)."),
-        click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-                     help="PEM file the supervisor's and nodes' certificates are checked against (config: sup.ca_bundle)."),
-        click.option("--no-verify-tls", "insecure", is_flag=True, help="Do not check certificates (config: sup.verify_tls: false). Warned about."),
-        click.option("--retention", type=click.IntRange(min=0), default=None, metavar="SECONDS",
-                     help="Chunks written in the last SECONDS are not listed (config: retention; default 604800, 7 days)."),
-        click.option("--refresh", is_flag=True, help="List again the nodes a previous run listed completely."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--supervisor",
+                default=None,
+                metavar="URL",
+                help="The supervisor, e.g. https://10.0.0.2:2443 (config: sup.url, env RINGFSCK_SUP_URL).",
+            ),
+            click.option(
+                "--node",
+                "node_urls",
+                multiple=True,
+                metavar="URL",
+                help="List this node's admin endpoint without a supervisor, e.g. https://10.0.0.5:6444?vnode=4244 (repeatable).",
+            ),
+            click.option("--ring", default=None, metavar="NAME", help="The ring (DSO) to list (config: ring)."),
+            click.option(
+                "--login", default=None, metavar="USER", help="Supervisor and node login (config: sup.login, env RINGFSCK_SUP_LOGIN)."
+            ),
+            click.option(
+                "--password-file",
+                type=click.Path(dir_okay=False),
+                default=None,
+                metavar="FILE",
+                help="Read the password from this file (else sup.password in the config, or env RINGFSCK_SUP_PASSWORD).",
+            ),
+            click.option(
+                "--ca-bundle",
+                type=click.Path(dir_okay=False),
+                default=None,
+                metavar="FILE",
+                help="PEM file the supervisor's and nodes' certificates are checked against (config: sup.ca_bundle).",
+            ),
+            click.option(
+                "--no-verify-tls", "insecure", is_flag=True, help="Do not check certificates (config: sup.verify_tls: false). Warned about."
+            ),
+            click.option(
+                "--retention",
+                type=click.IntRange(min=0),
+                default=None,
+                metavar="SECONDS",
+                help="Chunks written in the last SECONDS are not listed (config: retention; default 604800, 7 days).",
+            ),
+            click.option("--refresh", is_flag=True, help="List again the nodes a previous run listed completely."),
+        ]
+    ):
         func = option(func)
     return func
 
 
-def node_line(outcome, echo=click.echo) -> None:  # noqa: ANN001
+def node_line(outcome, echo=click.echo) -> None:
     """The closing line of one node of a native listing."""
     where = f"  {outcome.name} ({outcome.address})"
     if outcome.status == "failed":
@@ -242,8 +302,9 @@ def node_line(outcome, echo=click.echo) -> None:  # noqa: ANN001
         echo(f"{where}: {outcome.rows:,} rows in {outcome.seconds:.1f} s{rate}")
 
 
-def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refresh: bool = False, concurrency: int | None = None,  # noqa: ANN001, ANN201
-                     echo=click.echo):
+def run_ring_listing(
+    settings, store, *, node_urls: tuple[str, ...] = (), refresh: bool = False, concurrency: int | None = None, echo=click.echo
+):
     """``ingest ring`` on the configured supervisor (or the given nodes): a closing line per node, then totals."""
     from ringfsck.ingest.ring import ingest_ring, sup_credentials
     from ringfsck.remote.http import HttpPolicy
@@ -253,18 +314,32 @@ def run_ring_listing(settings, store, *, node_urls: tuple[str, ...] = (), refres
     if not settings.sup.verify_tls:
         click.echo("Warning: TLS certificates of the supervisor and nodes are not checked (verify_tls: false)", err=True)
     credentials = sup_credentials(settings, [u for u in (settings.sup.url, *node_urls) if u])
-    report = ingest_ring(store, supervisor=settings.sup.url if not node_urls else None, node_urls=node_urls, credentials=credentials,
-                         policy=HttpPolicy.from_settings(settings), concurrency=concurrency,
-                         refresh=refresh, on_node=lambda outcome: node_line(outcome, echo))
+    report = ingest_ring(
+        store,
+        supervisor=settings.sup.url if not node_urls else None,
+        node_urls=node_urls,
+        credentials=credentials,
+        policy=HttpPolicy.from_settings(settings),
+        concurrency=concurrency,
+        refresh=refresh,
+        on_node=lambda outcome: node_line(outcome, echo),
+    )
     echo(f"ring {report.ring}: {len(report.nodes)} node(s), {report.rows:,} rows (chunks written up to mtime {report.mtime_max})")
     return report
 
 
 @ingest.command("ring")
 @ring_options
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes listed at once, each by a process of its own (default: one per core, at least 2; at most 16). Example: --concurrency 6")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Nodes listed at once, each by a process of its own (default: one per core, at least 2; at most 16). Example: --concurrency 6",
+)
 @settings_options(ring="ring", retention="retention", concurrency="concurrency")
-def ingest_ring_command(supervisor, node_urls, ring, login, password_file, ca_bundle, insecure, retention, refresh, concurrency, settings) -> None:
+def ingest_ring_command(
+    supervisor, node_urls, ring, login, password_file, ca_bundle, insecure, retention, refresh, concurrency, settings
+) -> None:
     """List every node of the RING natively: the supervisor names them, each streams its keys.
 
     What the reference's listkey.py (Spark) does, straight into the store: no
@@ -283,7 +358,9 @@ def ingest_ring_command(supervisor, node_urls, ring, login, password_file, ca_bu
       ringfsck ingest ring --supervisor https://10.0.0.2:2443 --ring DATA --login root --password-file ~/.sup-password --ca-bundle sup-ca.pem
       ringfsck ingest ring --node https://10.0.0.5:6444?vnode=4244 --ring DATA --password-file ~/.sup-password
     """
-    settings = sup_overrides(settings, supervisor=supervisor, login=login, password_file=password_file, ca_bundle=ca_bundle, insecure=insecure)
+    settings = sup_overrides(
+        settings, supervisor=supervisor, login=login, password_file=password_file, ca_bundle=ca_bundle, insecure=insecure
+    )
     run_ring_listing(settings, open_store(settings), node_urls=node_urls, refresh=refresh, concurrency=concurrency)
 
 

@@ -42,29 +42,96 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
 
 
 @lab.command("generate")
-@click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="Directory to write the world into; a world already there is replaced. Example: --out /tmp/world")
-@click.option("--objects", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="S3 objects to plant, about 14 listkeys rows each with 8+4 (700,000 objects: ~10 M rows). Example: --objects 700000")
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed: the same seed and options write the same world. Example: --seed 7")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Directory to write the world into; a world already there is replaced. Example: --out /tmp/world",
+)
+@click.option(
+    "--objects",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="S3 objects to plant, about 14 listkeys rows each with 8+4 (700,000 objects: ~10 M rows). Example: --objects 700000",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Random seed: the same seed and options write the same world. Example: --seed 7"
+)
 @click.option("--arc", default="8+4", show_default=True, metavar="K+M", help="ARC schema of the data. Example: --arc 4+2")
-@click.option("--cos", default=2, show_default=True, type=click.IntRange(0, 5), help="COS level of the replicated data (COS N keeps N+1 copies). Example: --cos 3")
-@click.option("--orphans", default=0.05, show_default=True, type=click.FloatRange(0, 1),
-              help="Orphan main chunks, as a share of --objects (at least 6 unless 0). Example: --orphans 0.2")
-@click.option("--gaps", default=0.02, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of objects missing, unrecoverable or degraded on the RING. Example: --gaps 0")
-@click.option("--splits", default=0.05, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of objects stored as split indexes with subkeys. Example: --splits 0")
-@click.option("--nodes", default=6, show_default=True, type=click.IntRange(min=1), help="RING nodes, one listkeys file each. Example: --nodes 12")
-@click.option("--buckets", default=4, show_default=True, type=click.IntRange(min=1), help="S3 buckets, spread over raft sessions 1 and 2. Example: --buckets 20")
-@click.option("--sizes", default="1K-256M", show_default=True, callback=_sizes, metavar="MIN-MAX",
-              help="Logical sizes of main chunks (X-Scal-Size), log-uniform, binary units. Example: --sizes 4K-1G")
-@click.option("--server-state/--no-server-state", default=True, show_default=True,
-              help="Write what 'lab serve' needs (lab/); skip it for worlds that are only ingested. Example: --no-server-state")
-@click.option("--export-error", is_flag=True,
-              help="Log one 'error fetching object locations array' in the first bucket's JSON-lines export (it is then incomplete). Example: --export-error")
-def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orphans: float, gaps: float, splits: float,
-                     nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool, export_error: bool) -> None:
+@click.option(
+    "--cos",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 5),
+    help="COS level of the replicated data (COS N keeps N+1 copies). Example: --cos 3",
+)
+@click.option(
+    "--orphans",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Orphan main chunks, as a share of --objects (at least 6 unless 0). Example: --orphans 0.2",
+)
+@click.option(
+    "--gaps",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of objects missing, unrecoverable or degraded on the RING. Example: --gaps 0",
+)
+@click.option(
+    "--splits",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of objects stored as split indexes with subkeys. Example: --splits 0",
+)
+@click.option(
+    "--nodes", default=6, show_default=True, type=click.IntRange(min=1), help="RING nodes, one listkeys file each. Example: --nodes 12"
+)
+@click.option(
+    "--buckets",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="S3 buckets, spread over raft sessions 1 and 2. Example: --buckets 20",
+)
+@click.option(
+    "--sizes",
+    default="1K-256M",
+    show_default=True,
+    callback=_sizes,
+    metavar="MIN-MAX",
+    help="Logical sizes of main chunks (X-Scal-Size), log-uniform, binary units. Example: --sizes 4K-1G",
+)
+@click.option(
+    "--server-state/--no-server-state",
+    default=True,
+    show_default=True,
+    help="Write what 'lab serve' needs (lab/); skip it for worlds that are only ingested. Example: --no-server-state",
+)
+@click.option(
+    "--export-error",
+    is_flag=True,
+    help="Log one 'error fetching object locations array' in the first bucket's JSON-lines export (it is then incomplete). Example: --export-error",
+)
+def generate_command(
+    out: str,
+    objects: int,
+    seed: int,
+    arc: str,
+    cos: int,
+    orphans: float,
+    gaps: float,
+    splits: float,
+    nodes: int,
+    buckets: int,
+    sizes: tuple[int, int],
+    server_state: bool,
+    export_error: bool,
+) -> None:
     """Write a world: listkeys per node, S3 exports (CSV and JSON lines), server state and truth.json.
 
     \b
@@ -84,9 +151,21 @@ def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orph
     from ringfsck.lab import generate_world
 
     try:
-        world = generate_world(out, objects=objects, seed=seed, arc=arc, cos=cos, orphans=orphans, gaps=gaps, splits=splits,
-                               nodes=nodes, buckets=buckets, sizes=sizes, server_state=server_state,
-                               export_error=export_error)
+        world = generate_world(
+            out,
+            objects=objects,
+            seed=seed,
+            arc=arc,
+            cos=cos,
+            orphans=orphans,
+            gaps=gaps,
+            splits=splits,
+            nodes=nodes,
+            buckets=buckets,
+            sizes=sizes,
+            server_state=server_state,
+            export_error=export_error,
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     counts = world.truth["counts"]
@@ -94,28 +173,76 @@ def generate_command(out: str, objects: int, seed: int, arc: str, cos: int, orph
 
 
 @lab.command("serve")
-@click.option("--world", required=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
-              help="A directory written by 'ringfsck lab generate'. Example: --world /tmp/world")
-@click.option("--ring", default="DATA", show_default=True,
-              help="RING name in the srebuildd paths (rebuild/arc-RING, rebuild/arcdata-RING, rebuild/chord-RING). Example: --ring DATA2")
-@click.option("--srebuildd-port", default=0, show_default=True, type=click.IntRange(0, 65535),
-              help="Port of srebuildd on 127.0.0.1 (0: any free port). Example: --srebuildd-port 8181")
-@click.option("--bucketd-port", default=0, show_default=True, type=click.IntRange(0, 65535),
-              help="Port of bucketd on 127.0.0.1 (0: any free port). Example: --bucketd-port 9000")
-@click.option("--srebuildd-faults", default=None, metavar="SPEC",
-              help="Faults of srebuildd. Example: --srebuildd-faults 'error_rate=0.1,drop_rate=0.05,latency_ms=2,hang_rate=0.01,fail_keys=K1;K2'")
-@click.option("--bucketd-faults", default=None, metavar="SPEC",
-              help="Faults of bucketd, same syntax (fail_keys may name buckets). Example: --bucketd-faults error_rate=0.05")
-@click.option("--size-reading", type=click.Choice(["object", "chunk"]), default="object", show_default=True,
-              help="What srebuildd's X-Scal-Size measures on the arcdata path: the object's size, or one ARC chunk's "
-                   "(ceil(size / k); COS keys answer the object's size either way). Example: --size-reading chunk")
-@click.option("--node-faults", multiple=True, metavar="NODE:SPEC",
-              help="Faults of one RING node (or 'supervisor'), repeatable: unreachable, bad_login, cut_at, cut_on_line, slow_ms, "
-                   "fail_requests, chunked, unframed. Example: --node-faults node-02:cut_at=0.5")
-@click.option("--ring-tls", is_flag=True,
-              help="Serve the supervisor and nodes over HTTPS with a generated certificate (needs the cryptography package). Example: --ring-tls")
-def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int, srebuildd_faults: str | None, bucketd_faults: str | None,
-                  size_reading: str, node_faults: tuple[str, ...], ring_tls: bool) -> None:
+@click.option(
+    "--world",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="A directory written by 'ringfsck lab generate'. Example: --world /tmp/world",
+)
+@click.option(
+    "--ring",
+    default="DATA",
+    show_default=True,
+    help="RING name in the srebuildd paths (rebuild/arc-RING, rebuild/arcdata-RING, rebuild/chord-RING). Example: --ring DATA2",
+)
+@click.option(
+    "--srebuildd-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of srebuildd on 127.0.0.1 (0: any free port). Example: --srebuildd-port 8181",
+)
+@click.option(
+    "--bucketd-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of bucketd on 127.0.0.1 (0: any free port). Example: --bucketd-port 9000",
+)
+@click.option(
+    "--srebuildd-faults",
+    default=None,
+    metavar="SPEC",
+    help="Faults of srebuildd. Example: --srebuildd-faults 'error_rate=0.1,drop_rate=0.05,latency_ms=2,hang_rate=0.01,fail_keys=K1;K2'",
+)
+@click.option(
+    "--bucketd-faults",
+    default=None,
+    metavar="SPEC",
+    help="Faults of bucketd, same syntax (fail_keys may name buckets). Example: --bucketd-faults error_rate=0.05",
+)
+@click.option(
+    "--size-reading",
+    type=click.Choice(["object", "chunk"]),
+    default="object",
+    show_default=True,
+    help="What srebuildd's X-Scal-Size measures on the arcdata path: the object's size, or one ARC chunk's "
+    "(ceil(size / k); COS keys answer the object's size either way). Example: --size-reading chunk",
+)
+@click.option(
+    "--node-faults",
+    multiple=True,
+    metavar="NODE:SPEC",
+    help="Faults of one RING node (or 'supervisor'), repeatable: unreachable, bad_login, cut_at, cut_on_line, slow_ms, "
+    "fail_requests, chunked, unframed. Example: --node-faults node-02:cut_at=0.5",
+)
+@click.option(
+    "--ring-tls",
+    is_flag=True,
+    help="Serve the supervisor and nodes over HTTPS with a generated certificate (needs the cryptography package). Example: --ring-tls",
+)
+def serve_command(
+    world: str,
+    ring: str,
+    srebuildd_port: int,
+    bucketd_port: int,
+    srebuildd_faults: str | None,
+    bucketd_faults: str | None,
+    size_reading: str,
+    node_faults: tuple[str, ...],
+    ring_tls: bool,
+) -> None:
     """Serve a world's srebuildd, bucketd, RING supervisor and nodes on 127.0.0.1 until interrupted.
 
     The supervisor answers the ring's XML configuration, each node its
@@ -167,21 +294,34 @@ def serve_command(world: str, ring: str, srebuildd_port: int, bucketd_port: int,
             for name, url in urls["ring"]["nodes"].items():
                 click.echo(f"  {name:10s} {url}")
             tls = f" --ca-bundle {ca_bundle}" if ca_bundle else ""
-            click.echo(f"List it: ringfsck ingest ring --supervisor {urls['ring']['supervisor']} --ring {ring} --login {LAB_LOGIN} "
-                       f"--password-file {password_file}{tls}")
+            click.echo(
+                f"List it: ringfsck ingest ring --supervisor {urls['ring']['supervisor']} --ring {ring} --login {LAB_LOGIN} "
+                f"--password-file {password_file}{tls}"
+            )
             click.echo("Press Ctrl-C to stop.")
 
         faults = {"srebuildd_faults": Faults.parse(srebuildd_faults), "bucketd_faults": Faults.parse(bucketd_faults)}
         try:
-            _serve_all(Path(world), ring, srebuildd_port, bucketd_port, size_reading, faults, parse_node_faults(list(node_faults)), ssl_context, ready)
+            _serve_all(
+                Path(world),
+                ring,
+                srebuildd_port,
+                bucketd_port,
+                size_reading,
+                faults,
+                parse_node_faults(list(node_faults)),
+                ssl_context,
+                ready,
+            )
         except (FileNotFoundError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot listen on 127.0.0.1: {exc.strerror}") from None
 
 
-def _serve_all(world: Path, ring: str, srebuildd_port: int, bucketd_port: int, size_reading: str, faults: dict, node_faults: dict,  # noqa: PLR0913
-               ssl_context, ready) -> None:  # noqa: ANN001
+def _serve_all(
+    world: Path, ring: str, srebuildd_port: int, bucketd_port: int, size_reading: str, faults: dict, node_faults: dict, ssl_context, ready
+) -> None:
     """srebuildd, bucketd, the supervisor and the nodes in one event loop, until SIGTERM or SIGINT."""
     import asyncio
     import signal
@@ -191,7 +331,9 @@ def _serve_all(world: Path, ring: str, srebuildd_port: int, bucketd_port: int, s
 
     async def main() -> None:
         task = asyncio.gather(
-            serve(world, ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, size_reading=size_reading, ready=ready, **faults),
+            serve(
+                world, ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, size_reading=size_reading, ready=ready, **faults
+            ),
             serve_ring(world, ring=ring, faults=node_faults, ssl_context=ssl_context, ready=lambda urls: ready({"ring": urls})),
         )
         loop = asyncio.get_running_loop()

@@ -9,9 +9,16 @@ from ringfsck.manifest import CHECKS
 
 
 @click.command("manifest")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Manifest CSV to write, a file or s3://BUCKET/KEY (a Parquet copy goes to OUTPUT.parquet).")
-@click.option("--force", multiple=True, type=click.Choice(CHECKS), help="Override one named safety check (repeatable); recorded in the manifest.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Manifest CSV to write, a file or s3://BUCKET/KEY (a Parquet copy goes to OUTPUT.parquet).",
+)
+@click.option(
+    "--force", multiple=True, type=click.Choice(CHECKS), help="Override one named safety check (repeatable); recorded in the manifest."
+)
 @settings_options()
 def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
     """Write the deletion manifest of the latest analysis: its orphans, tied to its inputs.
@@ -37,8 +44,10 @@ def manifest_command(output: str, force: tuple[str, ...], settings) -> None:
     store = open_store(settings)
     manifest = write_manifest(store, output, force=force)
     header = manifest.header
-    click.echo(f"{output}: {header['key_count']:,} orphan main chunks of run {header['run_id']}, "
-               f"{human_bytes(header['logical_bytes'])} logical ({header['unsized']:,} unsized); sha256 {header['keys_sha256'][:16]}…")
+    click.echo(
+        f"{output}: {header['key_count']:,} orphan main chunks of run {header['run_id']}, "
+        f"{human_bytes(header['logical_bytes'])} logical ({header['unsized']:,} unsized); sha256 {header['keys_sha256'][:16]}…"
+    )
     for name, reason in header["forced"].items():
         click.echo(f"Warning: check '{name}' overridden: {reason}", err=True)
     manifest_location = absolute_location(output)

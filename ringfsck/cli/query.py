@@ -18,8 +18,24 @@ from ringfsck.errors import InputError
 _FETCH = 10_000
 # The views ``ringfsck sql`` offers (the README's table lists the same; a test checks both, and the store's).
 VIEWS = (
-    "listkeys", "listkeys_packed", "s3keys", "s3_objects", "ring_main_chunks", "candidates", "orphans", "gaps", "debris", "duplicates",
-    "rejects", "s3_rejects", "s3_input_keys", "splits", "sizes", "orphan_sizes", "s3_other_locations", "sources",
+    "listkeys",
+    "listkeys_packed",
+    "s3keys",
+    "s3_objects",
+    "ring_main_chunks",
+    "candidates",
+    "orphans",
+    "gaps",
+    "debris",
+    "duplicates",
+    "rejects",
+    "s3_rejects",
+    "s3_input_keys",
+    "splits",
+    "sizes",
+    "orphan_sizes",
+    "s3_other_locations",
+    "sources",
 )
 # Statements that only read: anything else (COPY … TO, ATTACH, CREATE, SET, PRAGMA, INSTALL…) could
 # write a file, even over the store's own, and is refused before it runs.
@@ -53,7 +69,9 @@ def _reading_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
         raise InputError(f"query failed: {str(exc).splitlines()[0]}") from None
     for statement in statements:
         if statement.type not in _READING_STATEMENTS:
-            raise InputError(f"ringfsck sql only reads: a {statement.type.name} statement is refused (write results with --format csv > FILE)")
+            raise InputError(
+                f"ringfsck sql only reads: a {statement.type.name} statement is refused (write results with --format csv > FILE)"
+            )
 
 
 def _failure(exc: duckdb.Error) -> InputError:
@@ -63,7 +81,9 @@ def _failure(exc: duckdb.Error) -> InputError:
     return InputError(f"query failed: {message}")
 
 
-@click.command("sql", help=f"""Run a DuckDB query over the store's views (it only reads: COPY, ATTACH, CREATE… are refused).
+@click.command(
+    "sql",
+    help=f"""Run a DuckDB query over the store's views (it only reads: COPY, ATTACH, CREATE… are refused).
 
     Views: {", ".join(VIEWS)}.
 
@@ -78,10 +98,17 @@ def _failure(exc: duckdb.Error) -> InputError:
       ringfsck sql "select sproxyd_key, input_key_digkey(sproxyd_key) from s3keys limit 5"
       ringfsck sql "select * from gaps where status = 'missing'" --format csv > missing.csv
       ringfsck sql "select reason, count(*) from rejects group by all" --format json
-    """)
+    """,
+)
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "ndjson"]), default="table", show_default=True,
-              help="Output format; csv, json and ndjson print every row.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "ndjson"]),
+    default="table",
+    show_default=True,
+    help="Output format; csv, json and ndjson print every row.",
+)
 @click.option("--max-rows", type=int, default=40, show_default=True, help="Rows shown by --format table.")
 @click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Query an older analysis run instead of the latest.")
 @settings_options()

@@ -40,8 +40,7 @@ def command_reference() -> str:
     for ctx, command in walk(main, root):
         help_text = "\n".join(line.rstrip() for line in command.get_help(ctx).splitlines())
         summary = command.get_short_help_str(limit=WIDTH)
-        blocks.append(f"<details><summary><code>{ctx.command_path}</code>: {summary}</summary>\n\n"
-                      f"```text\n{help_text}\n```\n\n</details>")
+        blocks.append(f"<details><summary><code>{ctx.command_path}</code>: {summary}</summary>\n\n```text\n{help_text}\n```\n\n</details>")
     return "\n".join(blocks)
 
 

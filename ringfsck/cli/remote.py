@@ -12,7 +12,7 @@ from ringfsck.remote.batches import JobReport
 from ringfsck.remote.http import HttpPolicy
 
 
-def _remember_srebuildd(store, settings) -> None:  # noqa: ANN001
+def _remember_srebuildd(store, settings) -> None:
     """The URL that answered, for the commands printed later (report, manifest) to carry."""
     from ringfsck.commands import remember_srebuildd
 
@@ -22,8 +22,10 @@ def _remember_srebuildd(store, settings) -> None:  # noqa: ANN001
 
 def _print(report: JobReport, what: str) -> None:
     outcomes = ", ".join(f"{count:,} {status}" for status, count in sorted(report.outcomes.items())) or "nothing to ask"
-    click.echo(f"{what}: {report.requested:,} keys asked in {report.seconds:.1f} s ({report.rate:,.0f} keys/s): {outcomes}; "
-               f"{report.already_final:,} already final{endpoint_figures(report.endpoints)}")
+    click.echo(
+        f"{what}: {report.requested:,} keys asked in {report.seconds:.1f} s ({report.rate:,.0f} keys/s): {outcomes}; "
+        f"{report.already_final:,} already final{endpoint_figures(report.endpoints)}"
+    )
     if report.errors:
         click.echo(f"{report.errors:,} lookups failed after every retry and stay unknown; run the command again to retry them.", err=True)
         for reason in report.first_errors:
@@ -34,8 +36,10 @@ def endpoint_figures(endpoints: list[dict[str, Any]]) -> str:
     """Per-endpoint figures for a closing line, when there was more than one endpoint."""
     if len(endpoints) < 2:
         return ""
-    parts = [f"{e['url']} {e['requests']:,} requests, {e['failures']:,} failed" + (f", set aside: {e['set_aside']}" if e["set_aside"] else "")
-             for e in endpoints]
+    parts = [
+        f"{e['url']} {e['requests']:,} requests, {e['failures']:,} failed" + (f", set aside: {e['set_aside']}" if e["set_aside"] else "")
+        for e in endpoints
+    ]
     return "; endpoints: " + "; ".join(parts)
 
 
@@ -68,8 +72,13 @@ def resolve_command(settings, **_: Any) -> None:
 
 @click.command("size")
 @srebuildd_options
-@click.option("--sample", "size_sample", type=click.IntRange(min=1), default=None,
-              help="Referenced ARC main chunks to HEAD to measure what X-Scal-Size means (config: size_sample, default 200).")
+@click.option(
+    "--sample",
+    "size_sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Referenced ARC main chunks to HEAD to measure what X-Scal-Size means (config: size_sample, default 200).",
+)
 @settings_options(**SREBUILDD_SETTINGS, size_sample="size_sample")
 def size_command(settings, **_: Any) -> None:
     """Size the orphans of the latest analysis: HEAD each on the arcdata path (X-Scal-Size).
@@ -101,13 +110,17 @@ def size_command(settings, **_: Any) -> None:
     _print(report, "size")
     capacity = capacity_summary(store)
     totals = capacity["totals"]
-    click.echo(f"orphans {totals['orphans']:,}: sized {totals['sized']:,}, unsized {totals['unsized']:,}, failed {totals['failed']:,}, already gone {totals['gone']:,}")
+    click.echo(
+        f"orphans {totals['orphans']:,}: sized {totals['sized']:,}, unsized {totals['unsized']:,}, failed {totals['failed']:,}, already gone {totals['gone']:,}"
+    )
     click.echo(f"X-Scal-Size {capacity['size_reading']['statement']}")
     click.echo(f"capacity: {human_bytes(totals['logical_bytes'])} logical, {human_bytes(totals['raw_bytes'])} raw")
     for row in capacity["by_protection"]:
         name = f"ARC {row['schema']}" if row["protection"] == "arc" else f"COS {row['schema']}"
-        click.echo(f"  {name:10s} {row['orphans']:>10,} orphans  {human_bytes(row['logical_bytes']):>10} logical  x{row['raw_multiplier']:g} = {human_bytes(row['raw_bytes']):>10} raw"
-                   f"  (logical = X-Scal-Size x{row['x_scal_size_to_logical']:g}, raw = X-Scal-Size x{row['x_scal_size_to_raw']:g})")
+        click.echo(
+            f"  {name:10s} {row['orphans']:>10,} orphans  {human_bytes(row['logical_bytes']):>10} logical  x{row['raw_multiplier']:g} = {human_bytes(row['raw_bytes']):>10} raw"
+            f"  (logical = X-Scal-Size x{row['x_scal_size_to_logical']:g}, raw = X-Scal-Size x{row['x_scal_size_to_raw']:g})"
+        )
     if report.errors:
         raise SystemExit(EXIT_FAILURES)
 

@@ -8,8 +8,14 @@ from ringfsck.cli._common import open_store, settings_options
 
 
 @click.command("report")
-@click.option("-o", "--output", default="ringfsck-report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="HTML file to write, or s3://BUCKET/KEY.")
+@click.option(
+    "-o",
+    "--output",
+    default="ringfsck-report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="HTML file to write, or s3://BUCKET/KEY.",
+)
 @click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Report an older analysis run instead of the latest.")
 @settings_options()
 def report_command(output: str, run_id: str | None, settings) -> None:

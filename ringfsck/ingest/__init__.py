@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ringfsck.errors import InputError
 from ringfsck.ingest.identity import FileOutcome
-from ringfsck.ingest.loop import IngestJob, IngestReport, ingest_jobs
 from ringfsck.ingest.inputs import expand_paths
+from ringfsck.ingest.loop import IngestJob, IngestReport, ingest_jobs
 from ringfsck.store import Store
 
 __all__ = ["IngestReport", "FileOutcome", "ingest_inputs", "ingest_listkeys", "ingest_s3keys"]
@@ -30,7 +30,9 @@ def ingest_s3keys(store: Store, paths: list[str] | tuple[str, ...]) -> IngestRep
     return report
 
 
-def ingest_inputs(store: Store, listkeys: list[str] | tuple[str, ...], s3keys: list[str] | tuple[str, ...]) -> tuple[IngestReport, IngestReport]:
+def ingest_inputs(
+    store: Store, listkeys: list[str] | tuple[str, ...], s3keys: list[str] | tuple[str, ...]
+) -> tuple[IngestReport, IngestReport]:
     """Ingest a RING listing and an S3 export together, their files sharing the cores: (listkeys, s3keys) reports.
 
     Either may be empty (nothing of that kind is ingested: the store keeps what it holds).

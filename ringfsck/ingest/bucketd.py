@@ -113,8 +113,21 @@ class _BucketExport:
         for table in ("s3keys", "s3_other_locations", "rejects"):
             for part in self.store.part_names(table, f"{self.sid}-*"):
                 self.store.remove_part(table, part)
-        state = {"bucket": self.bucket, "marker": None, "pages": 0, "rows": 0, "digest": "", "started_at": iso(utc_now()), "complete": False,
-                 "skipped": {}, "other_locations": 0, "entries": 0, "rejected": 0, "last_master": None, "resumed": False}
+        state = {
+            "bucket": self.bucket,
+            "marker": None,
+            "pages": 0,
+            "rows": 0,
+            "digest": "",
+            "started_at": iso(utc_now()),
+            "complete": False,
+            "skipped": {},
+            "other_locations": 0,
+            "entries": 0,
+            "rejected": 0,
+            "last_master": None,
+            "resumed": False,
+        }
         # On disk before the first page: a bucket whose first listing fails is unfinished, not unknown.
         self.store.write_json(self.marker_file, state)
         return state
@@ -128,13 +141,33 @@ class _BucketExport:
                     rejects.add(ordinal, f"bucket {self.bucket}, key {entry.listed_key!r}: {entry.rejected}", entry.raw)
                 for location in entry.locations:
                     if location.is_sproxyd_key:  # whatever the backend: a reference for the orphan check
-                        rows.append({"bucket": self.bucket, "object_key": entry.object_key, "version_id": entry.version_id,
-                                     "sproxyd_key": location.key, "size": location.size, "last_modified": _timestamp(entry.last_modified),
-                                     "mpu_part": entry.mpu_part, "source": self.location, "line": None, "on_ring": location.on_ring})
+                        rows.append(
+                            {
+                                "bucket": self.bucket,
+                                "object_key": entry.object_key,
+                                "version_id": entry.version_id,
+                                "sproxyd_key": location.key,
+                                "size": location.size,
+                                "last_modified": _timestamp(entry.last_modified),
+                                "mpu_part": entry.mpu_part,
+                                "source": self.location,
+                                "line": None,
+                                "on_ring": location.on_ring,
+                            }
+                        )
                     else:
-                        others.append({"bucket": self.bucket, "object_key": entry.object_key, "version_id": entry.version_id,
-                                       "data_store_name": location.data_store_name, "data_store_type": location.data_store_type,
-                                       "location_key": location.key, "size": location.size, "source": self.location})
+                        others.append(
+                            {
+                                "bucket": self.bucket,
+                                "object_key": entry.object_key,
+                                "version_id": entry.version_id,
+                                "data_store_name": location.data_store_name,
+                                "data_store_type": location.data_store_type,
+                                "location_key": location.key,
+                                "size": location.size,
+                                "source": self.location,
+                            }
+                        )
                 if entry.skipped:
                     self.state["skipped"][entry.skipped] = self.state["skipped"].get(entry.skipped, 0) + 1
         with self.store.writing_part("s3keys", page) as tmp:
@@ -143,9 +176,15 @@ class _BucketExport:
             with self.store.writing_part("s3_other_locations", page) as tmp:
                 pq.write_table(pa.Table.from_pylist(others, schema=OTHER_SCHEMA), tmp, compression="zstd")
         digest = hashlib.sha256("\n".join(f"{r['object_key']}\0{r['version_id']}\0{r['sproxyd_key']}" for r in rows).encode()).hexdigest()
-        self.state.update(marker=last_key, pages=self.state["pages"] + 1, rows=self.state["rows"] + len(rows),
-                          other_locations=self.state["other_locations"] + len(others), last_master=master,
-                          entries=self.state.get("entries", 0) + listed, rejected=self.state.get("rejected", 0) + rejects.count)
+        self.state.update(
+            marker=last_key,
+            pages=self.state["pages"] + 1,
+            rows=self.state["rows"] + len(rows),
+            other_locations=self.state["other_locations"] + len(others),
+            last_master=master,
+            entries=self.state.get("entries", 0) + listed,
+            rejected=self.state.get("rejected", 0) + rejects.count,
+        )
         # A chain, not a list of page digests: the marker, rewritten after every page, stays small.
         self.state["digest"] = _chained(self.state["digest"], digest)
         self.store.write_json(self.marker_file, self.state)  # the page counts only once this is on disk
@@ -154,11 +193,22 @@ class _BucketExport:
         self.state["complete"] = True
         self.store.write_json(self.marker_file, self.state)
         checksum = self.state["digest"]
-        self.store.save_source(Source(
-            id=self.sid, kind="bucketd", location=self.location, size=self.state["rows"], checksum=checksum, format="bucketd",
-            captured_at=self.state["started_at"], ingested_at=iso(utc_now()), rows=self.state["rows"], rejected=self.state.get("rejected", 0),
-            skipped=self.state["skipped"] | ({"other backends": self.state["other_locations"]} if self.state["other_locations"] else {}),
-        ))
+        self.store.save_source(
+            Source(
+                id=self.sid,
+                kind="bucketd",
+                location=self.location,
+                size=self.state["rows"],
+                checksum=checksum,
+                format="bucketd",
+                captured_at=self.state["started_at"],
+                ingested_at=iso(utc_now()),
+                rows=self.state["rows"],
+                rejected=self.state.get("rejected", 0),
+                skipped=self.state["skipped"]
+                | ({"other backends": self.state["other_locations"]} if self.state["other_locations"] else {}),
+            )
+        )
 
 
 def _master_of(entry: Entry) -> list[Any] | None:
@@ -171,8 +221,12 @@ def _master_of(entry: Entry) -> list[Any] | None:
 def _repeats(master: list[Any] | None, entry: Entry) -> bool:
     """A version is a repeat of the master listed before it only if it names the same data: then it
     adds nothing. Anything else is exported (a placeholder master exports nothing: its versions must)."""
-    return (master is not None and len(master) == 3 and not entry.rejected
-            and master == [entry.object_key, entry.version_id, sorted(location.key for location in entry.locations)])
+    return (
+        master is not None
+        and len(master) == 3
+        and not entry.rejected
+        and master == [entry.object_key, entry.version_id, sorted(location.key for location in entry.locations)]
+    )
 
 
 async def _read_page(api: BucketdClient, bucket: str, items: list[tuple[str, Any]]) -> list[Entry]:
@@ -197,7 +251,9 @@ async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: i
     """
     s = export.state
     if s["complete"]:  # kept from an earlier run (skip_complete)
-        return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], True, s["skipped"], s["other_locations"], s.get("rejected", 0))
+        return BucketOutcome(
+            export.bucket, "complete", s["rows"], s["pages"], True, s["skipped"], s["other_locations"], s.get("rejected", 0)
+        )
     master = s["last_master"]
     listing: asyncio.Future | None = asyncio.ensure_future(api.page(export.bucket, s["marker"], page_size))
     reading: deque[tuple[asyncio.Future, str, int]] = deque()  # (its entries, its last key, entries listed)
@@ -234,7 +290,9 @@ async def _export_bucket(api: BucketdClient, export: _BucketExport, page_size: i
         await asyncio.gather(*unsaved, *([saving] if saving is not None else []), return_exceptions=True)
     export.finish()
     s = export.state
-    return BucketOutcome(export.bucket, "complete", s["rows"], s["pages"], s["resumed"], s["skipped"], s["other_locations"], s.get("rejected", 0))
+    return BucketOutcome(
+        export.bucket, "complete", s["rows"], s["pages"], s["resumed"], s["skipped"], s["other_locations"], s.get("rejected", 0)
+    )
 
 
 def ingest_bucketd(
@@ -278,7 +336,9 @@ def ingest_bucketd(
                     raise RemoteError(f"bucketd {redact(url)}: cannot list raft session {session}: {exc.reason}") from None
 
             listed = await asyncio.gather(*(session_buckets(session) for session in raft_sessions))
-            names = sorted({n for n in [*buckets, *(n for session in listed for n in session)] if n != USERS_BUCKET})  # users..bucket holds no data
+            names = sorted(
+                {n for n in [*buckets, *(n for session in listed for n in session)] if n != USERS_BUCKET}
+            )  # users..bucket holds no data
             progress = bar(desc=f"bucketd: {len(names)} buckets", unit="entry", position=0)
             gate = asyncio.Semaphore(bucket_concurrency)
             free_rows = list(range(bucket_concurrency, 0, -1))  # screen rows under the overall bar
@@ -288,7 +348,9 @@ def ingest_bucketd(
                     row = free_rows.pop()
                     bucket_bar = bar(desc=f"  {bucket}", unit="entry", position=row, leave=False)
                     try:
-                        return await _export_bucket(api, _BucketExport(store, url, bucket, skip_complete=skip_complete), page_size, progress, bucket_bar)
+                        return await _export_bucket(
+                            api, _BucketExport(store, url, bucket, skip_complete=skip_complete), page_size, progress, bucket_bar
+                        )
                     except RequestFailed as exc:
                         return BucketOutcome(bucket, "failed", error=exc.reason)
                     finally:

@@ -75,6 +75,14 @@ def failed_source(kind: str, file: Input, error: InputError) -> Source:
     """The record of an S3 export that could not be read: its references are unknown, so every analysis
     stays incomplete until the file is ingested whole (its checksum never matches: it is read again)."""
     sid = source_id(kind, file.location)
-    return Source(id=sid, kind=kind, location=file.location, size=0, checksum="failed", format="unreadable",
-                  captured_at=iso(utc_now()), ingested_at=iso(utc_now()),
-                  incomplete=[f"{error} (the references of this export are unknown until it is ingested whole)"])
+    return Source(
+        id=sid,
+        kind=kind,
+        location=file.location,
+        size=0,
+        checksum="failed",
+        format="unreadable",
+        captured_at=iso(utc_now()),
+        ingested_at=iso(utc_now()),
+        incomplete=[f"{error} (the references of this export are unknown until it is ingested whole)"],
+    )

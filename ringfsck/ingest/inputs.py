@@ -18,7 +18,7 @@ import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Union
 
@@ -60,7 +60,7 @@ class InputFile:
 
     @property
     def modified_at(self) -> datetime:
-        return datetime.fromtimestamp(self.path.stat().st_mtime, tz=timezone.utc)
+        return datetime.fromtimestamp(self.path.stat().st_mtime, tz=UTC)
 
     def checksum(self) -> str:
         """The checksum of the stored bytes (a separate pass; ingesters get it while reading)."""
@@ -182,7 +182,7 @@ class OpenedInput:
         buffer = bytearray(len(head) + size)
         buffer[: len(head)] = head
         try:
-            count = self._stream.readinto(memoryview(buffer)[len(head):]) or 0  # type: ignore[attr-defined]  # buffered streams all have it
+            count = self._stream.readinto(memoryview(buffer)[len(head) :]) or 0  # type: ignore[attr-defined]  # buffered streams all have it
         except (OSError, EOFError, zlib.error) as exc:
             raise self._unreadable(exc) from None
         del buffer[len(head) + count :]
@@ -204,7 +204,7 @@ class OpenedInput:
 
     def _peek(self, size: int) -> bytes:
         if not isinstance(self._stream, io.BufferedReader):
-            self._stream = io.BufferedReader(_ErrorTranslatingReader(self), buffer_size=READ_BLOCK)  # type: ignore[assignment]
+            self._stream = io.BufferedReader(_ErrorTranslatingReader(self), buffer_size=READ_BLOCK)
         try:
             head = self._stream.peek(size)[:size]
         except (OSError, EOFError, zlib.error) as exc:
@@ -230,7 +230,7 @@ class OpenedInput:
     def close(self) -> None:
         self._stream.close()
 
-    def __enter__(self) -> "OpenedInput":
+    def __enter__(self) -> OpenedInput:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ringfsck.ingest._blocks import INVALID_LINE, LineBlock, line_blocks
+from ringfsck.ingest.parsing import ParseContext, ParseResult
 from ringfsck.packed_keys import KEY_CHARS, PackedKeys, decode_hex, pack_keys
 from ringfsck.partitions import PARTITION_BITS, PARTITIONS
-from ringfsck.ingest.parsing import ParseContext, ParseResult
 from ringfsck.store import arrow_schema
 
 if TYPE_CHECKING:
@@ -59,11 +59,11 @@ class _Rows:
         self.disk_codes, self.disk_names = disk_codes, disk_names
 
     @classmethod
-    def empty(cls) -> "_Rows":
+    def empty(cls) -> _Rows:
         return cls(pack_keys([]), pack_keys([]), np.empty(0, dtype=np.int32), pa.array([], pa.string()), np.empty(0, dtype=np.int32))
 
     @classmethod
-    def from_disk_strings(cls, chunk: PackedKeys, main: PackedKeys, disk: pa.Array, flag: np.ndarray) -> "_Rows":
+    def from_disk_strings(cls, chunk: PackedKeys, main: PackedKeys, disk: pa.Array, flag: np.ndarray) -> _Rows:
         encoded = disk.dictionary_encode()
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
         return cls(chunk, main, codes, encoded.dictionary.cast(pa.string()), flag)
@@ -71,15 +71,19 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.flag)
 
-    def take(self, order: np.ndarray) -> "_Rows":
+    def take(self, order: np.ndarray) -> _Rows:
         return _Rows(self.chunk.take(order), self.main.take(order), self.disk_codes[order], self.disk_names, self.flag[order])
 
     def table(self, location: str) -> pa.Table:
         n = len(self)
         return pa.Table.from_arrays(
             [
-                pa.array(self.chunk.hi), pa.array(self.chunk.mid), pa.array(self.chunk.lo),
-                pa.array(self.main.hi), pa.array(self.main.mid), pa.array(self.main.lo),
+                pa.array(self.chunk.hi),
+                pa.array(self.chunk.mid),
+                pa.array(self.chunk.lo),
+                pa.array(self.main.hi),
+                pa.array(self.main.mid),
+                pa.array(self.main.lo),
                 pa.DictionaryArray.from_arrays(pa.array(self.disk_codes), self.disk_names),
                 pa.array(self.flag),
                 pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([location])),
@@ -198,6 +202,7 @@ def _disks(buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np
 
 def _classify_field_by_field(frame: pl.DataFrame) -> pl.DataFrame:
     import polars as pl
+
     fields = pl.col("raw").str.splitn(",", 5)
     frame = frame.with_columns(
         fields.struct.field("field_0").str.strip_chars().alias("chunk_key"),
@@ -260,7 +265,9 @@ def _only_skipped(block: LineBlock, lines: np.ndarray, most: int = 64) -> dict[s
         if not raw.isascii() or raw == INVALID_LINE.encode() + b"\n":
             return None
         stripped = raw.strip(b" \t\n\r\x0b\x0c")
-        verdict = "blank" if not stripped else "noise" if stripped.startswith(b"Use") else "header" if stripped.startswith(b"_1,_2") else None
+        verdict = (
+            "blank" if not stripped else "noise" if stripped.startswith(b"Use") else "header" if stripped.startswith(b"_1,_2") else None
+        )
         if verdict is None:
             return None
         counts[verdict] = counts.get(verdict, 0) + 1
@@ -269,6 +276,7 @@ def _only_skipped(block: LineBlock, lines: np.ndarray, most: int = 64) -> dict[s
 
 def _valid_rows(frame: pl.DataFrame) -> _Rows:
     import polars as pl
+
     good = frame.filter(pl.col("verdict") == "ok")
     return _Rows.from_disk_strings(
         pack_keys(good["chunk_key"].to_list()),
@@ -287,7 +295,7 @@ class _PartitionedWriter:
     partition at a time: its per-main-chunk aggregation then fits in memory.
     """
 
-    def __init__(self, path, location: str) -> None:  # noqa: ANN001
+    def __init__(self, path, location: str) -> None:
         # The hi columns are hash bits: compressing them costs a third of the write time and saves
         # nothing; mid and lo (volume, service, class, schema) compress well, as do disk and source.
         # mid is half hash bits, half zeros: split into byte streams, it compresses as well, 25 % faster.
@@ -296,7 +304,10 @@ class _PartitionedWriter:
         # holds one partition, see above) and the small columns. Those of the other key columns
         # span their whole range in every row group, and cost a third of the write time.
         self._writer = pq.ParquetWriter(
-            path, LISTKEYS_SCHEMA, use_dictionary=["disk", "source"], use_byte_stream_split=["chunk_key_mid", "main_chunk_mid"],
+            path,
+            LISTKEYS_SCHEMA,
+            use_dictionary=["disk", "source"],
+            use_byte_stream_split=["chunk_key_mid", "main_chunk_mid"],
             write_statistics=["main_chunk_hi", "disk", "flag", "source"],
             compression={**dict.fromkeys(_RANDOM_COLUMNS, "none"), **dict.fromkeys(compressed, "zstd")},
             compression_level=dict.fromkeys(compressed, 1),

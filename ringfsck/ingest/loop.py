@@ -87,7 +87,9 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
         futures = {pool.submit(_parse_pending, position, *(() if forking else (work,))): position for position in range(len(pending))}
         kinds = " + ".join(job.kind for job in jobs)
         progress = bar(total=sum(f.size for job in jobs for f in job.files), desc=f"ingest {kinds}", unit="B", unit_scale=True)
-        progress.update(sum(f.size for job, settled in zip(jobs, outcomes) for f, outcome in zip(job.files, settled) if outcome is not None))
+        progress.update(
+            sum(f.size for job, settled in zip(jobs, outcomes) for f, outcome in zip(job.files, settled) if outcome is not None)
+        )
         shown = [0] * len(pending)  # stored bytes on the bar, per file: it moves as they are read
         running = set(futures)
 
@@ -121,7 +123,7 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
                         source, outcome = future.result()
                     except CancelledError:
                         continue
-                    except BaseException as exc:  # the others finish and are recorded
+                    except BaseException as exc:  # noqa: BLE001 - the others finish and are recorded; re-raised after
                         if isinstance(exc, InputError) and jobs[j].kind != "listkeys":
                             store.save_source(failed_source(jobs[j].kind, jobs[j].files[i], exc))
                         stop(exc)
@@ -208,7 +210,9 @@ def _parse_one(
                     store.remove_part(table, sid)
             raise
     if rejects.count and rejects.count >= result.rows:
-        result.warnings.append(f"{file.location}: {rejects.count} of {rejects.count + result.rows} rows rejected: is this the right kind of file?")
+        result.warnings.append(
+            f"{file.location}: {rejects.count} of {rejects.count + result.rows} rows rejected: is this the right kind of file?"
+        )
     source = Source(
         id=sid,
         kind=kind,

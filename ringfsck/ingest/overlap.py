@@ -64,5 +64,7 @@ def overlap_notes(store: Store, locations: list[str]) -> list[str]:
         notes.append(f"{overlapping:,} of {references:,} references of {source} are already in {other}{also}")
     if len(rows) > _NAMED:
         notes.append(f"… and {len(rows) - _NAMED} more sources just ingested hold references already in the store")
-    notes.append("each reference is counted once by the analysis; to drop a source: ringfsck forget SOURCE (see ringfsck sql \"select id, location from sources\")")
+    notes.append(
+        'each reference is counted once by the analysis; to drop a source: ringfsck forget SOURCE (see ringfsck sql "select id, location from sources")'
+    )
     return notes

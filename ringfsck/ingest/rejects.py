@@ -50,7 +50,13 @@ class RejectWriter:
             return
         lines, reasons, raws, tokens = zip(*self._pending)
         table = pa.table(
-            {"source": [self._location] * len(lines), "line": list(lines), "reason": list(reasons), "raw": list(raws), "keys": list(tokens)},
+            {
+                "source": [self._location] * len(lines),
+                "line": list(lines),
+                "reason": list(reasons),
+                "raw": list(raws),
+                "keys": list(tokens),
+            },
             schema=REJECTS_SCHEMA,
         )
         if self._writer is None:

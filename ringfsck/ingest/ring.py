@@ -27,21 +27,31 @@ import time
 from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
 import xxhash
 
 from ringfsck.errors import ConfigError, RemoteError
-from ringfsck.ingest.parsing import ParseContext
 from ringfsck.ingest.inputs import READ_BLOCK, UTF8_BOM
 from ringfsck.ingest.listkeys import parse_listkeys
+from ringfsck.ingest.parsing import ParseContext
 from ringfsck.ingest.rejects import writing_rejects
 from ringfsck.ingest.workers import busy_worker, fork_is_safe, forked_pool, inherited_work, shared_counters
 from ringfsck.progress import bar
 from ringfsck.remote.http import HttpPolicy
-from ringfsck.remote.supervisor import Credentials, NodeClient, NodeFailed, RingNode, node_from_url, public_url, ring_nodes, split_userinfo, tls_verify
+from ringfsck.remote.supervisor import (
+    Credentials,
+    NodeClient,
+    NodeFailed,
+    RingNode,
+    node_from_url,
+    public_url,
+    ring_nodes,
+    split_userinfo,
+    tls_verify,
+)
 from ringfsck.store import Source, Store, iso, utc_now
 
 RING_FORMAT = "ring-node"
@@ -94,7 +104,7 @@ def node_location(ring: str, node: RingNode) -> str:
     return f"ring {ring} node {node.name} ({public_url(node.admin_url)})"
 
 
-def sup_credentials(settings, urls: list[str]) -> Credentials:  # noqa: ANN001 - Settings, imported lazily by the CLI
+def sup_credentials(settings, urls: list[str]) -> Credentials:  # settings: Settings (imported lazily by the CLI)
     """The supervisor's credentials: ``sup.login``/``sup.password``, else a URL's userinfo."""
     sup = settings.sup
     if sup.login and sup.password is not None:
@@ -103,8 +113,10 @@ def sup_credentials(settings, urls: list[str]) -> Credentials:  # noqa: ANN001 -
         _, given = split_userinfo(url)
         if given is not None:
             return given
-    raise ConfigError("the supervisor's credentials are not set: sup.login and sup.password in the config, "
-                      "RINGFSCK_SUP_LOGIN and RINGFSCK_SUP_PASSWORD, or --login and --password-file")
+    raise ConfigError(
+        "the supervisor's credentials are not set: sup.login and sup.password in the config, "
+        "RINGFSCK_SUP_LOGIN and RINGFSCK_SUP_PASSWORD, or --login and --password-file"
+    )
 
 
 class BrokenOff(Exception):
@@ -183,22 +195,40 @@ class _Listing:
     nodes: list[RingNode]  # the nodes to list, by position
     rows_seen: MutableSequence[int]  # rows received so far, per node (shared memory with forked workers)
 
-    def source(self, node: RingNode, started: datetime, **values) -> Source:  # noqa: ANN003
-        details = {"ring": self.ring, "node": node.name, "address": node.address, "admin_url": public_url(node.admin_url),
-                   "chord_port": node.chord_port, "mtime_min": MTIME_MIN, "mtime_max": self.mtime_max}
+    def source(self, node: RingNode, started: datetime, **values) -> Source:
+        details = {
+            "ring": self.ring,
+            "node": node.name,
+            "address": node.address,
+            "admin_url": public_url(node.admin_url),
+            "chord_port": node.chord_port,
+            "mtime_min": MTIME_MIN,
+            "mtime_max": self.mtime_max,
+        }
         values.setdefault("details", {})
         values["details"] = details | values["details"]
         values.setdefault("size", 0)
         values.setdefault("checksum", "unfinished")
         # Nothing written after mtime_max is listed: evidence of age for the deleter's guard.
-        mtime_max = iso(datetime.fromtimestamp(self.mtime_max, timezone.utc))
-        return Source(id=node_source_id(self.ring, node), kind="listkeys", location=node_location(self.ring, node), format=RING_FORMAT,
-                      captured_at=iso(started), ingested_at=iso(utc_now()), mtime_max=mtime_max, **values)
+        mtime_max = iso(datetime.fromtimestamp(self.mtime_max, UTC))
+        return Source(
+            id=node_source_id(self.ring, node),
+            kind="listkeys",
+            location=node_location(self.ring, node),
+            format=RING_FORMAT,
+            captured_at=iso(started),
+            ingested_at=iso(utc_now()),
+            mtime_max=mtime_max,
+            **values,
+        )
 
     def unfinished(self, node: RingNode) -> Source:
         """A node's record before the first byte: a listing killed then leaves it unfinished, never unknown."""
-        return self.source(node, utc_now(), incomplete=[
-            f"the listing of {node_location(self.ring, node)} is unfinished (rerun 'ringfsck ingest ring' to list it)"])
+        return self.source(
+            node,
+            utc_now(),
+            incomplete=[f"the listing of {node_location(self.ring, node)} is unfinished (rerun 'ringfsck ingest ring' to list it)"],
+        )
 
     def remove_stale_temporaries(self, node: RingNode) -> None:
         """Half-written parts of a listing killed before (never published)."""
@@ -244,21 +274,36 @@ def _list_node(position: int, listing: _Listing | None = None) -> tuple[Source, 
             break  # connection errors and 5xx were retried already
         except (httpx.TransportError, httpx.StreamError, BrokenOff) as exc:
             received = body.received if body is not None else 0
-            cause = str(exc) if isinstance(exc, BrokenOff) else f"the listing broke off after {received:,} bytes ({type(exc).__name__}: {exc})"
+            cause = (
+                str(exc) if isinstance(exc, BrokenOff) else f"the listing broke off after {received:,} bytes ({type(exc).__name__}: {exc})"
+            )
             reason = listing.credentials.redact(f"{client.where}: {cause}")
             continue
         seconds = round(time.perf_counter() - clock, 3)
         source = listing.source(
-            node, started, size=body.received, checksum=f"xxh3-128:{body.digest.hexdigest()}", rows=result.rows,
-            rejected=rejects.count, skipped=result.skipped, warnings=result.warnings,
-            details={"finished_at": iso(utc_now()), "seconds": seconds})
+            node,
+            started,
+            size=body.received,
+            checksum=f"xxh3-128:{body.digest.hexdigest()}",
+            rows=result.rows,
+            rejected=rejects.count,
+            skipped=result.skipped,
+            warnings=result.warnings,
+            details={"finished_at": iso(utc_now()), "seconds": seconds},
+        )
         return source, NodeOutcome(node.name, node.address, "listed", result.rows, rejects.count, seconds)
     # Failed: whatever an earlier listing of this node left goes too (the store says: not listed).
     for table in _LISTED_TABLES:
         listing.store.remove_part(table, sid)
     reason = reason.rstrip(".")
-    source = listing.source(node, utc_now(), checksum="failed", incomplete=[
-        f"{reason}: its chunks are not in the listing, so gaps and debris cannot be trusted (rerun 'ringfsck ingest ring' to list it)"])
+    source = listing.source(
+        node,
+        utc_now(),
+        checksum="failed",
+        incomplete=[
+            f"{reason}: its chunks are not in the listing, so gaps and debris cannot be trusted (rerun 'ringfsck ingest ring' to list it)"
+        ],
+    )
     return source, NodeOutcome(node.name, node.address, "failed", seconds=round(time.perf_counter() - clock, 3), error=reason)
 
 
@@ -314,8 +359,17 @@ def ingest_ring(
             on_node(outcome)
     workers = max(1, min(len(pending), concurrency or DEFAULT_CONCURRENCY, MAX_CONCURRENCY))
     forking = _forking(store, pending, workers)
-    listing = _Listing(store, ring, credentials, settings.sup.ca_bundle, settings.sup.verify_tls, policy, mtime_max, pending,
-                       shared_counters(len(pending)) if forking else [0] * len(pending))
+    listing = _Listing(
+        store,
+        ring,
+        credentials,
+        settings.sup.ca_bundle,
+        settings.sup.verify_tls,
+        policy,
+        mtime_max,
+        pending,
+        shared_counters(len(pending)) if forking else [0] * len(pending),
+    )
     for node in pending:
         listing.remove_stale_temporaries(node)
         store.save_source(listing.unfinished(node))
@@ -351,7 +405,7 @@ def ingest_ring(
                         source, outcome = future.result()
                     except CancelledError:
                         continue
-                    except BaseException as exc:  # the others finish and are recorded
+                    except BaseException as exc:  # noqa: BLE001 - the others finish and are recorded; re-raised after
                         stop(exc)
                         continue
                     store.save_source(source)
@@ -364,6 +418,8 @@ def ingest_ring(
         raise failure
     if report.failed:
         named = "; ".join(n.error or n.name for n in report.failed)
-        raise RemoteError(f"ring {ring}: {len(report.failed)} of {len(nodes)} node(s) not listed: {named}; "
-                          "the listing is incomplete until 'ringfsck ingest ring' lists them")
+        raise RemoteError(
+            f"ring {ring}: {len(report.failed)} of {len(nodes)} node(s) not listed: {named}; "
+            "the listing is incomplete until 'ringfsck ingest ring' lists them"
+        )
     return report

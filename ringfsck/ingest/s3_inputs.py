@@ -10,7 +10,7 @@ never held whole in memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from ringfsck.errors import InputError
@@ -41,7 +41,7 @@ class S3InputFile:
     @property
     def modified_at(self) -> datetime:
         stamp = self.obj.last_modified
-        return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
     def checksum(self) -> str:
         """The identity of the content: ETag and size (an S3 ETag is not a hash of every upload kind)."""
@@ -70,7 +70,7 @@ def expand_s3(argument: str, s3: S3) -> list[S3InputFile]:
             return [S3InputFile(exact[0], s3)]
     prefix = url.key if not url.key or url.key.endswith("/") else url.key + "/"
     under = [obj for obj in objects if obj.url.key.startswith(prefix)]
-    found = [S3InputFile(obj, s3) for obj in under if _is_input_key(obj.url.key[len(prefix):])]
+    found = [S3InputFile(obj, s3) for obj in under if _is_input_key(obj.url.key[len(prefix) :])]
     if not found:
         what = "no input objects (only markers or hidden files)" if under else "no objects"
         raise InputError(f"{argument}: {what} under this prefix")

@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from ringfsck.ingest.parsing import ParseContext, ParseResult
 from ringfsck.ingest.inputs import OpenedInput
+from ringfsck.ingest.parsing import ParseContext, ParseResult
 from ringfsck.keys import MPU_SHADOW_PREFIX, is_other_backend_key, is_valid_key
 from ringfsck.store import CSV_EXPORT_FORMAT, arrow_schema
 
@@ -44,7 +44,7 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def s3keys_writer(path) -> pq.ParquetWriter:  # noqa: ANN001
+def s3keys_writer(path) -> pq.ParquetWriter:
     """A writer for an s3keys part: object and sproxyd keys are unique, so only the
     repetitive columns get dictionaries; level-1 zstd writes several times faster
     than the default level for a few percent more bytes."""
@@ -93,8 +93,11 @@ class _RowWriter:
             return
         buckets, keys, sproxyd, lines, versions = (list(col) for col in zip(*self._rows))
         bucket_array, key_array, sproxyd_array = (pa.array(column, pa.string()) for column in (buckets, keys, sproxyd))
-        self._writer.write_table(_export_rows(bucket_array, key_array, sproxyd_array, pa.array(lines, pa.int64()), self._location,
-                                              pa.array(versions, pa.string())))
+        self._writer.write_table(
+            _export_rows(
+                bucket_array, key_array, sproxyd_array, pa.array(lines, pa.int64()), self._location, pa.array(versions, pa.string())
+            )
+        )
         self._rows.clear()
 
     def close(self) -> None:
@@ -131,7 +134,7 @@ def parse_s3keys(opened: OpenedInput, ctx: ParseContext) -> ParseResult:
     return result
 
 
-def _parse_exact(opened: OpenedInput, ctx: ParseContext, tmp, result: ParseResult, parse) -> None:  # noqa: ANN001
+def _parse_exact(opened: OpenedInput, ctx: ParseContext, tmp, result: ParseResult, parse) -> None:
     rows = _RowWriter(tmp, ctx.location)
     try:
         parse(opened, ctx, rows, result)
@@ -152,7 +155,7 @@ class _ConsumedLines:
         self._lines = lines
         self._taken: list[str] = []
 
-    def __iter__(self) -> "_ConsumedLines":
+    def __iter__(self) -> _ConsumedLines:
         return self
 
     def __next__(self) -> str:
@@ -373,15 +376,24 @@ def _parse_csv(opened: OpenedInput, ctx: ParseContext, rows: _RowWriter, result:
 S3UTILS_LOGGER = "s3utils:verifyBucketSproxydKeys"
 # Records that carry an object's objectUrl and one sproxydKey: "sproxyd key" with NO_MISSING_KEY_CHECK=1
 # VERBOSE=1, the "sproxyd check ..." ones without NO_MISSING_KEY_CHECK. Each is a reference, whatever its level.
-_REFERENCE_MESSAGES = frozenset({
-    "sproxyd key", "sproxyd check returned success", "sproxyd check reported missing key", "sproxyd check error",
-    "sproxyd check returned HTTP error",
-})
+_REFERENCE_MESSAGES = frozenset(
+    {
+        "sproxyd key",
+        "sproxyd check returned success",
+        "sproxyd check reported missing key",
+        "sproxyd check error",
+        "sproxyd check returned HTTP error",
+    }
+)
 # Error records that lose no reference (the object's keys are logged all the same). Every other
 # error or fatal record may stand for keys the log does not hold: the export is incomplete.
-_HARMLESS_ERRORS = frozenset({
-    "duplicate sproxyd key found", "object with empty metadata found", 'object master metadata with duplicate "versionId" field found',
-})
+_HARMLESS_ERRORS = frozenset(
+    {
+        "duplicate sproxyd key found",
+        "object with empty metadata found",
+        'object master metadata with duplicate "versionId" field found',
+    }
+)
 _COMPLETED_SCAN = "completed scan"
 _ERROR_LEVELS = {"error", "fatal"}
 _MAX_REASONS = 20  # incomplete reasons named one by one per file; the rest are counted
@@ -419,7 +431,7 @@ class _ScanLog:
             record = self._completed.get(run)
             if record is None:
                 reasons.append(
-                    f"{self._location}: the scan did not complete (no \"{_COMPLETED_SCAN}\" record{_run_text(run)}): its references are partial"
+                    f'{self._location}: the scan did not complete (no "{_COMPLETED_SCAN}" record{_run_text(run)}): its references are partial'
                 )
             elif not references and _positive(record.get("scanned")):
                 reasons.append(

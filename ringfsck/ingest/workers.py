@@ -56,8 +56,9 @@ def forked_pool(work: Any, workers: int) -> Iterator[ProcessPoolExecutor]:
     _inherited = work
     try:
         # With fork, every worker is started at the first submit (before the progress bar exists).
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_start_worker, initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker, initargs=(os.getpid(),)
+        ) as pool:
             yield pool
     finally:
         _inherited = None

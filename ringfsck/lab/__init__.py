@@ -59,14 +59,32 @@ class LabServers:
     sup_login = LAB_LOGIN
     sup_password = LAB_PASSWORD
 
-    def __init__(self, world: str | Path | World, *, ring: str = "DATA",
-                 srebuildd_faults: str | Mapping[str, Any] | None = None,
-                 bucketd_faults: str | Mapping[str, Any] | None = None, size_reading: str = "object",
-                 node_faults: Mapping[str, str | Mapping[str, Any]] | None = None, ring_tls: bool | None = None) -> None:
+    def __init__(
+        self,
+        world: str | Path | World,
+        *,
+        ring: str = "DATA",
+        srebuildd_faults: str | Mapping[str, Any] | None = None,
+        bucketd_faults: str | Mapping[str, Any] | None = None,
+        size_reading: str = "object",
+        node_faults: Mapping[str, str | Mapping[str, Any]] | None = None,
+        ring_tls: bool | None = None,
+    ) -> None:
         self.world = world.path if isinstance(world, World) else Path(world)
         self.ring = ring
-        self._args = [sys.executable, "-m", "ringfsck.lab.serve", "--world", str(self.world), "--ring", ring,
-                      "--size-reading", size_reading, "--parent-pid", str(os.getpid())]
+        self._args = [
+            sys.executable,
+            "-m",
+            "ringfsck.lab.serve",
+            "--world",
+            str(self.world),
+            "--ring",
+            ring,
+            "--size-reading",
+            size_reading,
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         for flag, faults in (("--srebuildd-faults", srebuildd_faults), ("--bucketd-faults", bucketd_faults)):
             if faults:
                 self._args += [flag, faults if isinstance(faults, str) else _spec(faults)]
@@ -82,7 +100,7 @@ class LabServers:
         self.node_urls: dict[str, str] = {}
         self.ca_bundle: str | None = None
 
-    def start(self) -> "LabServers":
+    def start(self) -> LabServers:
         """Start the servers and wait until both answer; RuntimeError with the server's stderr if not."""
         if self._proc is not None and self._proc.poll() is None:
             raise RuntimeError("the lab servers are already running")
@@ -126,7 +144,7 @@ class LabServers:
         if self._finalizer is not None:
             self._finalizer()
 
-    def __enter__(self) -> "LabServers":
+    def __enter__(self) -> LabServers:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

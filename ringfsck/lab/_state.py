@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +51,17 @@ _SORT_BATCH = 200_000
 
 _ARC_SCHEMA = pa.schema([("input_key", pa.string()), ("body", pa.binary())])
 _MAIN_SCHEMA = pa.schema([("main_chunk", pa.string()), ("mtime", pa.int64())])
-_BUCKETD_SCHEMA = pa.schema([
-    ("bucket", pa.string()),
-    ("key", pa.string()),
-    ("value", pa.string()),  # literal listing metadata; null for a compact row
-    ("full_value", pa.string()),  # literal GET metadata when it differs from the listing (a many-part MPU, in short)
-    ("location_key", pa.string()),  # compact row: the one sproxyd key
-    ("size", pa.int64()),
-    ("mtime_ms", pa.int64()),
-])
+_BUCKETD_SCHEMA = pa.schema(
+    [
+        ("bucket", pa.string()),
+        ("key", pa.string()),
+        ("value", pa.string()),  # literal listing metadata; null for a compact row
+        ("full_value", pa.string()),  # literal GET metadata when it differs from the listing (a many-part MPU, in short)
+        ("location_key", pa.string()),  # compact row: the one sproxyd key
+        ("size", pa.int64()),
+        ("mtime_ms", pa.int64()),
+    ]
+)
 
 
 DEFAULT_SIZES = (1 << 10, 1 << 28)  # logical sizes of main chunks: 1 KiB to 256 MiB
@@ -78,15 +80,24 @@ def logical_size(key: str, sizes: tuple[int, int] = DEFAULT_SIZES) -> int:
 
 
 def iso_time(mtime_ms: int) -> str:
-    return datetime.fromtimestamp(mtime_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(mtime_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def scality_location(key: str, size: int, start: int, part: int) -> dict[str, Any]:
     etag = hashlib.md5(key.encode()).hexdigest()
-    return {"key": key, "size": size, "start": start, "dataStoreName": DATA_STORE, "dataStoreType": "scality", "dataStoreETag": f"{part}:{etag}"}
+    return {
+        "key": key,
+        "size": size,
+        "start": start,
+        "dataStoreName": DATA_STORE,
+        "dataStoreType": "scality",
+        "dataStoreETag": f"{part}:{etag}",
+    }
 
 
-def object_metadata(name: str, locations: Sequence[tuple[str, int]], mtime_ms: int, *, version_id: str | None = None, **extra: Any) -> dict[str, Any]:
+def object_metadata(
+    name: str, locations: Sequence[tuple[str, int]], mtime_ms: int, *, version_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """bucketd object metadata (docs/domain.md section 5) for data at ``locations`` (sproxyd key, size)."""
     located, start = [], 0
     for part, (key, size) in enumerate(locations, start=1):
@@ -157,7 +168,7 @@ class _KeyArray:
 
     def extend(self, column: pa.Array) -> None:
         values = column.to_numpy(zero_copy_only=False).astype(KEY_DTYPE)
-        self._array[self._at:self._at + len(values)] = values
+        self._array[self._at : self._at + len(values)] = values
         self._at += len(values)
 
     def close(self) -> None:
@@ -210,13 +221,25 @@ class NodeListing:
     recent_runs: list[tuple[int, int, int]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dump": self.dump, "recent": self.recent, "rows": self.rows,
-                "runs": [list(r) for r in self.runs], "recent_runs": [list(r) for r in self.recent_runs]}
+        return {
+            "name": self.name,
+            "dump": self.dump,
+            "recent": self.recent,
+            "rows": self.rows,
+            "runs": [list(r) for r in self.runs],
+            "recent_runs": [list(r) for r in self.recent_runs],
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "NodeListing":
-        return cls(data["name"], data["dump"], data["recent"], data["rows"],
-                   [tuple(r) for r in data["runs"]], [tuple(r) for r in data["recent_runs"]])  # type: ignore[misc]
+    def from_json(cls, data: dict[str, Any]) -> NodeListing:
+        return cls(
+            data["name"],
+            data["dump"],
+            data["recent"],
+            data["rows"],
+            [tuple(r) for r in data["runs"]],
+            [tuple(r) for r in data["recent_runs"]],
+        )
 
 
 class StateWriter:
@@ -241,7 +264,7 @@ class StateWriter:
         at = 0
         for batch in sorted_batches(con, f"SELECT main_chunk AS key, mtime FROM {mains} ORDER BY key"):
             main_keys.extend(batch.column("key"))
-            mtimes[at:at + batch.num_rows] = batch.column("mtime").to_numpy()
+            mtimes[at : at + batch.num_rows] = batch.column("mtime").to_numpy()
             at += batch.num_rows
         main_keys.close()
         mtimes.flush()
@@ -255,8 +278,15 @@ class StateWriter:
                 bodies.write_batch(pa.record_batch([batch.column("body").cast(pa.binary())], schema=bodies_schema))
         split_keys.close()
         buckets = self._write_buckets(sorted_batches(con, f"SELECT * FROM {rows} ORDER BY bucket, key"), sessions)
-        manifest = {"format": FORMAT_VERSION, "sizes": list(sizes), "input_keys": self.arc.rows, "split_indexes": splits, "main_chunks": self.mains.rows,
-                    "buckets": buckets, "nodes": [node.to_json() for node in nodes]}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "sizes": list(sizes),
+            "input_keys": self.arc.rows,
+            "split_indexes": splits,
+            "main_chunks": self.mains.rows,
+            "buckets": buckets,
+            "nodes": [node.to_json() for node in nodes],
+        }
         (self.dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
     def _write_buckets(self, batches: Iterator[pa.RecordBatch], sessions: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -353,7 +383,9 @@ class WorldState:
         manifest = json.loads(manifest_path.read_text())
         self.sizes = tuple(manifest.get("sizes", DEFAULT_SIZES))
         if manifest.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{manifest_path}: lab state format {manifest.get('format')}, expected {FORMAT_VERSION}: generate the world again")
+            raise ValueError(
+                f"{manifest_path}: lab state format {manifest.get('format')}, expected {FORMAT_VERSION}: generate the world again"
+            )
         self.arc_keys = np.load(directory / "arc_keys.npy", mmap_mode="r")
         self.split_keys = np.load(directory / "split_keys.npy", mmap_mode="r")
         self.split_bodies = pa.ipc.open_file(pa.memory_map(str(directory / "split_bodies.arrow"))).read_all().column("body")

@@ -27,7 +27,7 @@ def writer_of(world: World, main_chunk: str) -> str | None:
     if main_chunk in truth.get("orphan_input_keys", {}):
         return truth["orphan_input_keys"][main_chunk]
     known = [*truth["sproxyd_keys"], *(k for subkeys in truth["splits"].values() for k in subkeys)]
-    return next((key for key in known if keys.input_key_md5_prefix(key) == main_chunk[:keys.MD5_PREFIX_LEN]), None)
+    return next((key for key in known if keys.input_key_md5_prefix(key) == main_chunk[: keys.MD5_PREFIX_LEN]), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,16 +121,31 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ringfsck lab")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     public = key.public_key()
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
@@ -218,7 +233,7 @@ class _Daemon:
                     keep = await self.respond(_Request(method, target, headers, body), writer)
                 except (ConnectionError, ssl.SSLError):
                     return
-                except Exception as exc:  # a lab bug: say so on stderr, which LabServers forwards
+                except Exception as exc:  # noqa: BLE001 - a lab bug: say so on stderr, which LabServers forwards
                     traceback.print_exc()
                     await self.send(writer, 500, {}, json.dumps({"error": f"lab bug: {exc!r}"}).encode())
                     keep = True
@@ -253,8 +268,9 @@ class _Daemon:
 class NodeServer(_Daemon):
     """One node's admin endpoint: cookie login and streamed listkeys."""
 
-    def __init__(self, listing: NodeListing, index: int, state: WorldState, ring: str, faults: NodeFaults,
-                 ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, listing: NodeListing, index: int, state: WorldState, ring: str, faults: NodeFaults, ssl_context: ssl.SSLContext | None
+    ) -> None:
         super().__init__(listing.name, faults, ssl_context)
         self.listing, self.state, self.ring = listing, state, ring
         self.chord_port = CHORD_PORT_BASE + index
@@ -333,7 +349,7 @@ class NodeServer(_Daemon):
             await writer.drain()
         return not faults.unframed  # an unframed body ends when the connection closes
 
-    async def _send_range(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop, handle, start: int, size: int) -> None:  # noqa: ANN001
+    async def _send_range(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop, handle, start: int, size: int) -> None:
         """``size`` bytes of ``handle`` from ``start``: sendfile in plain HTTP; over TLS, blocks written
         (asyncio's own fallback for TLS trips an assertion when the reader is slow)."""
         if self.ssl_context is None:
@@ -423,14 +439,16 @@ class SupervisorServer(_Daemon):
 
     def _node_xml(self, node: NodeServer) -> str:
         reachable = 0 if node.faults.unreachable else 1
-        return (f"<node><name>{escape(node.name)}</name><addr>{HOST}:{node.port}</addr><vnodeid>{node.chord_port - CHORD_PORT_BASE}</vnodeid>"
-                f"<reachable>{reachable}</reachable><key>{node.chord_port:040X}</key>"
-                f"<config><ip>{HOST}</ip><port>{node.chord_port}</port><adminport>{node.port}</adminport></config>"
-                f"<stats><chunks><nb>{node.listing.rows}</nb></chunks></stats><ring><dsoname>{escape(self.ring)}</dsoname></ring>"
-                f"<states><state>{'RUN' if reachable else 'OUT_OF_SERVICE'}</state></states></node>")
+        return (
+            f"<node><name>{escape(node.name)}</name><addr>{HOST}:{node.port}</addr><vnodeid>{node.chord_port - CHORD_PORT_BASE}</vnodeid>"
+            f"<reachable>{reachable}</reachable><key>{node.chord_port:040X}</key>"
+            f"<config><ip>{HOST}</ip><port>{node.chord_port}</port><adminport>{node.port}</adminport></config>"
+            f"<stats><chunks><nb>{node.listing.rows}</nb></chunks></stats><ring><dsoname>{escape(self.ring)}</dsoname></ring>"
+            f"<states><state>{'RUN' if reachable else 'OUT_OF_SERVICE'}</state></states></node>"
+        )
 
     async def _xml(self, writer: asyncio.StreamWriter, command: str, result: str) -> bool:
-        body = f"<?xml version=\"1.0\"?><xcommand><name>{escape(command)}</name><res>{result}</res></xcommand>".encode()
+        body = f'<?xml version="1.0"?><xcommand><name>{escape(command)}</name><res>{result}</res></xcommand>'.encode()
         return await self.send(writer, 200, {"Content-Type": "text/xml"}, body)
 
     async def _admin(self, request: _Request) -> tuple[int, Any]:
@@ -475,16 +493,24 @@ def server_ssl_context(certificate: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-async def serve_ring(world: Path, *, ring: str = "DATA", faults: dict[str, NodeFaults] | None = None,
-                     ssl_context: ssl.SSLContext | None = None, state: WorldState | None = None,
-                     ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+async def serve_ring(
+    world: Path,
+    *,
+    ring: str = "DATA",
+    faults: dict[str, NodeFaults] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    state: WorldState | None = None,
+    ready: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
     """Serve the supervisor and one admin endpoint per node until cancelled; ``ready`` gets their URLs."""
     state = state or WorldState(world)
     faults = dict(faults or {})
     unknown = sorted(set(faults) - {n.name for n in state.nodes} - {SUPERVISOR})
     if unknown:
         raise ConfigError(f"node faults: no node named {unknown[0]!r} in this world")
-    nodes = [NodeServer(listing, i, state, ring, faults.get(listing.name, NodeFaults()), ssl_context) for i, listing in enumerate(state.nodes)]
+    nodes = [
+        NodeServer(listing, i, state, ring, faults.get(listing.name, NodeFaults()), ssl_context) for i, listing in enumerate(state.nodes)
+    ]
     supervisor = SupervisorServer(nodes, ring, faults.get(SUPERVISOR, NodeFaults()), ssl_context)
     try:
         for daemon in [supervisor, *nodes]:

@@ -33,11 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucketd-port", type=int, default=0, help="0: any free port")
     parser.add_argument("--srebuildd-faults", default=None, help="e.g. error_rate=0.1,drop_rate=0.05")
     parser.add_argument("--bucketd-faults", default=None)
-    parser.add_argument("--node-faults", action="append", default=[], metavar="NODE:SPEC",
-                        help="faults of one RING node (or 'supervisor'), e.g. node-02:cut_at=0.5 (repeatable)")
+    parser.add_argument(
+        "--node-faults",
+        action="append",
+        default=[],
+        metavar="NODE:SPEC",
+        help="faults of one RING node (or 'supervisor'), e.g. node-02:cut_at=0.5 (repeatable)",
+    )
     parser.add_argument("--ring-tls", action="store_true", help="serve the supervisor and nodes over HTTPS with a generated certificate")
-    parser.add_argument("--size-reading", choices=SIZE_READINGS, default="object",
-                        help="what srebuildd's X-Scal-Size measures: the object's size, or one ARC chunk's (ceil(size / k))")
+    parser.add_argument(
+        "--size-reading",
+        choices=SIZE_READINGS,
+        default="object",
+        help="what srebuildd's X-Scal-Size measures: the object's size, or one ARC chunk's (ceil(size / k))",
+    )
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer our parent")
     args = parser.parse_args(argv)
     tls_dir = Path(tempfile.mkdtemp(prefix="ringfsck-lab-tls-")) if args.ring_tls else None
@@ -56,10 +65,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(urls), flush=True)
 
         servers = [
-            serve(args.world, ring=args.ring, srebuildd_port=args.srebuildd_port, bucketd_port=args.bucketd_port,
-                  size_reading=args.size_reading, ready=ready, **faults),
-            serve_ring(args.world, ring=args.ring, faults=node_faults, ssl_context=ssl_context,
-                       ready=lambda ring: ready({"ring": ring | {"ca_bundle": ca_bundle}})),
+            serve(
+                args.world,
+                ring=args.ring,
+                srebuildd_port=args.srebuildd_port,
+                bucketd_port=args.bucketd_port,
+                size_reading=args.size_reading,
+                ready=ready,
+                **faults,
+            ),
+            serve_ring(
+                args.world,
+                ring=args.ring,
+                faults=node_faults,
+                ssl_context=ssl_context,
+                ready=lambda ring: ready({"ring": ring | {"ca_bundle": ca_bundle}}),
+            ),
         ]
         _run(servers, args.parent_pid)
     except (ConfigError, OSError, ValueError) as exc:
@@ -71,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(servers: list, parent_pid: int | None) -> None:  # noqa: ANN001 - coroutines
+def _run(servers: list, parent_pid: int | None) -> None:  # servers: coroutines
     """Serve until SIGTERM or SIGINT, or until process ``parent_pid`` is gone; the first server error ends all."""
 
     async def watch_parent(task: asyncio.Future) -> None:

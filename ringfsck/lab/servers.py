@@ -27,7 +27,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -35,19 +35,28 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import Bucket, WorldState
+
 # What X-Scal-Size measures on the arcdata path (docs/domain.md section 7) is not settled: the lab
 # answers either way, so that ringfsck's measurement of it is tested both ways.
 from ringfsck.store import SIZE_READINGS
 
 HOST = "127.0.0.1"
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
 _NUMERIC_FAULTS = ("latency_ms", "error_rate", "drop_rate", "hang_rate", "hang_seconds")
 _SHARE_KNOBS = ("recent_share",)
 MTIME_FORMATS = ("http", "iso", "epoch", "absent")
 # The X-Scal-Mtime srebuildd answers by default: older than any lab world's S3 export (and its
 # objects), so that only the knobs below make a key look recently written.
-LAB_OLD_MTIME = datetime(2024, 1, 1, tzinfo=timezone.utc)
+LAB_OLD_MTIME = datetime(2024, 1, 1, tzinfo=UTC)
 Response = tuple[int, dict[str, str], bytes]
 _DROP = None  # a handler's answer meaning: close the connection without a response
 
@@ -88,7 +97,7 @@ class Faults:
     vanish_after_deletes: int | None = None  # srebuildd: input keys 404 on the arc path after this many DELETEs
 
     @classmethod
-    def parse(cls, spec: str | dict[str, Any] | None) -> "Faults":
+    def parse(cls, spec: str | dict[str, Any] | None) -> Faults:
         """From ``"error_rate=0.1,drop_rate=0.05,latency_ms=2,fail_keys=KEY1;KEY2"`` or a dict."""
         faults = cls()
         if isinstance(spec, dict):
@@ -131,8 +140,10 @@ class Faults:
                     raise ConfigError(f"fault {name}: {value!r} out of range")
                 setattr(self, name, number)
             else:
-                raise ConfigError(f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after, common_prefixes, "
-                                  "unknown_shape, mtime_format, recent_keys, recent_share, vanish_after_deletes)")
+                raise ConfigError(
+                    f"unknown fault {name!r} (known: {', '.join(_NUMERIC_FAULTS)}, fail_keys, fail_after, common_prefixes, "
+                    "unknown_shape, mtime_format, recent_keys, recent_share, vanish_after_deletes)"
+                )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"fail_keys": sorted(self.fail_keys), "recent_keys": sorted(self.recent_keys)}
@@ -166,19 +177,25 @@ class _Server:
                         headers[name.strip().lower()] = value.strip()
                 length = headers.get("content-length", "0")
                 if "chunked" in headers.get("transfer-encoding", "").lower() or not length.isdigit():
-                    response: Response | None = (501, {"Connection": "close"}, b'{"error":"only Content-Length request bodies are supported"}')
+                    response: Response | None = (
+                        501,
+                        {"Connection": "close"},
+                        b'{"error":"only Content-Length request bodies are supported"}',
+                    )
                 else:
                     body = await reader.readexactly(int(length)) if int(length) else b""
                     try:
                         response = await self._respond(method, target, headers, body)
-                    except Exception as exc:  # a lab bug: say so on stderr, which LabServers forwards
+                    except Exception as exc:  # noqa: BLE001 - a lab bug: say so on stderr, which LabServers forwards
                         traceback.print_exc()
                         response = (500, {}, json.dumps({"error": f"lab server bug: {exc!r}"}).encode())
                 if response is _DROP:
                     writer.transport.abort()  # RST: the client sees the connection die with no answer
                     return
                 status, out_headers, payload = response
-                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0" or out_headers.get("Connection") == "close"
+                close = (
+                    headers.get("connection", "").lower() == "close" or version == "HTTP/1.0" or out_headers.get("Connection") == "close"
+                )
                 writer.write(_serialize(method, status, out_headers, payload))
                 await writer.drain()
                 if close:
@@ -325,8 +342,7 @@ class SrebuilddServer(_Server):
         # The key's md5 chars are uniform: the same share of keys, the same keys, on every request.
         recent = main_chunk in faults.recent_keys or int(main_chunk[:8], 16) < faults.recent_share * 0x1_0000_0000
         stored = self.state.chunk_mtime(main_chunk)  # what the lab's nodes list for it
-        written = (datetime.now(timezone.utc) if recent
-                   else datetime.fromtimestamp(stored, timezone.utc) if stored is not None else LAB_OLD_MTIME)
+        written = datetime.now(UTC) if recent else datetime.fromtimestamp(stored, UTC) if stored is not None else LAB_OLD_MTIME
         if faults.mtime_format == "iso":
             return {"X-Scal-Mtime": written.isoformat(timespec="seconds")}
         if faults.mtime_format == "epoch":
@@ -404,21 +420,32 @@ def _unknown_shape(value: str) -> str:
     for field_name in ("location", "partLocations"):
         located = meta.get(field_name)
         if isinstance(located, list):
-            meta[field_name] = [{("dataKey" if k == "key" else k): v for k, v in item.items()} if isinstance(item, dict) else item
-                                for item in located]
+            meta[field_name] = [
+                {("dataKey" if k == "key" else k): v for k, v in item.items()} if isinstance(item, dict) else item for item in located
+            ]
     return json.dumps(meta)
 
 
-async def serve(world: Path, *, ring: str = "DATA", srebuildd_port: int = 0, bucketd_port: int = 0,
-                srebuildd_faults: Faults | None = None, bucketd_faults: Faults | None = None, size_reading: str = "object",
-                ready: Callable[[dict[str, str]], None] | None = None) -> None:
+async def serve(
+    world: Path,
+    *,
+    ring: str = "DATA",
+    srebuildd_port: int = 0,
+    bucketd_port: int = 0,
+    srebuildd_faults: Faults | None = None,
+    bucketd_faults: Faults | None = None,
+    size_reading: str = "object",
+    ready: Callable[[dict[str, str]], None] | None = None,
+) -> None:
     """Serve both servers on 127.0.0.1 until cancelled; ``ready(urls)`` is called once they listen.
 
     ``size_reading``: what srebuildd's X-Scal-Size measures, ``object`` or ``chunk`` (see SIZE_READINGS).
     """
     state = WorldState(world)
-    servers = {"srebuildd": (SrebuilddServer(state, ring, srebuildd_faults or Faults(), size_reading=size_reading), srebuildd_port),
-               "bucketd": (BucketdServer(state, bucketd_faults or Faults()), bucketd_port)}
+    servers = {
+        "srebuildd": (SrebuilddServer(state, ring, srebuildd_faults or Faults(), size_reading=size_reading), srebuildd_port),
+        "bucketd": (BucketdServer(state, bucketd_faults or Faults()), bucketd_port),
+    }
     listeners, urls = [], {}
     try:
         for name, (server, port) in servers.items():

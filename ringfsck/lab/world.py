@@ -29,7 +29,7 @@ import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, TextIO
@@ -40,8 +40,20 @@ import numpy as np
 import pyarrow as pa
 
 from ringfsck import keys
-from ringfsck.lab._state import (DEFAULT_SIZES, LISTING_TRIM_CHARS, RING_STATE_DIR, NodeListing, ParquetParts, StateWriter, duckdb_connection,
-                                 iso_time, logical_size, object_metadata, scality_location, sorted_batches)
+from ringfsck.lab._state import (
+    DEFAULT_SIZES,
+    LISTING_TRIM_CHARS,
+    RING_STATE_DIR,
+    NodeListing,
+    ParquetParts,
+    StateWriter,
+    duckdb_connection,
+    iso_time,
+    logical_size,
+    object_metadata,
+    scality_location,
+    sorted_batches,
+)
 from ringfsck.split_index import encode_split_index
 
 MIN_CHUNKS = 4  # ARC main chunks need more than 3 distinct chunks to be candidates (docs/domain.md section 6)
@@ -58,12 +70,25 @@ GAP_STATUSES = ("missing", "unrecoverable", "degraded")
 
 # Object names that break naive CSV, JSON, URL and path handling; {n} keeps them unique.
 WEIRD_NAMES = (
-    "comma,{n},name", 'quote"{n}"name', "new\nline {n}", "crlf\r\nkey {n}", "été/日本語/😀/{n}", "  spaced {n}  ",
-    "100% sure {n}", "%41%2F{n}", "a/b/{n}/c", "/leading-slash/{n}", "trailing-slash/{n}/", "tab\t{n}", "plus+{n}",
-    "question?{n}#hash", "back\\slash{n}", "ünïcödé Ωmega {n}.txt",
+    "comma,{n},name",
+    'quote"{n}"name',
+    "new\nline {n}",
+    "crlf\r\nkey {n}",
+    "été/日本語/😀/{n}",
+    "  spaced {n}  ",
+    "100% sure {n}",
+    "%41%2F{n}",
+    "a/b/{n}/c",
+    "/leading-slash/{n}",
+    "trailing-slash/{n}/",
+    "tab\t{n}",
+    "plus+{n}",
+    "question?{n}#hash",
+    "back\\slash{n}",
+    "ünïcödé Ωmega {n}.txt",
 )
 
-_BASE_MS = int(datetime(2024, 6, 1, tzinfo=timezone.utc).timestamp() * 1000)
+_BASE_MS = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp() * 1000)
 _SPAN_MS = 180 * 86_400_000
 _FLAG_SHARE = 0.05  # rows with a non-zero flag (16, 32 or 48)
 _LIVE_FLAGS = np.array([16, 32, 48])
@@ -78,8 +103,18 @@ _URI_PLAIN = re.compile(r"[A-Za-z0-9\-_.!~*'()/]*")
 # Fates and their share of --objects; "arc" (healthy ARC) takes what is left.
 # Gaps and splits come from generate_world's arguments.
 _FIXED_SHARES = {
-    "cos": 0.12, "service50": 0.03, "versioned": 0.03, "mpu": 0.03, "duplicate": 0.01, "empty": 0.01,
-    "placeholder": 0.005, "delete_marker": 0.005, "foreign": 0.005, "legacy": 0.005, "plain_location": 0.003, "null_version": 0.003,
+    "cos": 0.12,
+    "service50": 0.03,
+    "versioned": 0.03,
+    "mpu": 0.03,
+    "duplicate": 0.01,
+    "empty": 0.01,
+    "placeholder": 0.005,
+    "delete_marker": 0.005,
+    "foreign": 0.005,
+    "legacy": 0.005,
+    "plain_location": 0.003,
+    "null_version": 0.003,
     # Each of these entries holds >= 10,000 chars of metadata: few, so that the served state stays small.
     "big_versions": 0.0005,
 }
@@ -112,8 +147,10 @@ def _layouts(arc: keys.ArcSchema, cos: int) -> dict[str, _Layout]:
     zero = "0" * keys.MD5_PREFIX_LEN
 
     def arc_layout(service: str, volume: str = "00000000") -> _Layout:
-        chunks = [keys.ring_key(zero, volume=volume, service=service, app_specific=keys.arc_app_specific(arc, s), klass=keys.ARC_CLASS, index=s)
-                  for s in range(arc.stripes)]
+        chunks = [
+            keys.ring_key(zero, volume=volume, service=service, app_specific=keys.arc_app_specific(arc, s), klass=keys.ARC_CLASS, index=s)
+            for s in range(arc.stripes)
+        ]
         return _Layout(chunks[0][22:], tuple(c[32:] for c in chunks), service in keys.S3_SERVICE_IDS and volume[:6] == "000000")
 
     def cos_layout(service: str) -> _Layout:
@@ -121,17 +158,28 @@ def _layouts(arc: keys.ArcSchema, cos: int) -> dict[str, _Layout]:
         return _Layout(chunks[0][22:], tuple(c[32:] for c in chunks), False)
 
     return {
-        "arc": arc_layout("51"), "arc50": arc_layout("50"), "cos": cos_layout("51"),
+        "arc": arc_layout("51"),
+        "arc50": arc_layout("50"),
+        "cos": cos_layout("51"),
         # Never candidates: other services, and service 51 with a non-zero volume id.
-        "service10": cos_layout("10"), "service59": arc_layout("59"), "volume": arc_layout("51", "00100000"),
+        "service10": cos_layout("10"),
+        "service59": arc_layout("59"),
+        "volume": arc_layout("51", "00100000"),
     }
 
 
 class _Ring:
     """The RING listing: main chunks are buffered per layout and written as listkeys rows with numpy."""
 
-    def __init__(self, directory: Path, nodes: int, rng: np.random.Generator, layouts: dict[str, _Layout],
-                 on_main_chunks: Callable[[np.ndarray, int], None], recent_dir: Path | None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        nodes: int,
+        rng: np.random.Generator,
+        layouts: dict[str, _Layout],
+        on_main_chunks: Callable[[np.ndarray, int], None],
+        recent_dir: Path | None,
+    ) -> None:
         directory.mkdir(parents=True)
         self.dumps: list[IO[bytes]] = [open(directory / f"node-{n:02d}.csv", "wb") for n in range(nodes)]
         for n, handle in enumerate(self.dumps[::2]):  # ringsh noise at the top of some files
@@ -140,8 +188,12 @@ class _Ring:
         # in a file of their own (a world without server state discards them: nothing serves them).
         if recent_dir is not None:
             recent_dir.mkdir(parents=True)
-        self.recent: list[IO[bytes]] = [open(recent_dir / f"node-{n:02d}.recent.csv", "wb") if recent_dir else io.BytesIO() for n in range(nodes)]
-        self.listings = [NodeListing(f"node-{n:02d}", f"listkeys/node-{n:02d}.csv", f"{RING_STATE_DIR}/node-{n:02d}.recent.csv") for n in range(nodes)]
+        self.recent: list[IO[bytes]] = [
+            open(recent_dir / f"node-{n:02d}.recent.csv", "wb") if recent_dir else io.BytesIO() for n in range(nodes)
+        ]
+        self.listings = [
+            NodeListing(f"node-{n:02d}", f"listkeys/node-{n:02d}.csv", f"{RING_STATE_DIR}/node-{n:02d}.recent.csv") for n in range(nodes)
+        ]
         self.files: list[IO[bytes]] = self.dumps
         self._age: int | None = None  # seconds before the nodes' clock of the batch being flushed; None: a dated batch
         self._batches = 0
@@ -200,7 +252,9 @@ class _Ring:
                 present.append(np.full((len(array), width), _LIVE, dtype=np.uint8))
             scalar = self._scalar.pop(name, [])
             if scalar:
-                parts.append(np.frombuffer("".join(p for p, _, _ in scalar).encode("ascii"), dtype=np.uint8).reshape(-1, keys.MD5_PREFIX_LEN))
+                parts.append(
+                    np.frombuffer("".join(p for p, _, _ in scalar).encode("ascii"), dtype=np.uint8).reshape(-1, keys.MD5_PREFIX_LEN)
+                )
                 states = np.full((len(scalar), width), _ABSENT, dtype=np.uint8)
                 for row, (_, positions, tombstones) in enumerate(scalar):
                     states[row, list(tombstones)] = _TOMBSTONE
@@ -240,7 +294,9 @@ class _Ring:
             lines[:, 41:] = mains[rows]
             node = (first_node[rows] + position) % nodes
             dead = present[rows, position] == _TOMBSTONE
-            flag = np.where(dead, rng.choice(_TOMBSTONE_FLAGS, size=m), np.where(rng.random(m) < _FLAG_SHARE, rng.choice(_LIVE_FLAGS, size=m), 0))
+            flag = np.where(
+                dead, rng.choice(_TOMBSTONE_FLAGS, size=m), np.where(rng.random(m) < _FLAG_SHARE, rng.choice(_LIVE_FLAGS, size=m), 0)
+            )
             twice = rng.random(m) < _TWICE_SHARE
             # Tombstones beside live chunks (a stripe re-written): half under the live chunk's key on
             # another node, half under another key.
@@ -252,9 +308,18 @@ class _Ring:
             extra = lines[beside]
             other_key = np.arange(len(extra)) % 2 == 1
             extra[other_key, :32] = _HEX[rng.integers(0, 16, size=(int(other_key.sum()), 32))]
-            self._write(out, extra, (node[beside] + 1) % nodes, rng.choice(_TOMBSTONE_FLAGS, size=len(extra)), np.zeros(len(extra), dtype=bool), position)
+            self._write(
+                out,
+                extra,
+                (node[beside] + 1) % nodes,
+                rng.choice(_TOMBSTONE_FLAGS, size=len(extra)),
+                np.zeros(len(extra), dtype=bool),
+                position,
+            )
 
-    def _write(self, out: list[list[bytes]], lines: np.ndarray, node: np.ndarray, flag: np.ndarray, twice: np.ndarray, position: int) -> None:
+    def _write(
+        self, out: list[list[bytes]], lines: np.ndarray, node: np.ndarray, flag: np.ndarray, twice: np.ndarray, position: int
+    ) -> None:
         """Rows to their node's file, grouped by flag; ``twice``: also listed by the next node."""
         nodes = len(self.files)
         group = node * 64 + flag  # flags are below 64
@@ -323,8 +388,14 @@ class _Exports:
             log = open(self.jsonl_dir / f"{bucket}.log", "w", encoding="utf-8")
             log.write(self._record(bucket, "info", "start scanning bucket", {"bucket": bucket}))
             if self._lost_object and not self._files:  # the first bucket: one object whose locations could not be read
-                log.write(self._record(bucket, "error", "error fetching object locations array",
-                                       {"objectUrl": f"s3://{bucket}/lost-object", "error": {"code": 500, "message": "InternalError"}}))
+                log.write(
+                    self._record(
+                        bucket,
+                        "error",
+                        "error fetching object locations array",
+                        {"objectUrl": f"s3://{bucket}/lost-object", "error": {"code": 500, "message": "InternalError"}},
+                    )
+                )
             self._files[bucket] = (handle, csv.writer(handle, quoting=csv.QUOTE_ALL), log)
         return self._files[bucket]
 
@@ -346,8 +417,11 @@ class _Exports:
                 csv_rows.append((bucket, encoded, key))
                 if key in seen:
                     self._duplicates[bucket] += 1
-                    lines.append(self._record(bucket, "error", "duplicate sproxyd key found",
-                                              {"objectUrl": url, "objectUrl2": seen[key], "sproxydKey": key}))
+                    lines.append(
+                        self._record(
+                            bucket, "error", "duplicate sproxyd key found", {"objectUrl": url, "objectUrl2": seen[key], "sproxydKey": key}
+                        )
+                    )
                 else:
                     seen[key] = url
                 if self._scanned[bucket] % 997 == 0:  # progress records between the keys
@@ -360,8 +434,14 @@ class _Exports:
     def close(self) -> None:
         self.flush()
         for bucket, (handle, _, log) in self._files.items():
-            log.write(self._record(bucket, "info", "completed scan", {"bucket": bucket, "scanned": self._scanned[bucket],
-                                                                      "haveMissingKeys": False, "duplicates": self._duplicates[bucket]}))
+            log.write(
+                self._record(
+                    bucket,
+                    "info",
+                    "completed scan",
+                    {"bucket": bucket, "scanned": self._scanned[bucket], "haveMissingKeys": False, "duplicates": self._duplicates[bucket]},
+                )
+            )
             handle.close()
             log.close()
 
@@ -396,8 +476,23 @@ class _Truth:
 
 
 class _Generator:
-    def __init__(self, out: Path, *, objects: int, seed: int, arc: keys.ArcSchema, cos: int, orphans: float, gaps: float,
-                 splits: float, nodes: int, buckets: int, sizes: tuple[int, int], server_state: bool, export_error: bool) -> None:
+    def __init__(
+        self,
+        out: Path,
+        *,
+        objects: int,
+        seed: int,
+        arc: keys.ArcSchema,
+        cos: int,
+        orphans: float,
+        gaps: float,
+        splits: float,
+        nodes: int,
+        buckets: int,
+        sizes: tuple[int, int],
+        server_state: bool,
+        export_error: bool,
+    ) -> None:
         self.out = out
         self.sizes = sizes
         self.objects = objects
@@ -406,9 +501,21 @@ class _Generator:
         self.orphan_share = orphans
         self.rng = random.Random(seed)
         self.np = np.random.default_rng(seed)
-        self.settings = {"arc": str(arc), "cos": cos, "min_chunks": MIN_CHUNKS, "seed": seed, "objects": objects,
-                         "nodes": nodes, "buckets": buckets, "sizes": list(sizes), "orphans": orphans, "gaps": gaps, "splits": splits, "server_state": server_state,
-                         "export_error": export_error}
+        self.settings = {
+            "arc": str(arc),
+            "cos": cos,
+            "min_chunks": MIN_CHUNKS,
+            "seed": seed,
+            "objects": objects,
+            "nodes": nodes,
+            "buckets": buckets,
+            "sizes": list(sizes),
+            "orphans": orphans,
+            "gaps": gaps,
+            "splits": splits,
+            "server_state": server_state,
+            "export_error": export_error,
+        }
         self.buckets = [f"bucket-{i:02d}" for i in range(buckets)]
         self.sessions = {bucket: 1 + i % 2 for i, bucket in enumerate(self.buckets)} | {USERS_BUCKET: 1}
         self.tmp = out / ".generating"
@@ -425,10 +532,19 @@ class _Generator:
         self._input_keys = 0
 
     def _shares(self, gaps: float, splits: float) -> dict[str, float]:
-        shares = {"split": splits, "missing": gaps / 4, "deleted": gaps / 12, "unrecoverable": gaps / 3 if self.arc.k > 1 else 0.0,
-                  "degraded_arc": gaps / 6, "degraded_cos": gaps / 6 if self.cos > 0 else 0.0, **_FIXED_SHARES}
+        shares = {
+            "split": splits,
+            "missing": gaps / 4,
+            "deleted": gaps / 12,
+            "unrecoverable": gaps / 3 if self.arc.k > 1 else 0.0,
+            "degraded_arc": gaps / 6,
+            "degraded_cos": gaps / 6 if self.cos > 0 else 0.0,
+            **_FIXED_SHARES,
+        }
         if sum(shares.values()) > 1:
-            raise ValueError(f"--gaps and --splits leave no room for healthy objects (at most {1 - sum(_FIXED_SHARES.values()):.2f} together)")
+            raise ValueError(
+                f"--gaps and --splits leave no room for healthy objects (at most {1 - sum(_FIXED_SHARES.values()):.2f} together)"
+            )
         return {fate: share for fate, share in shares.items() if share > 0}
 
     # --- the pieces every fate is made of -------------------------------------
@@ -458,7 +574,9 @@ class _Generator:
 
     def _main_chunks(self, mains: np.ndarray, mtime: int) -> None:
         if self.state is not None:
-            self.state.mains.write({"main_chunk": pa.array(mains.view("S40").ravel()).cast(pa.string()), "mtime": np.full(len(mains), mtime, dtype=np.int64)})
+            self.state.mains.write(
+                {"main_chunk": pa.array(mains.view("S40").ravel()).cast(pa.string()), "mtime": np.full(len(mains), mtime, dtype=np.int64)}
+            )
 
     def _name(self) -> str:
         self._names += 1
@@ -526,7 +644,7 @@ class _Generator:
         hexed = np.empty((m, 40), dtype=np.uint8)
         hexed[:, 0::2], hexed[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 0xF]
         text = hexed.tobytes().decode("ascii")
-        input_keys = [text[i:i + 40] for i in range(0, 40 * m, 40)]
+        input_keys = [text[i : i + 40] for i in range(0, 40 * m, 40)]
         prefixes = [keys.input_key_md5_prefix(k) for k in input_keys]
         prefix_array = np.frombuffer("".join(prefixes).encode("ascii"), dtype=np.uint8).reshape(m, keys.MD5_PREFIX_LEN)
         code_array = np.array(codes)
@@ -643,7 +761,9 @@ class _Generator:
         """Metadata written before multiple backends: locations without dataStoreType, on the RING."""
         located = self._stored_keys(self.rng.randint(1, 2))
         meta = object_metadata(name, located, self._mtime(), **_MODEL_VERSION_2)
-        meta["location"] = [{"key": loc["key"], "size": loc["size"], "start": loc["start"], "dataStoreName": "sproxyd"} for loc in meta["location"]]
+        meta["location"] = [
+            {"key": loc["key"], "size": loc["size"], "start": loc["start"], "dataStoreName": "sproxyd"} for loc in meta["location"]
+        ]
         meta["dataStoreName"] = "sproxyd"
         self._put(bucket, name, meta)
         for key, _ in located:
@@ -707,8 +827,16 @@ class _Generator:
         """Data on another backend; half of the keys (and the first) even look like sproxyd keys."""
         meta = object_metadata(name, [], self._mtime())
         location_key = self._key() if first or self.rng.random() < 0.5 else f"{bucket}/{name}"
-        meta["location"] = [{"key": location_key, "size": 4096, "start": 0, "dataStoreName": "aws-location",
-                             "dataStoreType": "aws_s3", "dataStoreVersionId": self._key()[:32].lower()}]
+        meta["location"] = [
+            {
+                "key": location_key,
+                "size": 4096,
+                "start": 0,
+                "dataStoreName": "aws-location",
+                "dataStoreType": "aws_s3",
+                "dataStoreVersionId": self._key()[:32].lower(),
+            }
+        ]
         meta["content-length"] = 4096
         meta["dataStoreName"] = "aws-location"
         self._put(bucket, name, meta)
@@ -727,17 +855,30 @@ class _Generator:
         self.sessions[shadow] = self.sessions[bucket]
         upload_id = self._key()[:32].lower()
         started = iso_time(self._mtime())
-        self._put(shadow, f"overview{splitter}{name}{splitter}{upload_id}",
-                  {"key": name, "uploadId": upload_id, "initiated": started, "owner-display-name": "lab", "splitter": splitter})
+        self._put(
+            shadow,
+            f"overview{splitter}{name}{splitter}{upload_id}",
+            {"key": name, "uploadId": upload_id, "initiated": started, "owner-display-name": "lab", "splitter": splitter},
+        )
         for number in (1, 2):
             locations, start = [], 0
             for key, size in self._stored_keys(number):
                 locations.append(scality_location(key, size, start, number))
                 start += size
             entry = f"{upload_id}{splitter}{number:05d}"
-            self._put(shadow, entry, {"key": entry, "uploadId": upload_id, "partNumber": number, "last-modified": started,
-                                      "content-length": start, "content-md5": locations[0]["dataStoreETag"].split(":")[1],
-                                      "partLocations": locations[0] if number == 1 else locations})
+            self._put(
+                shadow,
+                entry,
+                {
+                    "key": entry,
+                    "uploadId": upload_id,
+                    "partNumber": number,
+                    "last-modified": started,
+                    "content-length": start,
+                    "content-md5": locations[0]["dataStoreETag"].split(":")[1],
+                    "partLocations": locations[0] if number == 1 else locations,
+                },
+            )
             for location in locations:
                 self._referenced(shadow, entry, location["key"])
 
@@ -824,7 +965,7 @@ class _Generator:
             batch = [names[p] if p < len(names) else "arc" for p in picks]
             if start == 0:
                 forced = prologue[:n]
-                batch[:len(forced)] = forced
+                batch[: len(forced)] = forced
             yield batch
 
     def _flush_if_full(self, i: int) -> None:
@@ -878,10 +1019,17 @@ class _Generator:
             for batch in sorted_batches(con, f"SELECT DISTINCT key FROM {source} WHERE kind = '{kind}' ORDER BY key"):
                 yield from batch.column("key").to_pylist()
 
-        counts: dict[str, int] = {"listkeys_rows": self.ring.rows, "in_flight_rows": self.ring.in_flight_rows,
-                                  "main_chunks": self.ring.main_chunks, "objects": self.objects,
-                                  "tombstone_rows": self.ring.tombstone_rows, "tombstoned_main_chunks": self.ring.tombstoned_main_chunks,
-                                  "export_rows": self.exports.rows, "input_keys": self._input_keys, "buckets": len(self.buckets)}
+        counts: dict[str, int] = {
+            "listkeys_rows": self.ring.rows,
+            "in_flight_rows": self.ring.in_flight_rows,
+            "main_chunks": self.ring.main_chunks,
+            "objects": self.objects,
+            "tombstone_rows": self.ring.tombstone_rows,
+            "tombstoned_main_chunks": self.ring.tombstoned_main_chunks,
+            "export_rows": self.exports.rows,
+            "input_keys": self._input_keys,
+            "buckets": len(self.buckets),
+        }
         with open(self.out / "truth.json", "w", encoding="utf-8") as out:
             out.write('{\n"settings": ' + json.dumps(self.settings) + ",\n")
             counts["orphans"] = _write_list(out, "orphans", keys_of("orphan"))
@@ -1017,7 +1165,19 @@ def generate_world(
         elif target.exists():
             target.unlink()
     path.mkdir(parents=True, exist_ok=True)
-    _Generator(path, objects=objects, seed=seed, arc=keys.parse_arc(arc), cos=keys.parse_cos(cos), orphans=orphans, gaps=gaps,
-               splits=splits, nodes=nodes, buckets=buckets, sizes=(int(sizes[0]), int(sizes[1])), server_state=server_state,
-               export_error=export_error).run()
+    _Generator(
+        path,
+        objects=objects,
+        seed=seed,
+        arc=keys.parse_arc(arc),
+        cos=keys.parse_cos(cos),
+        orphans=orphans,
+        gaps=gaps,
+        splits=splits,
+        nodes=nodes,
+        buckets=buckets,
+        sizes=(int(sizes[0]), int(sizes[1])),
+        server_state=server_state,
+        export_error=export_error,
+    ).run()
     return World(path)

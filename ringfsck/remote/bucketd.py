@@ -74,8 +74,12 @@ def _location(item: Any) -> Location | str:
         return f"a location with dataStoreType {kind!r}"
     size = item.get("size")
     name = item.get("dataStoreName")
-    location = Location(key.upper() if is_valid_key(key) else key, int(size) if isinstance(size, (int, float)) else None,
-                        name if isinstance(name, str) else None, kind)
+    location = Location(
+        key.upper() if is_valid_key(key) else key,
+        int(size) if isinstance(size, (int, float)) else None,
+        name if isinstance(name, str) else None,
+        kind,
+    )
     if location.on_ring and not location.is_sproxyd_key:
         return f"a RING location whose key {key[:60]!r} is not 40 hex"
     return location

@@ -72,7 +72,7 @@ class HttpPolicy:
     set_aside_after: int = 3  # keys failed in a row (after their retries) that set an endpoint aside
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> "HttpPolicy":
+    def from_settings(cls, settings: Settings, **overrides: Any) -> HttpPolicy:
         values: dict[str, Any] = {
             "concurrency": settings.concurrency,
             "timeout": settings.timeout,
@@ -140,11 +140,25 @@ def _describe(exc: Exception) -> str:
 
 
 @overload
-async def send(client: Endpoint, method: str, url: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None,
-               headers: dict[str, str] | None = None) -> Reply: ...
+async def send(
+    client: Endpoint,
+    method: str,
+    url: str,
+    *,
+    policy: HttpPolicy,
+    limiter: RateLimiter | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply: ...
 @overload
-async def send(client: httpx.AsyncClient, method: str, url: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None,
-               headers: dict[str, str] | None = None) -> httpx.Response: ...
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    policy: HttpPolicy,
+    limiter: RateLimiter | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response: ...
 async def send(
     client: httpx.AsyncClient | Endpoint,
     method: str,
@@ -182,7 +196,9 @@ async def send(
         await asyncio.sleep(random.uniform(0, delay))
 
 
-def make_client(base_url: str, policy: HttpPolicy, *, verify: bool | str | ssl.SSLContext = True, connections: int = 1) -> httpx.AsyncClient:
+def make_client(
+    base_url: str, policy: HttpPolicy, *, verify: bool | str | ssl.SSLContext = True, connections: int = 1
+) -> httpx.AsyncClient:
     """An httpx keep-alive client with a pool of ``connections``, shared by the tasks that use it.
 
     For requests whose bodies are worth httpx's convenience (bucketd listings). Per-key
@@ -191,8 +207,7 @@ def make_client(base_url: str, policy: HttpPolicy, *, verify: bool | str | ssl.S
     gave ~450 requests/s, 64 one-connection clients ~2,600).
     """
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify,
-                             headers={"User-Agent": USER_AGENT})
+    return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify, headers={"User-Agent": USER_AGENT})
 
 
 class Reply(NamedTuple):
@@ -258,8 +273,15 @@ class Endpoint:
     fails it, and ``send`` retries.
     """
 
-    def __init__(self, base_url: str, policy: HttpPolicy, *, ssl_context: ssl.SSLContext | None = None,
-                 stats: EndpointStats | None = None, limiters: tuple[RateLimiter, ...] = ()) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        policy: HttpPolicy,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        stats: EndpointStats | None = None,
+        limiters: tuple[RateLimiter, ...] = (),
+    ) -> None:
         self.stats = stats  # where its requests are counted, shared by the endpoint's connections
         self.limiters = limiters  # waited on before each attempt, retries included
         url = httpx.URL(base_url)
@@ -282,7 +304,8 @@ class Endpoint:
         try:
             async with asyncio.timeout(self._timeout):
                 reader, writer = await asyncio.open_connection(
-                    self._host, self._port, ssl=self._ssl, server_hostname=self._host if self._ssl else None)
+                    self._host, self._port, ssl=self._ssl, server_hostname=self._host if self._ssl else None
+                )
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"no connection within {self._timeout} s") from exc
         except OSError as exc:  # ssl.SSLError included
@@ -300,8 +323,12 @@ class Endpoint:
             connection = self._connection = await self._connect()
         target = self._prefix + quote(url, safe=_SAFE).encode("ascii")
         extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()] if headers else []
-        request = httpcore.Request(method.encode("ascii"), httpcore.URL(scheme=self._scheme, host=self._origin.host, port=self._port, target=target),
-                                   headers=self._headers + extra, extensions=self._extensions)
+        request = httpcore.Request(
+            method.encode("ascii"),
+            httpcore.URL(scheme=self._scheme, host=self._origin.host, port=self._port, target=target),
+            headers=self._headers + extra,
+            extensions=self._extensions,
+        )
         response = await connection.handle_async_request(request)
         try:
             content = await response.aread()
@@ -554,11 +581,22 @@ def run_batched(
     async def main() -> None:
         # One TLS context for all clients: building one per client costs ~20 ms each.
         context = httpx.create_ssl_context(verify=verify) if any(s.url.startswith("https:") for s in pool.stats) else None
-        connections = {s.url: [Endpoint(s.url, policy, ssl_context=context, stats=s, limiters=pool.limiters(s)) for _ in range(policy.concurrency)]
-                       for s in pool.healthy}
+        connections = {
+            s.url: [Endpoint(s.url, policy, ssl_context=context, stats=s, limiters=pool.limiters(s)) for _ in range(policy.concurrency)]
+            for s in pool.healthy
+        }
         try:
-            await _run(items, worker, policy=policy, pool=pool, connections=connections, on_batch=on_batch, batch_size=batch_size,
-                       flush_seconds=flush_seconds, on_result=on_result)
+            await _run(
+                items,
+                worker,
+                policy=policy,
+                pool=pool,
+                connections=connections,
+                on_batch=on_batch,
+                batch_size=batch_size,
+                flush_seconds=flush_seconds,
+                on_result=on_result,
+            )
         finally:
             await asyncio.gather(*(client.aclose() for clients in connections.values() for client in clients))
 

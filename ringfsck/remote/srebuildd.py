@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from ringfsck.config import Settings
@@ -25,8 +25,9 @@ def require_srebuildd(settings: Settings, base_url: str | Sequence[str] | None =
     """The srebuildd endpoints to ask: ``base_url`` (one or several), else the configured ones."""
     urls = [base_url] if isinstance(base_url, str) else list(base_url or []) or settings.srebuildd_base_urls
     if not urls:
-        raise ConfigError("no srebuildd URL: pass --srebuildd URL (repeatable) or set srebuildd_urls, srebuildd_url "
-                          "or srebuildd_ip in the config")
+        raise ConfigError(
+            "no srebuildd URL: pass --srebuildd URL (repeatable) or set srebuildd_urls, srebuildd_url or srebuildd_ip in the config"
+        )
     return [url.rstrip("/") for url in urls]
 
 
@@ -52,7 +53,9 @@ def split_header_says(value: str | None) -> bool:
     return said
 
 
-async def arc_split_state(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> bool | None:
+async def arc_split_state(
+    client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None
+) -> bool | None:
     """HEAD an input key on the arc path: None when not found, else whether it is a split index."""
     url = f"/{arc_path}/{input_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
@@ -66,7 +69,9 @@ async def arc_split_state(client: Endpoint, arc_path: str, input_key: str, *, po
         raise RequestFailed(f"HEAD {url}: {exc}", 1) from None
 
 
-async def lookup_split(client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> SplitAnswer:
+async def lookup_split(
+    client: Endpoint, arc_path: str, input_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None
+) -> SplitAnswer:
     """HEAD the input key on the arc path; for a split key, GET its raw index and parse the subkeys."""
     is_split = await arc_split_state(client, arc_path, input_key, policy=policy, limiter=limiter)
     if is_split is None:
@@ -100,7 +105,7 @@ def parse_scal_mtime(value: str | None) -> datetime | None:
         return None
     try:
         if text.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(text), tz=timezone.utc)
+            return datetime.fromtimestamp(float(text), tz=UTC)
         if "," in text or " GMT" in text:
             parsed = parsedate_to_datetime(text)
         else:
@@ -109,10 +114,12 @@ def parse_scal_mtime(value: str | None) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return None  # a local time of an unknown zone: no evidence of age either way
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
-async def head_main_chunk(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> MainChunkHead:
+async def head_main_chunk(
+    client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None
+) -> MainChunkHead:
     """HEAD a main chunk on the arcdata path: present (with its X-Scal-Mtime) or not; RequestFailed otherwise."""
     url = f"/{arcdata_path}/{ring_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)
@@ -124,7 +131,9 @@ async def head_main_chunk(client: Endpoint, arcdata_path: str, ring_key: str, *,
     return MainChunkHead(True, parse_scal_mtime(text), text)
 
 
-async def main_chunk_size(client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None) -> int | None:
+async def main_chunk_size(
+    client: Endpoint, arcdata_path: str, ring_key: str, *, policy: HttpPolicy, limiter: RateLimiter | None = None
+) -> int | None:
     """Logical size of a main chunk from ``X-Scal-Size``; None when the key is not on the RING."""
     url = f"/{arcdata_path}/{ring_key}"
     head = await send(client, "HEAD", url, policy=policy, limiter=limiter)

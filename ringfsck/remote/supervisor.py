@@ -64,7 +64,9 @@ def split_userinfo(url: str) -> tuple[str, Credentials | None]:
         return url.strip().rstrip("/"), None
     userinfo, _, host = parts.netloc.rpartition("@")
     login, _, password = userinfo.partition(":")
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)).rstrip("/"), Credentials(unquote(login), unquote(password))
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)).rstrip("/"), Credentials(
+        unquote(login), unquote(password)
+    )
 
 
 def public_url(url: str) -> str:
@@ -134,8 +136,15 @@ def _describe(exc: BaseException, credentials: Credentials) -> str:
 def ring_nodes(url: str, ring: str, credentials: Credentials, *, verify: ssl.SSLContext | bool, policy: HttpPolicy) -> list[RingNode]:
     """The nodes of ``ring`` from the supervisor at ``url``; RemoteError (one line, no credentials) if it cannot say."""
     where = f"supervisor {public_url(url)}"
-    params = {"cmd": DSO_COMMAND, "action": "view", "mergedisks": "1", "dsoname": ring,
-              "suser": credentials.login, "spass": credentials.password, "output": "xml"}
+    params = {
+        "cmd": DSO_COMMAND,
+        "action": "view",
+        "mergedisks": "1",
+        "dsoname": ring,
+        "suser": credentials.login,
+        "spass": credentials.password,
+        "output": "xml",
+    }
     attempts = 0
     with _client(url, credentials, verify, policy) as client:
         while True:
@@ -178,10 +187,19 @@ def parse_dso_config(body: bytes, ring: str, where: str, *, scheme: str, credent
         ip, admin_port = (element.findtext("config/ip") or "").strip(), (element.findtext("config/adminport") or "").strip()
         chord_port, chunks = (element.findtext("config/port") or "").strip(), (element.findtext("stats/chunks/nb") or "").strip()
         if not name or not ip or not admin_port.isdigit() or not chord_port.isdigit():
-            raise RemoteError(f"{where}: ring {ring}: a node without name, config/ip, config/adminport or config/port ({name or 'unnamed'})")
+            raise RemoteError(
+                f"{where}: ring {ring}: a node without name, config/ip, config/adminport or config/port ({name or 'unnamed'})"
+            )
         host = f"[{ip}]" if ":" in ip else ip
-        nodes.append(RingNode(name, (element.findtext("addr") or f"{ip}:{admin_port}").strip(), f"{scheme}://{host}:{admin_port}",
-                              int(chord_port), int(chunks) if chunks.isdigit() else None))
+        nodes.append(
+            RingNode(
+                name,
+                (element.findtext("addr") or f"{ip}:{admin_port}").strip(),
+                f"{scheme}://{host}:{admin_port}",
+                int(chord_port),
+                int(chunks) if chunks.isdigit() else None,
+            )
+        )
     if not nodes:
         raise RemoteError(f"{where}: ring {ring} has no nodes")
     return nodes
@@ -229,8 +247,10 @@ class NodeClient:
             response = self._open(client, target)
             try:
                 if not framed(response):
-                    raise NodeFailed(f"{self.where}: the listing has neither a Content-Length nor chunked encoding, "
-                                     "so a cut connection would look like its end")
+                    raise NodeFailed(
+                        f"{self.where}: the listing has neither a Content-Length nor chunked encoding, "
+                        "so a cut connection would look like its end"
+                    )
                 yield response
             finally:
                 response.close()
