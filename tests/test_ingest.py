@@ -554,7 +554,7 @@ def test_an_interrupted_ingest_records_every_part_it_published(store, tmp_path, 
     """Ctrl-C while files are parsed: the files already parsed are recorded (no part without its source), then 130."""
     from concurrent import futures
 
-    from ringfsck.ingest import loop
+    from ringfsck.ingest import workers
 
     nodes, _ = _mixed_inputs(tmp_path / "inputs")
     calls = []
@@ -565,7 +565,7 @@ def test_an_interrupted_ingest_records_every_part_it_published(store, tmp_path, 
             raise KeyboardInterrupt
         return futures.wait(pending, **kwargs)
 
-    monkeypatch.setattr(loop, "wait", interrupted_once)
+    monkeypatch.setattr(workers, "wait", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
         ingest_listkeys(store, [str(nodes)])
     parts = {p.stem for p in (store.root / "tables" / "listkeys").glob("*.parquet")}

@@ -323,28 +323,18 @@ def _serve_all(
     world: Path, ring: str, srebuildd_port: int, bucketd_port: int, size_reading: str, faults: dict, node_faults: dict, ssl_context, ready
 ) -> None:
     """srebuildd, bucketd, the supervisor and the nodes in one event loop, until SIGTERM or SIGINT."""
-    import asyncio
-    import signal
-
     from ringfsck.lab.ring_nodes import serve_ring
+    from ringfsck.lab.serve import run_servers
     from ringfsck.lab.servers import serve
 
-    async def main() -> None:
-        task = asyncio.gather(
+    run_servers(
+        [
             serve(
                 world, ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, size_reading=size_reading, ready=ready, **faults
             ),
             serve_ring(world, ring=ring, faults=node_faults, ssl_context=ssl_context, ready=lambda urls: ready({"ring": urls})),
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
-    asyncio.run(main())
+        ]
+    )
 
 
 COMMANDS = [lab]

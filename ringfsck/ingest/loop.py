@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, MutableSequence
-from concurrent.futures import FIRST_COMPLETED, CancelledError, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -19,7 +19,7 @@ from ringfsck.ingest.identity import FileOutcome, failed_source, mark_duplicates
 from ringfsck.ingest.inputs import Input, OpenedInput
 from ringfsck.ingest.parsing import ParseContext, Parser
 from ringfsck.ingest.rejects import writing_rejects
-from ringfsck.ingest.workers import busy_worker, fork_is_safe, forked_pool, inherited_work, shared_counters
+from ringfsck.ingest.workers import busy_worker, fork_is_safe, forked_pool, inherited_work, settle_all, shared_counters
 from ringfsck.progress import bar
 from ringfsck.store import Source, Store, iso, utc_now
 
@@ -80,7 +80,6 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
     workers = max(1, min(len(pending), workers or os.cpu_count() or 1))
     forking = _forking(store, jobs, pending, workers)
     work = _Work(store, jobs, known, pending, shared_counters(len(pending)) if forking else [0] * len(pending))
-    failure: BaseException | None = None
     # The pool first: forked workers must not inherit the progress bar's thread.
     with forked_pool(work, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         # A forked worker finds the work where it was when it forked: only positions are sent to it.
@@ -91,50 +90,32 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
             sum(f.size for job, settled in zip(jobs, outcomes) for f, outcome in zip(job.files, settled) if outcome is not None)
         )
         shown = [0] * len(pending)  # stored bytes on the bar, per file: it moves as they are read
-        running = set(futures)
 
         def show(position: int, read: int) -> None:
             progress.update(max(read - shown[position], 0))
             shown[position] = max(read, shown[position])
 
-        def stop(exc: BaseException) -> None:
-            """The first error (or an interrupt) is raised once the files being parsed are settled."""
-            nonlocal failure
-            if failure is None:
-                failure = exc
-                for other in running:
-                    other.cancel()
+        def show_all() -> None:
+            for position in range(len(pending)):
+                show(position, work.bytes_read[position])
+
+        def record(position: int, parsed: tuple[Source, FileOutcome]) -> None:
+            j, i = pending[position]
+            source, outcome = parsed
+            store.save_source(source)
+            outcomes[j][i] = outcome
+            show(position, sizes[position])  # what was known, not read (an S3 ETag)
+
+        def record_failure(position: int, exc: BaseException) -> None:
+            j, i = pending[position]
+            if isinstance(exc, InputError) and jobs[j].kind != "listkeys":
+                store.save_source(failed_source(jobs[j].kind, jobs[j].files[i], exc))
 
         try:
-            while running:
-                try:
-                    done, running = wait(running, timeout=_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
-                except KeyboardInterrupt as interrupt:
-                    # Files already parsed are recorded, so no published part lacks its source; the
-                    # others are abandoned (forked workers got the same interrupt, threads finish theirs).
-                    stop(interrupt)
-                    continue
-                for position in range(len(pending)):
-                    show(position, work.bytes_read[position])
-                for future in done:
-                    position = futures[future]
-                    j, i = pending[position]
-                    try:
-                        source, outcome = future.result()
-                    except CancelledError:
-                        continue
-                    except BaseException as exc:  # noqa: BLE001 - the others finish and are recorded; re-raised after
-                        if isinstance(exc, InputError) and jobs[j].kind != "listkeys":
-                            store.save_source(failed_source(jobs[j].kind, jobs[j].files[i], exc))
-                        stop(exc)
-                        continue
-                    store.save_source(source)
-                    outcomes[j][i] = outcome
-                    show(position, sizes[position])  # what was known, not read (an S3 ETag)
+            # Files already parsed are recorded, so no published part lacks its source.
+            settle_all(futures, on_result=record, on_error=record_failure, on_tick=show_all)
         finally:
             progress.close()
-    if failure is not None:
-        raise failure
     return [IngestReport(job.kind, [outcome for outcome in settled if outcome is not None]) for job, settled in zip(jobs, outcomes)]
 
 
@@ -142,7 +123,6 @@ def ingest_jobs(store: Store, jobs: list[IngestJob], *, workers: int | None = No
 # no S3 client crosses a fork) and worth it: small inputs stay on threads, where a fork would
 # cost more than it saves.
 _FORK_MIN_BYTES = 32 * 1024 * 1024
-_PROGRESS_SECONDS = 0.2
 
 
 @dataclass

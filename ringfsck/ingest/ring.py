@@ -25,7 +25,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, MutableSequence
-from concurrent.futures import FIRST_COMPLETED, CancelledError, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,7 +38,7 @@ from ringfsck.ingest.inputs import READ_BLOCK, UTF8_BOM
 from ringfsck.ingest.listkeys import parse_listkeys
 from ringfsck.ingest.parsing import ParseContext
 from ringfsck.ingest.rejects import writing_rejects
-from ringfsck.ingest.workers import busy_worker, fork_is_safe, forked_pool, inherited_work, shared_counters
+from ringfsck.ingest.workers import busy_worker, fork_is_safe, forked_pool, inherited_work, settle_all, shared_counters
 from ringfsck.progress import bar
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.remote.supervisor import (
@@ -65,7 +65,6 @@ DEFAULT_CONCURRENCY = max(2, os.cpu_count() or 1)
 # A stream that breaks off is listed again from the start once (its partial rows are dropped).
 _STREAM_ATTEMPTS = 2
 _LISTED_TABLES = ("listkeys", "rejects")
-_PROGRESS_SECONDS = 0.2
 
 
 @dataclass
@@ -373,49 +372,30 @@ def ingest_ring(
     for node in pending:
         listing.remove_stale_temporaries(node)
         store.save_source(listing.unfinished(node))
-    failure: BaseException | None = None
     # The pool first: forked workers must not inherit the progress bar's thread.
     with forked_pool(listing, workers) if forking else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ring-node") as pool:
         futures = {pool.submit(_list_node, position, *(() if forking else (listing,))): position for position in range(len(pending))}
         total = sum(n.chunks or 0 for n in pending) or None  # the supervisor's stats/chunks/nb
         progress = bar(total=total, desc=f"ring {ring}: {len(pending)} node(s)", unit="row", unit_scale=True)
-        running = set(futures)
         shown = 0  # rows on the bar
 
-        def stop(exc: BaseException) -> None:
-            """The first error (or an interrupt) is raised once the nodes being listed are settled."""
-            nonlocal failure
-            if failure is None:
-                failure = exc
-                for other in running:
-                    other.cancel()
+        def show_rows() -> None:
+            nonlocal shown
+            seen = sum(listing.rows_seen)
+            progress.update(seen - shown)  # down too: a stream listed again from the start counts again
+            shown = seen
+
+        def record(position: int, listed: tuple[Source, NodeOutcome]) -> None:
+            source, outcome = listed
+            store.save_source(source)
+            report.nodes.append(outcome)
+            if on_node is not None:
+                on_node(outcome)
 
         try:
-            while running:
-                try:
-                    done, running = wait(running, timeout=_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
-                except KeyboardInterrupt as interrupt:
-                    stop(interrupt)  # nodes listed are recorded; the others stay unfinished
-                    continue
-                seen = sum(listing.rows_seen)
-                progress.update(seen - shown)  # down too: a stream listed again from the start counts again
-                shown = seen
-                for future in done:
-                    try:
-                        source, outcome = future.result()
-                    except CancelledError:
-                        continue
-                    except BaseException as exc:  # noqa: BLE001 - the others finish and are recorded; re-raised after
-                        stop(exc)
-                        continue
-                    store.save_source(source)
-                    report.nodes.append(outcome)
-                    if on_node is not None:
-                        on_node(outcome)
+            settle_all(futures, on_result=record, on_tick=show_rows)  # nodes listed are recorded; the others stay unfinished
         finally:
             progress.close()
-    if failure is not None:
-        raise failure
     if report.failed:
         named = "; ".join(n.error or n.name for n in report.failed)
         raise RemoteError(

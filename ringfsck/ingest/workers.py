@@ -12,8 +12,8 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Iterator, MutableSequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, MutableSequence
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
@@ -104,3 +104,53 @@ def _interrupted_worker(signum: int, frame: object) -> None:
     (dying there would break the pool, and with it the recording of files other workers finished)."""
     if _busy:
         raise KeyboardInterrupt
+
+
+PROGRESS_SECONDS = 0.2  # how often a pool's progress is shown while its work runs
+
+
+def settle_all(
+    futures: dict[Future[Any], int],
+    *,
+    on_result: Callable[[int, Any], None],
+    on_error: Callable[[int, BaseException], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """Wait for a pool's work, recording each result the moment it arrives (``on_result(position, result)``).
+
+    The first error, or an interrupt, cancels the work not started yet and is raised once the work
+    running is settled: whatever finished is recorded first, so nothing published lacks its record.
+    ``on_error`` sees each error as it comes; ``on_tick`` runs every PROGRESS_SECONDS.
+    """
+    failure: BaseException | None = None
+    running = set(futures)
+
+    def stop(exc: BaseException) -> None:
+        nonlocal failure
+        if failure is None:
+            failure = exc
+            for other in running:
+                other.cancel()
+
+    while running:
+        try:
+            done, running = wait(running, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+        except KeyboardInterrupt as interrupt:
+            stop(interrupt)  # forked workers got the same interrupt, threads finish theirs
+            continue
+        if on_tick is not None:
+            on_tick()
+        for future in done:
+            position = futures[future]
+            try:
+                result = future.result()
+            except CancelledError:
+                continue
+            except BaseException as exc:  # noqa: BLE001 - the others finish and are recorded; raised after
+                if on_error is not None:
+                    on_error(position, exc)
+                stop(exc)
+                continue
+            on_result(position, result)
+    if failure is not None:
+        raise failure

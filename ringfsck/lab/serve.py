@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 ready=lambda ring: ready({"ring": ring | {"ca_bundle": ca_bundle}}),
             ),
         ]
-        _run(servers, args.parent_pid)
+        run_servers(servers, args.parent_pid)
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lab servers: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(servers: list, parent_pid: int | None) -> None:  # servers: coroutines
+def run_servers(servers: list, parent_pid: int | None = None) -> None:  # servers: coroutines
     """Serve until SIGTERM or SIGINT, or until process ``parent_pid`` is gone; the first server error ends all."""
 
     async def watch_parent(task: asyncio.Future) -> None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
 import time
 import traceback
 from array import array
@@ -458,29 +456,3 @@ async def serve(
     finally:
         for listener in listeners:
             listener.close()
-
-
-def run(world: Path, *, ready: Callable[[dict[str, str]], None], parent_pid: int | None = None, **options: Any) -> None:
-    """Serve until SIGTERM or SIGINT, or until process ``parent_pid`` is gone (see :func:`serve` for the options)."""
-
-    async def watch_parent(task: asyncio.Task[None]) -> None:
-        # A killed test runner cannot stop its servers: they notice they were orphaned.
-        while os.getppid() == parent_pid:
-            await asyncio.sleep(0.5)
-        task.cancel()
-
-    async def main() -> None:
-        task = asyncio.ensure_future(serve(world, ready=ready, **options))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        watcher = asyncio.ensure_future(watch_parent(task)) if parent_pid else None
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-
-    asyncio.run(main())
