@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ringfsck.canaries import Canaries
+from ringfsck.commands import absolute_location
 from ringfsck.config import DeleteBudget
 from ringfsck.errors import ConfigError, RefusedError, RingfsckError
 from ringfsck.keys import normalize_key
@@ -392,6 +393,7 @@ def delete_from_manifest(
         {
             "event": "run",
             "run_id": summary["run_id"],
+            "manifest": absolute_location(str(manifest_path)),  # for the report's next step: resume from it
             "manifest_keys": len(manifest.keys),
             "selected": len(selected),
             "todo": len(todo),
@@ -463,6 +465,7 @@ class DeletionHistory:
     budget_stops: int = 0
     stopped: list[dict[str, Any]] = field(default_factory=list)  # {"at", "reason"}
     last_at: str | None = None
+    manifest: str | None = None  # where the last run's manifest was (absolute), when its journal says
 
     @property
     def confirmed(self) -> int:
@@ -496,6 +499,7 @@ def deletion_history(store: Store, run_id: str) -> DeletionHistory:
         history.manifests += 1
         history.runs += len(runs)
         history.manifest_keys += max(r.get("manifest_keys", 0) for r in runs)
+        history.manifest = runs[-1].get("manifest") or history.manifest
         last: dict[str, dict[str, Any]] = {}
         for record in records:
             history.last_at = max(filter(None, (history.last_at, record.get("at"))), default=None)

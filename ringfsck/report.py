@@ -18,7 +18,7 @@ from ringfsck._resources import resource_dir
 from ringfsck.analysis import GAP_STATUSES
 from ringfsck.capacity import capacity_summary, human_bytes
 from ringfsck.commands import absolute_location, printed_command
-from ringfsck.deleter import deletion_history
+from ringfsck.deleter import DeletionHistory, deletion_history
 from ringfsck.history import run_history
 from ringfsck.s3 import is_s3_url, local_output
 from ringfsck.store import Store, iso, utc_now
@@ -135,8 +135,9 @@ def _context(counts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _next_commands(store: Store, summary: dict[str, Any], capacity: dict[str, Any]) -> list[tuple[str, str]]:
-    """The next steps, each a command that runs as printed from any folder (ringfsck.commands)."""
+def _next_commands(store: Store, summary: dict[str, Any], capacity: dict[str, Any], deletion: DeletionHistory) -> list[tuple[str, str]]:
+    """The next steps that follow from the state (incomplete, deleting, deleted), each a command that
+    runs as printed from any folder (ringfsck.commands)."""
 
     def command(*words: str, srebuildd: bool = False) -> str:
         return printed_command(store, *words, srebuildd=srebuildd)
@@ -146,6 +147,23 @@ def _next_commands(store: Store, summary: dict[str, Any], capacity: dict[str, An
             (command("resolve", srebuildd=True), "finish the split lookups (failed or never made)"),
             (command("analyze"), "re-run the analysis once the inputs are complete"),
         ]
+    if deletion.runs and deletion.left == 0:
+        return [
+            (
+                command("analyze"),
+                "every orphan of this analysis is deleted or was already gone: the next check starts "
+                "with a fresh RING listing and S3 export (ingest them again), then this",
+            ),
+        ]
+    if deletion.runs:
+        manifest = deletion.manifest or absolute_location(store.location_of(store.root / MANIFEST_NAME))
+        why = (
+            f"{deletion.left:,} key(s) of the manifest left (kept, failed or not reached): run it again to continue; "
+            "kept keys are checked again, confirmed ones are skipped"
+        )
+        if deletion.stopped:
+            why = f"deletion stopped ({deletion.stopped[-1]['reason']}): find out why first; then " + why
+        return [(command("delete", "--manifest", manifest, "--execute", "--max-rps", "200", srebuildd=True), why)]
     steps = []
     if capacity["totals"]["unsized"] or capacity["totals"]["failed"]:
         steps.append((command("size", srebuildd=True), "size the orphans still unsized"))
@@ -162,6 +180,7 @@ def _next_commands(store: Store, summary: dict[str, Any], capacity: dict[str, An
 def render_report(store: Store, run_id: str | None = None) -> str:
     """The HTML report of an analysis run (default: the latest)."""
     summary = store.run_summary(run_id)
+    deletion = deletion_history(store, summary["run_id"])
     capacity = capacity_summary(store, summary["run_id"])
     con = store.connect(run_id=summary["run_id"])
     warnings = list(summary["warnings"])
@@ -199,8 +218,8 @@ def render_report(store: Store, run_id: str | None = None) -> str:
         disk_chart=_bars(disks, "disk", "raw_bytes"),
         disks_shown=len(disks),
         histogram_chart=_bars(capacity["histogram"], "label", "orphans"),
-        next_commands=_next_commands(store, summary, capacity),
-        deletion=deletion_history(store, summary["run_id"]),
+        next_commands=_next_commands(store, summary, capacity, deletion),
+        deletion=deletion,
         version=__version__,
         generated_at=iso(utc_now()),
     )

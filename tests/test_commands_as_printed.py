@@ -138,3 +138,26 @@ def test_an_unknown_srebuildd_is_printed_as_a_blank_to_fill(tmp_path, operator):
     refused = run_as_printed(execute, elsewhere)
     assert refused.returncode == EXIT_USAGE, refused.stderr
     assert "srebuildd" in refused.stderr
+
+
+def test_the_reports_next_steps_follow_the_deletion(operator, lab_world, lab_servers):
+    """Part deleted: the next step resumes from the manifest the journal names; all deleted: a fresh check."""
+    here, elsewhere, _ = operator
+    assert ringfsck(here, "manifest", "-o", "budget.csv").returncode == 0
+    first = ringfsck(here, "delete", "--manifest", "budget.csv", "--execute", "--max-keys", "3", "--srebuildd", lab_servers.srebuildd_url)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert len(lab_servers.deleted()) == 3
+
+    assert ringfsck(here, "report", "-o", "partly.html").returncode == 0
+    [resume] = report_commands(here / "partly.html")
+    assert "--execute" in resume and f"--manifest {here / 'budget.csv'}" in resume, resume
+    orphans = len(lab_world.truth["orphans"])
+    assert f"{orphans - 3:,} key(s) of the manifest left" in (here / "partly.html").read_text()
+    result = run_as_printed(resume, elsewhere)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(lab_servers.deleted()) == sorted(lab_world.truth["orphans"])
+
+    assert ringfsck(here, "report", "-o", "done.html").returncode == 0
+    [fresh] = report_commands(here / "done.html")
+    assert shlex.split(fresh)[1] == "analyze", fresh
+    assert "every orphan of this analysis is deleted or was already gone" in (here / "done.html").read_text()
