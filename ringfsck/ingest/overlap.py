@@ -8,7 +8,7 @@ A reference is the same whichever source gave it: the ``s3_objects`` view names 
 
 from __future__ import annotations
 
-from ringfsck.store import Store
+from ringfsck.store import Store, scalar
 
 # Sources named one by one; beyond, one line counts the others.
 _NAMED = 5
@@ -23,14 +23,20 @@ def overlap_notes(store: Store, locations: list[str]) -> list[str]:
     try:
         con.execute("CREATE TEMP TABLE new_sources (location VARCHAR, ordinal INTEGER)")
         con.executemany("INSERT INTO new_sources VALUES (?, ?)", [[location, i] for i, location in enumerate(locations)])
+        # Cheap first pass on the raw rows: keys of one bucket that more than one source gives, one of
+        # them new (the same reference is in the same bucket; one key in two buckets is a duplicate).
+        con.execute(
+            """
+            CREATE TEMP TABLE shared AS
+            SELECT DISTINCT sproxyd_key FROM s3keys GROUP BY sproxyd_key, bucket
+            HAVING count(DISTINCT source) > 1 AND bool_or(source IN (SELECT location FROM new_sources))
+            """
+        )
+        if not scalar(con, "SELECT count(*) FROM shared"):
+            return []  # the usual case, and the names (a view over every row) need not be compared
         rows = con.execute(
             """
-            WITH shared AS (
-                -- Cheap first pass on the raw rows: keys that more than one source gives, one of them new.
-                SELECT sproxyd_key FROM s3keys GROUP BY sproxyd_key
-                HAVING count(DISTINCT source) > 1 AND bool_or(source IN (SELECT location FROM new_sources))
-            ),
-            refs AS (
+            WITH refs AS (
                 SELECT DISTINCT source, bucket, object_key, version_id, sproxyd_key FROM s3_objects
                 WHERE sproxyd_key IN (SELECT sproxyd_key FROM shared)
             ),
