@@ -32,8 +32,8 @@ def _existing_or_s3(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
-@click.command("delete")
-@click.option(
+# The manifest a command acts on (delete, verify).
+_MANIFEST_OPTION = click.option(
     "--manifest",
     "manifest_path",
     required=True,
@@ -41,6 +41,10 @@ def _existing_or_s3(ctx: click.Context, param: click.Parameter, value: str) -> s
     metavar="FILE",
     help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.",
 )
+
+
+@click.command("delete")
+@_MANIFEST_OPTION
 @click.option("--execute", is_flag=True, help="Really delete. Without it, nothing is sent: a dry run.")
 @click.option(
     "--only-keys",
@@ -159,14 +163,7 @@ def delete_command(
 
 
 @click.command("verify")
-@click.option(
-    "--manifest",
-    "manifest_path",
-    required=True,
-    callback=_existing_or_s3,
-    metavar="FILE",
-    help="A manifest written by 'ringfsck manifest': a file or s3://BUCKET/KEY.",
-)
+@_MANIFEST_OPTION
 @click.option("--sample", type=click.IntRange(min=1), default=None, help="Look up N random keys of the manifest (default: all).")
 @settings_options(reverse_lookup_command="reverse_lookup_command")
 @click.option(
