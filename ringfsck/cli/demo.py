@@ -61,7 +61,10 @@ def demo_command(directory: str | None, objects: int, seed: int, faults: str) ->
     for row in result.capacity["by_protection"]:
         name = f"ARC {row['schema']}" if row["protection"] == "arc" else f"COS {row['schema']}"
         click.echo(f"  {name:9s} {row['orphans']:>6,} orphans  {human_bytes(row['raw_bytes']):>10} raw (x{row['raw_multiplier']:g})")
-    click.echo(f"gaps             missing {gaps['missing']:,}, unrecoverable {gaps['unrecoverable']:,}, degraded {gaps['degraded']:,}")
+    click.echo(
+        f"gaps             {sum(gaps.values()):,}: unrecoverable {gaps['unrecoverable']:,} (data loss), "
+        f"missing {gaps['missing']:,}, degraded {gaps['degraded']:,}"
+    )
     click.echo(f"debris {counts['debris']:,}, duplicate keys {counts['duplicates']:,}; took {sum(s for _, s in result.steps):.1f} s")
     o = result.deletion.outcomes
     click.echo(
