@@ -93,7 +93,7 @@ class Canaries:
 
         def collect(batch: list[Result[str, Answer]]) -> None:
             for result in batch:
-                answers[result.item] = "failed" if result.failure is not None else result.value  # type: ignore[assignment]
+                answers[result.item] = "failed" if result.failure is not None else result.value  # type: ignore[assignment]  # value is set whenever failure is None
 
         run_batched(keys, ask, policy=self._policy, base_url=self._url, on_batch=collect)
         return answers

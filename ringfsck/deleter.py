@@ -169,10 +169,10 @@ class AgeGuard:
         inputs = summary.get("inputs") or []
         # As the analysis does: whatever is not a RING listing counts as an S3 export (erring early is safe).
         exports = [_parse_time(s.get("captured_at")) for s in inputs if s.get("kind") != "listkeys"]
-        start = min(exports) if exports and all(t is not None for t in exports) else None  # type: ignore[type-var]
+        start = min(exports) if exports and all(t is not None for t in exports) else None  # type: ignore[type-var]  # all checked not None just before
         listings = [s for s in inputs if s.get("kind") == "listkeys" or s.get("mtime_max")]
         listed = [_parse_time(s.get("mtime_max")) for s in listings]
-        listed_before = max(listed) if listed and all(t is not None for t in listed) else None  # type: ignore[type-var]
+        listed_before = max(listed) if listed and all(t is not None for t in listed) else None  # type: ignore[type-var]  # all checked not None just before
         cutoff = start - timedelta(seconds=retention_seconds) if start is not None else None
         return cls(cutoff, listed_before, force_retention)
 

@@ -369,7 +369,7 @@ class _ResumingReader(io.RawIOBase):
         with self._s3.errors(self._obj.url):
             self._body = self._s3.client.get_object(**request)["Body"]
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # readinto takes any writable buffer; a memoryview is what callers pass
         from botocore.exceptions import HTTPClientError, IncompleteReadError
 
         if self._offset >= self._obj.size:

@@ -35,7 +35,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     parts = [_SIZE.fullmatch(part) for part in value.split("-")]
     if len(parts) != 2 or not all(parts):
         raise click.BadParameter(f"{value!r}: expected MIN-MAX such as 1K-256M")
-    low, high = (int(m.group(1)) * _UNITS[m.group(2).upper()] for m in parts)  # type: ignore[union-attr]
+    low, high = (int(m.group(1)) * _UNITS[m.group(2).upper()] for m in parts)  # type: ignore[union-attr]  # every part matched the pattern above
     if not 1 <= low <= high:
         raise click.BadParameter(f"{value!r}: expected 1 <= MIN <= MAX")
     return low, high

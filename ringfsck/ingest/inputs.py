@@ -76,7 +76,7 @@ class InputFile:
 
     def open_raw(self) -> BinaryIO:
         try:
-            return _SnapshotFile(self.path)  # type: ignore[return-value]
+            return _SnapshotFile(self.path)  # type: ignore[return-value]  # a readable binary stream, as open() gives
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
 
@@ -97,7 +97,7 @@ class _SnapshotFile(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # readinto takes any writable buffer; a memoryview is what callers pass
         if self._left <= 0:
             return 0
         count = self._file.readinto(memoryview(buffer).cast("B")[: self._left]) or 0
@@ -137,7 +137,7 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # readinto takes any writable buffer; a memoryview is what callers pass
         raw_readinto = getattr(self._raw, "readinto", None)
         if raw_readinto is not None:  # straight into the caller's buffer: no copy
             count = raw_readinto(buffer) or 0
@@ -168,7 +168,7 @@ class OpenedInput:
         self._hasher = _HashingReader(self._raw, hashing=self._known_checksum is None, on_read=on_read)
         buffered = io.BufferedReader(self._hasher, buffer_size=READ_BLOCK)
         self.compressed = buffered.peek(2)[:2] == GZIP_MAGIC
-        self._stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered  # type: ignore[assignment]
+        self._stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered  # type: ignore[assignment]  # GzipFile and BufferedReader both read as BinaryIO
 
     def read(self, size: int | None = None) -> bytes:
         try:
@@ -251,7 +251,7 @@ class _ErrorTranslatingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # readinto takes any writable buffer; a memoryview is what callers pass
         try:
             data = self._inner.read(len(buffer))
         except (OSError, EOFError, zlib.error) as exc:

@@ -51,7 +51,7 @@ class S3InputFile:
         return self.checksum()
 
     def open_raw(self) -> BinaryIO:
-        return self.s3.open_stream(self.obj)  # type: ignore[return-value]
+        return self.s3.open_stream(self.obj)  # type: ignore[return-value]  # boto3's streaming body reads as a binary stream
 
 
 def _is_input_key(relative: str) -> bool:

@@ -220,7 +220,7 @@ class _CheckedStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # readinto takes any writable buffer; a memoryview is what callers pass
         data = self._opened.read(len(buffer))
         buffer[: len(data)] = data
         if data and self.plain:

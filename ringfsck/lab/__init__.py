@@ -113,7 +113,7 @@ class LabServers:
         self._proc = subprocess.Popen(self._args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         self._finalizer = weakref.finalize(self, _terminate, self._proc, stderr)
         line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(target=lambda: line.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]  # started with stdout=PIPE
         reader.start()
         reader.join(_STARTUP_SECONDS)
         try:

@@ -314,7 +314,7 @@ class _Column(Sequence[str]):
     def __len__(self) -> int:
         return len(self._column)
 
-    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]  # a sequence of keys for bisect, ints only
         return self._column[index].as_py()
 
 
