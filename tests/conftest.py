@@ -34,6 +34,19 @@ def make_world(tmp_path_factory):
 
 
 @pytest.fixture
+def ingested(lab_world, tmp_path):
+    """A store with the shared world's listkeys and S3 key exports ingested."""
+    from ringfsck.config import Settings
+    from ringfsck.ingest import ingest_listkeys, ingest_s3keys
+    from ringfsck.store import Store
+
+    store = Store.open(Settings(store=str(tmp_path / "store")))
+    ingest_listkeys(store, [str(lab_world.listkeys_dir)])
+    ingest_s3keys(store, [str(lab_world.s3keys_dir)])
+    return store
+
+
+@pytest.fixture
 def lab_servers(lab_world):
     """Fresh servers over the shared world (deletions and faults do not leak between tests)."""
     with LabServers(lab_world.path) as servers:

@@ -7,8 +7,6 @@ import contextlib
 import threading
 import time
 
-import pytest
-
 from ringfsck import Settings, Store, analyze, ingest_listkeys, ingest_s3keys
 from ringfsck.config import load_settings
 from ringfsck.deleter import delete_from_manifest
@@ -20,13 +18,6 @@ from ringfsck.sizing import size_orphans
 
 FAST = HttpPolicy(concurrency=8, timeout=2, retries=3, backoff_base=0.005, backoff_max=0.05)
 
-
-@pytest.fixture
-def ingested(lab_world, tmp_path):
-    store = Store.open(Settings(store=str(tmp_path / "store")))
-    ingest_listkeys(store, [str(lab_world.listkeys_dir)])
-    ingest_s3keys(store, [str(lab_world.s3keys_dir)])
-    return store
 
 
 @contextlib.contextmanager

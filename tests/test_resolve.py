@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from test_lab_check import read_listkeys
 
 from ringfsck import Settings, Store, analyze, ingest_listkeys, ingest_s3keys
 from ringfsck.capacity import capacity_summary
@@ -19,17 +20,9 @@ from ringfsck.lab import LabServers
 from ringfsck.remote.http import HttpPolicy
 from ringfsck.resolve import resolve_splits
 from ringfsck.sizing import size_orphans
-from test_lab_check import read_listkeys
 
 FAST_RETRIES = HttpPolicy(concurrency=16, timeout=2, retries=10, backoff_base=0.005, backoff_max=0.05)
 
-
-@pytest.fixture
-def ingested(lab_world, tmp_path):
-    store = Store.open(Settings(store=str(tmp_path / "store")))
-    ingest_listkeys(store, [str(lab_world.listkeys_dir)])
-    ingest_s3keys(store, [str(lab_world.s3keys_dir)])
-    return store
 
 
 def keys_of(store, query):

@@ -39,6 +39,7 @@ from xml.sax.saxutils import escape
 
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import NodeListing, WorldState
+from ringfsck.lab.servers import read_request_head
 
 HOST = "127.0.0.1"
 # The lab's credentials (what a test scans every output for: they must never be printed).
@@ -216,17 +217,10 @@ class _Daemon:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError):
+                request = await read_request_head(reader)
+                if request is None:
                     return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
-                headers = {}
-                for line in lines[1:]:
-                    name, sep, value = line.partition(":")
-                    if sep:
-                        headers[name.strip().lower()] = value.strip()
+                method, target, _, headers = request
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
                 try:

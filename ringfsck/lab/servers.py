@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 import traceback
 from array import array
@@ -147,6 +148,22 @@ class Faults:
         return asdict(self) | {"fail_keys": sorted(self.fail_keys), "recent_keys": sorted(self.recent_keys)}
 
 
+async def read_request_head(reader: asyncio.StreamReader) -> tuple[str, str, str, dict[str, str]] | None:
+    """The next request's method, target, version and headers (names lowercased); None when the client is gone."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError):
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, version = (lines[0].split(" ", 2) + ["", ""])[:3]
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return method, target, version, headers
+
+
 class _Server:
     """HTTP/1.1 keep-alive connections, admin endpoints and faults; subclasses answer the API."""
 
@@ -162,17 +179,10 @@ class _Server:
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                request = await read_request_head(reader)
+                if request is None:
                     return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, version = (lines[0].split(" ", 2) + ["", ""])[:3]
-                headers: dict[str, str] = {}
-                for line in lines[1:]:
-                    name, sep, value = line.partition(":")
-                    if sep:
-                        headers[name.strip().lower()] = value.strip()
+                method, target, version, headers = request
                 length = headers.get("content-length", "0")
                 if "chunked" in headers.get("transfer-encoding", "").lower() or not length.isdigit():
                     response: Response | None = (
