@@ -10,19 +10,20 @@ import json
 from typing import Any
 
 from ringfsck.analysis import GAP_STATUSES
-from ringfsck.deleter import deletion_history
+from ringfsck.deleter import DeletionHistory, deletion_history
 from ringfsck.store import Store
 
 # Runs the history shows: about two months of weekly checks.
 HISTORY_RUNS = 8
 
 
-def run_history(store: Store, limit: int = HISTORY_RUNS) -> list[dict[str, Any]]:
+def run_history(store: Store, limit: int = HISTORY_RUNS, *, known: dict[str, DeletionHistory] | None = None) -> list[dict[str, Any]]:
     """The store's last ``limit`` analyses, oldest first, with the figures an operator compares week to week.
 
     Each run's own files are the source: its summary (orphans, gaps), the capacity ``size`` last
     printed for it (None if never sized) and the deletion journal of its manifest (None if nothing
-    was deleted from it).
+    was deleted from it). ``known`` holds deletion histories the caller already read (the journals
+    are read once per run).
     """
     history = []
     for run_id in store.run_ids()[-limit:]:
@@ -43,13 +44,12 @@ def run_history(store: Store, limit: int = HISTORY_RUNS) -> list[dict[str, Any]]
                 "raw_bytes": totals["raw_bytes"] if totals else None,
                 "gaps": {status: gaps.get(status, 0) for status in GAP_STATUSES},
                 "gaps_total": sum(gaps.values()),
-                "deletion": _deletions(store, run_id),
+                "deletion": _deletions((known or {}).get(run_id) or deletion_history(store, run_id)),
             }
         )
     return history
 
 
-def _deletions(store: Store, run_id: str) -> dict[str, int] | None:
+def _deletions(history: DeletionHistory) -> dict[str, int] | None:
     """Outcomes of the deletions from the run's manifests, as their journals say (None: nothing deleted from them)."""
-    history = deletion_history(store, run_id)
     return dict(history.outcomes) if history.runs else None

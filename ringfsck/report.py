@@ -209,7 +209,7 @@ def render_report(store: Store, run_id: str | None = None) -> str:
         debris_rows=_debris_rows(con),
         duplicate_rows=_duplicate_rows(con),
         first_rows=FIRST_ROWS,
-        history=run_history(store),
+        history=run_history(store, known={summary["run_id"]: deletion}),
         protection_chart=_bars(
             [{**row, "name": ("ARC " if row["protection"] == "arc" else "COS ") + row["schema"]} for row in capacity["by_protection"]],
             "name",
