@@ -67,7 +67,6 @@ GENERATION_BLOCK = 1 << 20  # main chunks per generation step (memory ~200 MB)
 RENDER_BLOCK = 1 << 17  # main chunks per rendered block of a node's body (~24 MB of rows per node with 8+4)
 _KEY_RANDOM_BYTES = 16  # a chunk key's first 32 hex chars: random (the RING disperses chunks)
 _MAIN_TAIL_LEN = keys.KEY_HEX_LEN - keys.MD5_PREFIX_LEN
-_ROW_HEAD = keys.KEY_HEX_LEN + 1 + keys.KEY_HEX_LEN  # "chunk,main"
 _KEEPALIVE = b"\n"  # one before each block, as the daemons send while they work
 _STARTUP_SECONDS = 30
 
@@ -234,12 +233,23 @@ class SyntheticListing:
         self.rows = int(world.truth["counts"]["node_rows"][node])
         self.mains = np.load(world.path / "mains.npy", mmap_mode="r")
         self.layouts = np.load(world.path / "layouts.npy", mmap_mode="r")
-        tails = ring_layouts(keys.parse_arc(settings.arc), settings.cos)
-        self._tails = [[t.encode("ascii") for t in tails[name].chunk_tails] for name in LAYOUTS]
-        self._main_tails = [tails[name].main_tail.encode("ascii") for name in LAYOUTS]
-        # world._Ring._lines' tail; the disk number is one digit, so every row of a node has one width.
-        self._row_tails = [f",g{node + 1}disk{position % 4 + 1},0\n".encode() for position in range(max(map(len, self._tails)))]
-        self.row_width = _ROW_HEAD + len(self._row_tails[0])
+        layouts = ring_layouts(keys.parse_arc(settings.arc), settings.cos)
+        # A row is "<32 random hex><chunk tail>,<md5 prefix><main chunk tail><row tail>": the row tail is
+        # world._Ring._lines' (flag 0), its disk number one digit, so every row of a node has one width.
+        row_tails = [
+            f",g{node + 1}disk{position % 4 + 1},0\n".encode() for position in range(max(len(layouts[n].chunk_tails) for n in LAYOUTS))
+        ]
+        self._chunk_tails = [[f"{tail},".encode() for tail in layouts[name].chunk_tails] for name in LAYOUTS]
+        self._main_tails = [[layouts[name].main_tail.encode() + row_tail for row_tail in row_tails] for name in LAYOUTS]
+        self._row_dtype = np.dtype(
+            [
+                ("random", f"S{2 * _KEY_RANDOM_BYTES}"),
+                ("chunk_tail", f"S{len(self._chunk_tails[0][0])}"),
+                ("prefix", f"S{keys.MD5_PREFIX_LEN}"),
+                ("main_tail", f"S{len(self._main_tails[0][0])}"),
+            ]
+        )
+        self.row_width = self._row_dtype.itemsize
         self.blocks = -(-len(self.mains) // RENDER_BLOCK)
 
     def length(self, listed: bool) -> int:
@@ -249,32 +259,30 @@ class SyntheticListing:
     def render(self, block: int) -> np.ndarray:
         """(rows, row_width) uint8: this node's rows of the main chunks of ``block``."""
         start = block * RENDER_BLOCK
-        mains = np.asarray(self.mains[start : start + RENDER_BLOCK]).view(np.uint8).reshape(-1, keys.MD5_PREFIX_LEN)
+        mains = np.asarray(self.mains[start : start + RENDER_BLOCK])
         layouts = np.asarray(self.layouts[start : start + RENDER_BLOCK]) & (ORPHAN - 1)
-        first = _first_nodes(start, len(mains), self.settings.nodes)
+        first, nodes = _first_nodes(start, len(mains), self.settings.nodes), self.settings.nodes
         picks = []  # (layout code, position, main chunk indexes) of this node's rows
-        for code, tails in enumerate(self._tails):
-            of_layout = np.flatnonzero(layouts == code)
+        for code, tails in enumerate(self._chunk_tails):
+            of_layout = layouts == code
+            # Chunk `position` is on this node when first + position = node (mod nodes): one mask per first node.
+            by_first = [np.flatnonzero(of_layout & (first == f)) for f in range(nodes)]
             for position in range(len(tails)):
-                on_node = of_layout[(first[of_layout] + position) % self.settings.nodes == self.node]
+                on_node = by_first[(self.node - position) % nodes]
                 if len(on_node):
                     picks.append((code, position, on_node))
-        out = np.empty((sum(len(p[2]) for p in picks), self.row_width), dtype=np.uint8)
+        out = np.empty(sum(len(p[2]) for p in picks), dtype=self._row_dtype)
         rng = np.random.default_rng([self.settings.seed, self.node, block])
-        out[:, : 2 * _KEY_RANDOM_BYTES] = hex_digits(
-            np.frombuffer(rng.bytes(len(out) * _KEY_RANDOM_BYTES), dtype=np.uint8).reshape(-1, _KEY_RANDOM_BYTES)
-        )
+        random = np.frombuffer(rng.bytes(len(out) * _KEY_RANDOM_BYTES), dtype=np.uint8).reshape(-1, _KEY_RANDOM_BYTES)
+        out["random"] = hex_digits(random).view(out.dtype["random"]).ravel()
         at = 0
-        main_at = keys.KEY_HEX_LEN + 1
-        for code, position, on_node in picks:
+        for code, position, on_node in picks:  # whole fields at a time: a copy per row and field, no per-byte indexing
             rows = out[at : at + len(on_node)]
-            rows[:, 2 * _KEY_RANDOM_BYTES : keys.KEY_HEX_LEN] = np.frombuffer(self._tails[code][position], dtype=np.uint8)
-            rows[:, keys.KEY_HEX_LEN] = ord(",")
-            rows[:, main_at : main_at + keys.MD5_PREFIX_LEN] = mains[on_node]
-            rows[:, main_at + keys.MD5_PREFIX_LEN : _ROW_HEAD] = np.frombuffer(self._main_tails[code], dtype=np.uint8)
-            rows[:, _ROW_HEAD:] = np.frombuffer(self._row_tails[position], dtype=np.uint8)
+            rows["chunk_tail"] = self._chunk_tails[code][position]
+            rows["prefix"] = mains[on_node]
+            rows["main_tail"] = self._main_tails[code][position]
             at += len(on_node)
-        return out
+        return out.view(np.uint8).reshape(-1, self.row_width)
 
 
 class SyntheticNodeServer(NodeServer):
