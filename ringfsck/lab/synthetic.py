@@ -66,7 +66,7 @@ CHUNK_MTIME = CHUNK_BASE_S + FLUSH_SECONDS  # the world's first batch: every chu
 GENERATION_BLOCK = 1 << 20  # main chunks per generation step (memory ~200 MB)
 RENDER_BLOCK = 1 << 17  # main chunks per rendered block of a node's body (~24 MB of rows per node with 8+4)
 _KEY_RANDOM_BYTES = 16  # a chunk key's first 32 hex chars: random (the RING disperses chunks)
-_MAIN_TAIL_LEN = keys.KEY_HEX_LEN - keys.MD5_PREFIX_LEN
+_SEND_SLICE = 256 * 1024
 _KEEPALIVE = b"\n"  # one before each block, as the daemons send while they work
 _STARTUP_SECONDS = 30
 
@@ -307,8 +307,10 @@ class SyntheticNodeServer(NodeServer):
         for block in range(self.synthetic.blocks):
             writer.write(_KEEPALIVE)
             rows = await loop.run_in_executor(None, self.synthetic.render, block)  # numpy drops the GIL: nodes render side by side
-            writer.write(rows.data.cast("B"))  # no copy: each block is a new array
-            await writer.drain()
+            body = rows.data.cast("B")  # no copy: each block is a new array
+            for at in range(0, len(body), _SEND_SLICE):  # slices: asyncio's buffer moves what remains after each send
+                writer.write(body[at : at + _SEND_SLICE])
+                await writer.drain()
         return True
 
 
