@@ -38,19 +38,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import Measured, run_measured  # noqa: E402
-from bench_ring_listing import _CLIENT as RING_CLIENT  # noqa: E402
-from bench_ring_listing import _cpu_seconds  # noqa: E402
+from _measure import Measured, run_measured
+from bench_ring_listing import _CLIENT as RING_CLIENT
+from bench_ring_listing import _cpu_seconds
 
-from ringfsck.capacity import human_bytes  # noqa: E402
-from ringfsck.config import Settings  # noqa: E402
-from ringfsck.lab.synthetic import (  # noqa: E402
+from ringfsck.capacity import human_bytes
+from ringfsck.config import Settings
+from ringfsck.lab.synthetic import (
     SyntheticRingServers,
     SyntheticSettings,
     SyntheticWorld,
     generate_synthetic_world,
 )
-from ringfsck.store import Store  # noqa: E402
+from ringfsck.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"PYTHONPATH": str(ROOT)}
