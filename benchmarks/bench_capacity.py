@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -106,8 +106,8 @@ class _PeakSize:
 
 def _world(data: Path, rows: int, nodes: int) -> tuple[SyntheticWorld, float | None]:
     """The synthetic world of about ``rows`` rows (reused when there), and its generation's seconds (None: reused)."""
-    settings = SyntheticSettings(main_chunks=1, nodes=nodes)
-    settings = SyntheticSettings(main_chunks=max(1, round(rows / settings.rows_per_main_chunk())), nodes=nodes)
+    shape = SyntheticSettings(main_chunks=1, nodes=nodes)  # the default mix, for its rows per main chunk
+    settings = replace(shape, main_chunks=max(1, round(rows / shape.rows_per_main_chunk())))
     path = data / f"world-{rows}-{nodes}"
     if (path / "truth.json").is_file() and SyntheticWorld(path).settings == settings:
         return SyntheticWorld(path), None
