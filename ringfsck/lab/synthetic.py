@@ -16,7 +16,7 @@ all their stripes, COS 2 with its replicas, the same row tail), without the rare
 gaps, tombstones, in-flight chunks: the regular lab covers those). Every chunk has one mtime, the
 world's first batch's, so a listing's window takes every row or none. Layout::
 
-    synthetic.json            the settings and the truth's counts (``truth.json`` as well)
+    truth.json                the settings and what was planted: rows per node, main chunks, orphans, S3 keys
     mains.npy                 S22, one per main chunk: its md5 prefix, in generation order
     layouts.npy               uint8, one per main chunk: its layout (LAYOUTS), ORPHAN bit set if unreferenced
     s3keys/bucket-NN_keys.txt "bucket","object key","sproxyd key": the referenced input keys
@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -95,7 +96,7 @@ class SyntheticWorld:
 
     @property
     def settings(self) -> SyntheticSettings:
-        return SyntheticSettings(**json.loads((self.path / "synthetic.json").read_text())["settings"])
+        return SyntheticSettings(**self.truth["settings"])
 
     @property
     def truth(self) -> dict[str, Any]:
@@ -199,7 +200,6 @@ def generate_synthetic_world(out: str | Path, settings: SyntheticSettings) -> Sy
         "s3_keys": s3_keys,
     }
     truth = {"settings": asdict(settings), "counts": counts}
-    (path / "synthetic.json").write_text(json.dumps(truth, indent=1) + "\n")
     (path / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return SyntheticWorld(path)
 
@@ -288,7 +288,7 @@ class SyntheticListing:
 class SyntheticNodeServer(NodeServer):
     """A node of a synthetic world: the lab node's login and checks, its listing rendered (no cut, slow or chunked faults)."""
 
-    def __init__(self, listing: SyntheticListing, ring: str, ssl_context: Any) -> None:
+    def __init__(self, listing: SyntheticListing, ring: str, ssl_context: ssl.SSLContext | None) -> None:
         # NodeServer's fields but its world state (this node has no dump files to read): the daemon's __init__, not NodeServer's.
         super(NodeServer, self).__init__(f"node-{listing.node:02d}", NodeFaults(), ssl_context)
         self.listing = NodeListing(self.name, "", "", listing.rows)
@@ -319,7 +319,7 @@ def _head_ok(length: int) -> bytes:
 
 
 async def serve_synthetic_ring(
-    world: Path, *, ring: str = "DATA", ssl_context: Any = None, ready: Callable[[dict[str, Any]], None] | None = None
+    world: Path, *, ring: str = "DATA", ssl_context: ssl.SSLContext | None = None, ready: Callable[[dict[str, Any]], None] | None = None
 ) -> None:
     """Serve the supervisor and the synthetic world's nodes until cancelled; ``ready`` gets their URLs."""
     synthetic = SyntheticWorld(Path(world))
