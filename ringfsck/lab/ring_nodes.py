@@ -287,6 +287,10 @@ class NodeServer(_Daemon):
             low, high = int(query.get("mtime_min", "0")), int(query.get("mtime_max", str(1 << 62)))
         except ValueError:
             return await self.send(writer, 400, {}, b"bad mtime_min or mtime_max")
+        return await self.send_listing(writer, low, high)
+
+    async def send_listing(self, writer: asyncio.StreamWriter, low: int, high: int) -> bool:
+        """Answer a listkeys request: the chunks whose mtime is within [low, high]; whether the connection stays open."""
         return await self._stream(writer, self.ranges(low, high))
 
     def ranges(self, low: int, high: int) -> list[tuple[str, int, int]]:

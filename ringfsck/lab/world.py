@@ -97,7 +97,7 @@ _TOMBSTONE_FLAGS = np.array([1, 17, 33, 49])
 _TOMBSTONE_SHARE = 0.02  # live chunks with a tombstone row beside them (re-written stripes)
 _ABSENT, _LIVE, _TOMBSTONE = 0, 1, 2  # what the listing holds at a chunk position of a main chunk
 _TWICE_SHARE = 0.02  # chunks listed by a second node as well
-_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 _URI_PLAIN = re.compile(r"[A-Za-z0-9\-_.!~*'()/]*")
 
 # Fates and their share of --objects; "arc" (healthy ARC) takes what is left.
@@ -122,11 +122,20 @@ _SIMPLE = ("arc", "cos", "service50")  # one key, every chunk, one plain object:
 # Chunk mtimes (epoch seconds, as the nodes report them): every main chunk's chunks are written
 # together, at the time of the batch that plants them, one batch an hour from the world's start,
 # so each node's dump is in mtime order and the lab's nodes select an mtime range as a byte range.
-_CHUNK_BASE_S = _BASE_MS // 1000
-_FLUSH_SECONDS = 3600
+CHUNK_BASE_S = _BASE_MS // 1000
+FLUSH_SECONDS = 3600
 # In-flight chunks: written this long before the lab's nodes are asked (seconds), within the default
 # retention (7 days), unreferenced: orphans if a listing took them. Only the lab's nodes serve them.
 IN_FLIGHT_AGES = (3 * 86_400, 3600)
+
+
+# Each byte's two uppercase hex digits, as the little-endian uint16 whose bytes they are.
+_HEX_PAIRS = np.array([int.from_bytes(f"{b:02X}".encode(), "little") for b in range(256)], dtype="<u2")
+
+
+def hex_digits(raw: np.ndarray) -> np.ndarray:
+    """(n, 2w) uppercase hex digits (ASCII) of (n, w) bytes: one table lookup per byte."""
+    return np.take(_HEX_PAIRS, raw).view(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,7 @@ class _Layout:
         return self.main_tail[8:10] in keys.S3_SERVICE_IDS and self.main_tail[:6] == "000000"
 
 
-def _layouts(arc: keys.ArcSchema, cos: int) -> dict[str, _Layout]:
+def ring_layouts(arc: keys.ArcSchema, cos: int) -> dict[str, _Layout]:
     zero = "0" * keys.MD5_PREFIX_LEN
 
     def arc_layout(service: str, volume: str = "00000000") -> _Layout:
@@ -243,7 +252,7 @@ class _Ring:
 
     def flush(self) -> None:
         self._batches += 1
-        self._mtime = _CHUNK_BASE_S + self._batches * _FLUSH_SECONDS if self._age is None else -self._age
+        self._mtime = CHUNK_BASE_S + self._batches * FLUSH_SECONDS if self._age is None else -self._age
         out: list[list[bytes]] = [[] for _ in self.files]
         for name, spec in self.layouts.items():
             width = len(spec.chunk_tails)
@@ -288,7 +297,7 @@ class _Ring:
                 continue
             m = len(rows)
             lines = np.empty((m, 81), dtype=np.uint8)  # "chunk,main" before the per-node tail
-            lines[:, :32] = _HEX[rng.integers(0, 16, size=(m, 32))]
+            lines[:, :32] = HEX_DIGITS[rng.integers(0, 16, size=(m, 32))]
             lines[:, 32:40] = np.frombuffer(tail.encode(), dtype=np.uint8)
             lines[:, 40] = ord(",")
             lines[:, 41:] = mains[rows]
@@ -307,7 +316,7 @@ class _Ring:
             self._write(out, lines, node, flag, twice, position)
             extra = lines[beside]
             other_key = np.arange(len(extra)) % 2 == 1
-            extra[other_key, :32] = _HEX[rng.integers(0, 16, size=(int(other_key.sum()), 32))]
+            extra[other_key, :32] = HEX_DIGITS[rng.integers(0, 16, size=(int(other_key.sum()), 32))]
             self._write(
                 out,
                 extra,
@@ -522,7 +531,7 @@ class _Generator:
         self.tmp.mkdir(parents=True)
         self.state = StateWriter(out, self.tmp) if server_state else None
         self.truth = _Truth(self.tmp)
-        self.layouts = _layouts(arc, cos)
+        self.layouts = ring_layouts(arc, cos)
         self.ring = _Ring(out / "listkeys", nodes, self.np, self.layouts, self._main_chunks, self.state.ring_dir if self.state else None)
         self.exports = _Exports(out, self.buckets, lost_object=export_error)
         self.shares = self._shares(gaps, splits)
@@ -641,8 +650,7 @@ class _Generator:
             rows = zeros == z
             raw[rows, :z] = 0
             raw[rows, z] = np.maximum(raw[rows, z], 1)
-        hexed = np.empty((m, 40), dtype=np.uint8)
-        hexed[:, 0::2], hexed[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 0xF]
+        hexed = hex_digits(raw)
         text = hexed.tobytes().decode("ascii")
         input_keys = [text[i : i + 40] for i in range(0, 40 * m, 40)]
         prefixes = [keys.input_key_md5_prefix(k) for k in input_keys]
