@@ -3,7 +3,8 @@
 A printed command carries what it needs that the current folder gave this run: the store as an
 absolute path (or its ``s3://`` prefix), the config file as an absolute path, and the srebuildd
 URL when it is known (from the settings, else the one ``resolve`` or ``size`` last used on this
-store). Credentials are never printed: a URL loses its ``user:password@`` part, and S3
+store; none when the store's native RING listing gives the endpoints: the command finds them
+again). Credentials are never printed: a URL loses its ``user:password@`` part, and S3
 credentials stay in the config file or the environment they came from.
 """
 
@@ -48,6 +49,14 @@ def known_srebuildd(store: Store, *, from_settings: bool = True) -> str | None:
         return None
 
 
+def _listing_names_srebuildd(store: Store) -> bool:
+    """Whether the store's RING listing gives the srebuildd endpoints of a command run without any (ringfsck.config)."""
+    from ringfsck.config import srebuildd_endpoints
+    from ringfsck.ingest.ring import listing_node_ips  # the listing's modules are imported when needed
+
+    return bool(srebuildd_endpoints(store.settings, listing_node_ips(store)).urls)
+
+
 def location_options(store: Store) -> list[str]:
     """``--config ABSOLUTE`` when a config file was read, and ``--store ABSOLUTE`` unless that config alone names it."""
     store_location = absolute_location(store.location)
@@ -68,6 +77,6 @@ def printed_command(store: Store, *words: str, srebuildd: bool = False) -> str:
     url = known_srebuildd(store) if srebuildd else None
     if url and not (store.settings.config_file and store.settings.srebuildd_base_url):
         options += ["--srebuildd", url]  # the config file, when it has the URL, already carries it
-    elif srebuildd and not url:
-        options += ["--srebuildd", UNKNOWN_SREBUILDD]
+    elif srebuildd and not url and not _listing_names_srebuildd(store):
+        options += ["--srebuildd", UNKNOWN_SREBUILDD]  # with a native listing, the command finds srebuildd on its nodes
     return redact(shlex.join(["ringfsck", *words, *options]))  # whatever URL a word holds

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,6 +328,34 @@ class Settings:
     def public_dict(self) -> dict[str, Any]:
         """Settings as plain data with every credential redacted (for summaries and logs)."""
         return _redact(dataclasses.asdict(self) | {"arc_protection": str(self.arc_protection)})
+
+
+@dataclass(frozen=True)
+class SrebuilddEndpoints:
+    """The srebuildd endpoints a command asks, and the line that says so when they come from the RING listing."""
+
+    urls: list[str]
+    note: str | None = None  # None: the settings named them (or nothing did: ``urls`` is empty)
+
+
+def srebuildd_endpoints(settings: Settings, listing_node_ips: Sequence[str] = ()) -> SrebuilddEndpoints:
+    """Every srebuildd endpoint a command asks: the settings' own, else one per node of the native RING listing.
+
+    srebuildd runs on every node (docs/domain.md section 5): without ``srebuildd_urls``,
+    ``srebuildd_url`` or ``srebuildd_ip``, each distinct chord ip of the listing's nodes gives
+    ``http://{ip}:{srebuildd_port}``. Neither: no endpoint, which the caller refuses. Endpoints
+    that do not answer are set aside by the job's preflight, never read as answers.
+    """
+    if settings.srebuildd_base_urls:
+        return SrebuilddEndpoints(settings.srebuildd_base_urls)
+    hosts = dict.fromkeys(f"[{ip}]" if ":" in ip else ip for ip in listing_node_ips if ip)
+    urls = [f"http://{host}:{settings.srebuildd_port}" for host in hosts]
+    if not urls:
+        return SrebuilddEndpoints([])
+    plural = "s" if len(urls) > 1 else ""
+    return SrebuilddEndpoints(
+        urls, f"srebuildd: {len(urls)} endpoint{plural} from the RING listing's nodes (port {settings.srebuildd_port})"
+    )
 
 
 def _redact(value: Any) -> Any:

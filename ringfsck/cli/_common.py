@@ -237,6 +237,18 @@ POLICY_SETTINGS = dict(concurrency="concurrency", max_rps="max_rps", timeout="ti
 SREBUILDD_SETTINGS = {"srebuildd_urls": "srebuildd_urls", "max_rps_total": "max_rps_total", **POLICY_SETTINGS}
 
 
+def srebuildd_endpoints_of(store) -> list[str] | None:  # store: Store (not imported at CLI import time)
+    """The srebuildd endpoints of a command (``ringfsck.config.srebuildd_endpoints``), said in one line when they come
+    from the RING listing's nodes; None when nothing names one (the command then says how to)."""
+    from ringfsck.config import srebuildd_endpoints
+    from ringfsck.ingest.ring import listing_node_ips
+
+    endpoints = srebuildd_endpoints(store.settings, listing_node_ips(store))
+    if endpoints.note:
+        click.echo(endpoints.note)
+    return endpoints.urls or None
+
+
 # Stores this command opened (named in its error and interrupt messages); their writer locks are
 # released when it ends (RingfsckGroup.invoke).
 _stores: list[Any] = []

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ringfsck.cli._common import SREBUILDD_SETTINGS, open_store, settings_options, srebuildd_options
+from ringfsck.cli._common import SREBUILDD_SETTINGS, open_store, settings_options, srebuildd_endpoints_of, srebuildd_options
 from ringfsck.deleter import DELETE_FORCES
 from ringfsck.errors import EXIT_FAILURES
 
@@ -119,6 +119,7 @@ def delete_command(
         execute=execute,
         only_keys=only_keys,
         policy=HttpPolicy.from_settings(settings),
+        base_url=srebuildd_endpoints_of(store) if execute else None,  # a dry run sends nothing
         max_keys=max_keys,
         max_bytes=max_bytes,
         force=force,

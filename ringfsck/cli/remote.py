@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ringfsck.cli._common import SREBUILDD_SETTINGS, open_store, settings_options, srebuildd_options
+from ringfsck.cli._common import SREBUILDD_SETTINGS, open_store, settings_options, srebuildd_endpoints_of, srebuildd_options
 from ringfsck.errors import EXIT_FAILURES
 from ringfsck.remote.batches import JobReport
 from ringfsck.remote.http import HttpPolicy
@@ -63,7 +63,7 @@ def resolve_command(settings, **_: Any) -> None:
     from ringfsck.resolve import resolve_splits
 
     store = open_store(settings)
-    report = resolve_splits(store, policy=HttpPolicy.from_settings(settings))
+    report = resolve_splits(store, base_url=srebuildd_endpoints_of(store), policy=HttpPolicy.from_settings(settings))
     _remember_srebuildd(store, settings)
     _print(report, "resolve")
     if report.errors:
@@ -105,7 +105,7 @@ def size_command(settings, **_: Any) -> None:
     from ringfsck.sizing import size_orphans
 
     store = open_store(settings)
-    report = size_orphans(store, policy=HttpPolicy.from_settings(settings))
+    report = size_orphans(store, base_url=srebuildd_endpoints_of(store), policy=HttpPolicy.from_settings(settings))
     _remember_srebuildd(store, settings)
     _print(report, "size")
     capacity = capacity_summary(store)

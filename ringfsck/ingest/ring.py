@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, MutableSequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -101,6 +102,21 @@ def node_source_id(ring: str, node: RingNode) -> str:
 def node_location(ring: str, node: RingNode) -> str:
     """How a node's listing is named (rejects, the listkeys ``source`` column, messages): no credentials."""
     return f"ring {ring} node {node.name} ({public_url(node.admin_url)})"
+
+
+def listing_node_ips(store: Store) -> list[str]:
+    """The chord ips of the store's native listing: its node sources of the store's ring, once each, by node name.
+
+    What ``srebuildd_endpoints`` (ringfsck.config) makes the default srebuildd endpoints of. A store
+    written before the ip was recorded gives the host of the node's admin URL (built from config/ip).
+    """
+    ring = store.settings.ring
+    ips = []
+    for source in sorted(store.sources(), key=lambda s: (str(s.details.get("node")), s.id)):
+        details = source.details
+        if source.format == RING_FORMAT and details.get("ring") == ring:
+            ips.append(details.get("ip") or urlsplit(details.get("admin_url", "")).hostname or "")
+    return [ip for ip in dict.fromkeys(ips) if ip]
 
 
 def sup_credentials(settings, urls: list[str]) -> Credentials:  # settings: Settings (imported lazily by the CLI)
@@ -199,6 +215,7 @@ class _Listing:
             "ring": self.ring,
             "node": node.name,
             "address": node.address,
+            "ip": node.ip,
             "admin_url": public_url(node.admin_url),
             "chord_port": node.chord_port,
             "mtime_min": MTIME_MIN,

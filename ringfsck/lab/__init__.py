@@ -53,7 +53,10 @@ class LabServers:
     The RING's supervisor and nodes (``ringfsck.lab.ring_nodes``) serve HTTPS with a generated
     certificate (``ca_bundle``) when ``ring_tls`` is true, or by default when the ``cryptography``
     package is there (else plain HTTP); ``node_faults`` maps a node name (or ``supervisor``)
-    to its faults, see :class:`ringfsck.lab.ring_nodes.NodeFaults`.
+    to its faults, see :class:`ringfsck.lab.ring_nodes.NodeFaults`. With ``node_ips``, each node has an
+    ip of its own (127.0.0.2, 127.0.0.3, …: loopback) that the supervisor gives as its chord ip, and a
+    srebuildd on it (``node_srebuildd_urls``, one port for all, the RING shared with ``srebuildd_url``:
+    a key deleted on one is gone on all), as srebuildd runs on every node of a real RING.
     """
 
     sup_login = LAB_LOGIN
@@ -69,6 +72,7 @@ class LabServers:
         size_reading: str = "object",
         node_faults: Mapping[str, str | Mapping[str, Any]] | None = None,
         ring_tls: bool | None = None,
+        node_ips: bool = False,
     ) -> None:
         self.world = world.path if isinstance(world, World) else Path(world)
         self.ring = ring
@@ -92,12 +96,15 @@ class LabServers:
             self._args += ["--node-faults", f"{node}:{faults if isinstance(faults, str) else _spec(faults)}"]
         if tls_available() if ring_tls is None else ring_tls:
             self._args.append("--ring-tls")
+        if node_ips:
+            self._args.append("--node-ips")
         self._proc: subprocess.Popen[str] | None = None
         self._finalizer: weakref.finalize | None = None
         self.srebuildd_url = ""
         self.bucketd_url = ""
         self.supervisor_url = ""
         self.node_urls: dict[str, str] = {}
+        self.node_srebuildd_urls: dict[str, str] = {}  # with node_ips: each node's srebuildd
         self.ca_bundle: str | None = None
 
     def start(self) -> LabServers:
@@ -123,6 +130,7 @@ class LabServers:
             self.srebuildd_url, self.bucketd_url = urls["srebuildd"], urls["bucketd"]
             ring = urls["ring"]
             self.supervisor_url, self.node_urls, self.ca_bundle = ring["supervisor"], ring["nodes"], ring["ca_bundle"]
+            self.node_srebuildd_urls = ring["srebuildd"]
             for server in ("srebuildd", "bucketd", "supervisor"):
                 self._admin(server, "GET", "health")
         except (RuntimeError, ValueError, KeyError, httpx.HTTPError) as exc:
@@ -202,6 +210,10 @@ class LabServers:
     def ring_request_counts(self) -> dict[str, dict[str, int]]:
         """Per node (and ``supervisor``): requests received (``listkeys``, ``login``; ``do``)."""
         return self._admin("supervisor", "GET", "requests")
+
+    def node_srebuildd_request_counts(self) -> dict[str, dict[str, int]]:
+        """With ``node_ips``, per node: the requests its srebuildd received per ``"METHOD path"``, as ``request_counts``."""
+        return self._admin("supervisor", "GET", "srebuildd-requests")
 
 
 def tls_available() -> bool:

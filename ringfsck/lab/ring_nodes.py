@@ -13,11 +13,19 @@ Per-node faults (:class:`NodeFaults`, keyed by node name, or ``supervisor``), se
 node's port is closed), ``bad_login`` (every login refused), ``cut_at`` (the connection dies after
 that share of the body; with ``cut_on_line``, at the end of the line it falls in, so the bytes sent
 end with a whole line), ``slow_ms`` (a pause per 64 KiB sent), ``fail_requests`` (the next N
-requests answer 503), ``chunked`` (the listing in chunked transfer encoding rather than with a
+requests answer 503), ``srebuildd_down`` (the node's srebuildd is killed: its port closed, its
+connections cut; cleared, it listens again), ``srebuildd_down_after`` (killed once it has received
+that many requests: mid-run, deterministically), ``chunked`` (the listing in chunked transfer encoding rather than with a
 Content-Length: a cut then lacks the last, empty chunk), ``unframed`` (the listing with neither, ended
 by closing the connection, as an HTTP/1.0 server may: a cut cannot be told from its end). Admin endpoints on the supervisor, never faulted: ``GET /_lab/health``,
-``GET /_lab/requests`` (per node: listkeys requests, logins), ``POST /_lab/reset-stats``,
+``GET /_lab/requests`` (per node: listkeys requests, logins), ``GET /_lab/srebuildd-requests``
+(per node: its srebuildd's requests per "METHOD path"), ``POST /_lab/reset-stats``,
 ``GET|POST /_lab/node-faults``.
+
+With ``node_hosts`` (:func:`loopback_hosts`), each node has an ip of its own (127.0.0.2, 127.0.0.3, …: all
+loopback), which the supervisor gives as its chord ip (``config/ip``), and with a srebuildd (sharing
+the lab srebuildd's RING: a key deleted on one node is gone on all) listening on that ip at one port
+for all nodes, as srebuildd runs on every node of a real RING (docs/domain.md section 5).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from xml.sax.saxutils import escape
 
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import NodeListing, WorldState
-from ringfsck.lab.servers import read_request_head
+from ringfsck.lab.servers import SrebuilddServer, read_request_head
 
 HOST = "127.0.0.1"
 # The lab's credentials (what a test scans every output for: they must never be printed).
@@ -50,6 +58,8 @@ CHORD_PORT_BASE = 4244
 SUPERVISOR = "supervisor"
 _SLOW_BLOCK = 64 * 1024
 _TLS_BLOCK = 1024 * 1024
+_FIRST_NODE_HOST = 2  # node i listens on 127.0.0.(2 + i): 127.0.0.1 stays the supervisor's and the lab servers'
+_SREBUILDD_DOWN_POLL = 0.002  # seconds between checks of srebuildd_down_after
 _REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -65,11 +75,18 @@ class NodeFaults:
     fail_requests: int = 0
     chunked: bool = False
     unframed: bool = False
+    srebuildd_down: bool = False
+    srebuildd_down_after: int | None = None
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
-            if name in ("unreachable", "bad_login", "cut_on_line", "chunked", "unframed"):
+            if name in ("unreachable", "bad_login", "cut_on_line", "chunked", "unframed", "srebuildd_down"):
                 setattr(self, name, str(value).lower() in ("1", "true", "yes", "on"))
+            elif name == "srebuildd_down_after":
+                number = None if value in (None, "", "none") else _number(name, value)
+                if number is not None and number < 0:
+                    raise ConfigError(f"fault {name}: {value!r} out of range")
+                self.srebuildd_down_after = None if number is None else int(number)
             elif name == "cut_at":
                 number = None if value in (None, "", "none") else _number(name, value)
                 if number is not None and not 0 <= number < 1:
@@ -108,8 +125,15 @@ def parse_node_faults(specs: list[str] | None) -> dict[str, NodeFaults]:
     return faults
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost (its own CA bundle): (certificate, key).
+def loopback_hosts(count: int) -> list[str]:
+    """An ip of its own for each of ``count`` lab nodes: 127.0.0.2, 127.0.0.3, … (loopback, never another machine)."""
+    if count > 254 - _FIRST_NODE_HOST:
+        raise ConfigError(f"{count} nodes: the lab gives distinct loopback ips to {254 - _FIRST_NODE_HOST} nodes at most")
+    return [f"127.0.0.{_FIRST_NODE_HOST + i}" for i in range(count)]
+
+
+def make_certificate(directory: Path, hosts: list[str] | tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, localhost and ``hosts`` (ips; its own CA bundle): (certificate, key).
 
     Needs the ``cryptography`` package (imported here only: without it the lab serves plain HTTP).
     """
@@ -150,7 +174,12 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [*(x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys([HOST, *hosts])), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
@@ -188,18 +217,20 @@ def _head(status: int, headers: dict[str, str], length: int | None) -> bytes:
 class _Daemon:
     """One HTTP/1.1 keep-alive listener; subclasses answer requests."""
 
-    def __init__(self, name: str, faults: NodeFaults, ssl_context: ssl.SSLContext | None) -> None:
-        self.name, self.faults, self.ssl_context = name, faults, ssl_context
+    def __init__(self, name: str, faults: NodeFaults, ssl_context: ssl.SSLContext | None, host: str = HOST) -> None:
+        self.name, self.faults, self.ssl_context, self.host = name, faults, ssl_context, host
         self.requests: Counter[str] = Counter()
         self.port = 0
         self._listener: asyncio.AbstractServer | None = None
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.ssl_context else 'http'}://{HOST}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     async def listen(self) -> None:
-        self._listener = await asyncio.start_server(self._connection, HOST, self.port, ssl=self.ssl_context, backlog=256, limit=1 << 20)
+        self._listener = await asyncio.start_server(
+            self._connection, self.host, self.port, ssl=self.ssl_context, backlog=256, limit=1 << 20
+        )
         self.port = self._listener.sockets[0].getsockname()[1]
 
     def close(self) -> None:
@@ -259,14 +290,78 @@ class _Daemon:
         raise NotImplementedError
 
 
+class NodeSrebuildd:
+    """A node's srebuildd: the lab srebuildd's RING served on the node's own ip, killed and revived by its node's faults."""
+
+    def __init__(self, server: SrebuilddServer, host: str) -> None:
+        self.server, self.host, self.port = server, host, 0
+        self._listener: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()  # its open connections, cut when it is killed
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def requests(self) -> int:
+        return sum(self.server.requests.values())
+
+    async def listen(self, port: int) -> None:
+        self._listener = await asyncio.start_server(self._connection, self.host, port, backlog=2048, limit=1 << 20)
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            await self.server.handle_connection(reader, writer)
+        finally:
+            self._writers.discard(writer)
+
+    def kill(self) -> None:
+        """As a killed process: the port closed (connections refused) and every open connection cut."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def set_up(self, up: bool) -> None:
+        if up and self._listener is None:
+            await self.listen(self.port)
+        elif not up:
+            self.kill()
+
+
+async def _listen_at_one_port(daemons: list[NodeSrebuildd]) -> None:
+    """Every node's srebuildd on its own ip at one port, as on a RING (the first free port that is free on every ip)."""
+    for _ in range(20):
+        try:
+            await daemons[0].listen(0)
+            for daemon in daemons[1:]:
+                await daemon.listen(daemons[0].port)
+            return
+        except OSError:  # that port is taken on another node's ip: another one
+            for daemon in daemons:
+                daemon.kill()
+    raise OSError("no port free on every lab node's ip for their srebuildd")
+
+
 class NodeServer(_Daemon):
-    """One node's admin endpoint: cookie login and streamed listkeys."""
+    """One node's admin endpoint: cookie login and streamed listkeys (and, with ``srebuildd``, its srebuildd)."""
 
     def __init__(
-        self, listing: NodeListing, index: int, state: WorldState, ring: str, faults: NodeFaults, ssl_context: ssl.SSLContext | None
+        self,
+        listing: NodeListing,
+        index: int,
+        state: WorldState,
+        ring: str,
+        faults: NodeFaults,
+        ssl_context: ssl.SSLContext | None,
+        host: str = HOST,
     ) -> None:
-        super().__init__(listing.name, faults, ssl_context)
+        super().__init__(listing.name, faults, ssl_context, host)
         self.listing, self.state, self.ring = listing, state, ring
+        self.srebuildd: NodeSrebuildd | None = None
         self.chord_port = CHORD_PORT_BASE + index
         self._sessions: set[str] = set()
 
@@ -438,9 +533,9 @@ class SupervisorServer(_Daemon):
     def _node_xml(self, node: NodeServer) -> str:
         reachable = 0 if node.faults.unreachable else 1
         return (
-            f"<node><name>{escape(node.name)}</name><addr>{HOST}:{node.port}</addr><vnodeid>{node.chord_port - CHORD_PORT_BASE}</vnodeid>"
+            f"<node><name>{escape(node.name)}</name><addr>{node.host}:{node.port}</addr><vnodeid>{node.chord_port - CHORD_PORT_BASE}</vnodeid>"
             f"<reachable>{reachable}</reachable><key>{node.chord_port:040X}</key>"
-            f"<config><ip>{HOST}</ip><port>{node.chord_port}</port><adminport>{node.port}</adminport></config>"
+            f"<config><ip>{node.host}</ip><port>{node.chord_port}</port><adminport>{node.port}</adminport></config>"
             f"<stats><chunks><nb>{node.listing.rows}</nb></chunks></stats><ring><dsoname>{escape(self.ring)}</dsoname></ring>"
             f"<states><state>{'RUN' if reachable else 'OUT_OF_SERVICE'}</state></states></node>"
         )
@@ -453,11 +548,14 @@ class SupervisorServer(_Daemon):
         by_name: dict[str, _Daemon] = {node.name: node for node in self.nodes} | {SUPERVISOR: self}
         if request.path == "/_lab/health":
             return 200, {"ok": True, "server": SUPERVISOR}
+        srebuildds = {node.name: node.srebuildd.server for node in self.nodes if node.srebuildd is not None}
         if request.path == "/_lab/requests":
             return 200, {name: dict(daemon.requests) for name, daemon in by_name.items()}
+        if request.path == "/_lab/srebuildd-requests":
+            return 200, {name: dict(server.requests) for name, server in srebuildds.items()}
         if request.path == "/_lab/reset-stats" and request.method == "POST":
-            for daemon in by_name.values():
-                daemon.requests.clear()
+            for requests in [*(d.requests for d in by_name.values()), *(s.requests for s in srebuildds.values())]:
+                requests.clear()
             return 200, {}
         if request.path == "/_lab/node-faults":
             if request.method == "POST":
@@ -474,8 +572,11 @@ class SupervisorServer(_Daemon):
                 except (ConfigError, ValueError) as exc:
                     return 400, {"error": str(exc)}
                 for name, faults in changed.items():
-                    by_name[name].faults = faults
-                    await by_name[name].set_reachable(not faults.unreachable)
+                    daemon = by_name[name]
+                    daemon.faults = faults
+                    await daemon.set_reachable(not faults.unreachable)
+                    if isinstance(daemon, NodeServer) and daemon.srebuildd is not None:
+                        await daemon.srebuildd.set_up(not faults.srebuildd_down)
             return 200, {name: asdict(daemon.faults) for name, daemon in by_name.items()}
         return 404, {"error": "unknown admin endpoint"}
 
@@ -499,25 +600,59 @@ async def serve_ring(
     ssl_context: ssl.SSLContext | None = None,
     state: WorldState | None = None,
     ready: Callable[[dict[str, Any]], None] | None = None,
+    node_hosts: list[str] | None = None,
+    srebuildd: SrebuilddServer | None = None,
 ) -> None:
-    """Serve the supervisor and one admin endpoint per node until cancelled; ``ready`` gets their URLs."""
+    """Serve the supervisor and one admin endpoint per node until cancelled; ``ready`` gets their URLs.
+
+    ``node_hosts``: each node's own ip (:func:`loopback_hosts`; default: all on 127.0.0.1). With
+    them, ``srebuildd`` is also served on every node's ip, at one port (its RING shared).
+    """
     state = state or WorldState(world)
     faults = dict(faults or {})
     unknown = sorted(set(faults) - {n.name for n in state.nodes} - {SUPERVISOR})
     if unknown:
         raise ConfigError(f"node faults: no node named {unknown[0]!r} in this world")
+    hosts = node_hosts or [HOST] * len(state.nodes)
     nodes = [
-        NodeServer(listing, i, state, ring, faults.get(listing.name, NodeFaults()), ssl_context) for i, listing in enumerate(state.nodes)
+        NodeServer(listing, i, state, ring, faults.get(listing.name, NodeFaults()), ssl_context, hosts[i])
+        for i, listing in enumerate(state.nodes)
     ]
+    if srebuildd is not None and node_hosts:
+        for node in nodes:
+            node.srebuildd = NodeSrebuildd(srebuildd.on_the_same_ring(), node.host)
     supervisor = SupervisorServer(nodes, ring, faults.get(SUPERVISOR, NodeFaults()), ssl_context)
+    node_srebuildds = [node.srebuildd for node in nodes if node.srebuildd is not None]
+    watchers = [asyncio.ensure_future(_kill_when_due(node)) for node in nodes if node.srebuildd is not None]
     try:
         for daemon in [supervisor, *nodes]:
             await daemon.listen()
         for node in nodes:
             await node.set_reachable(not node.faults.unreachable)  # the port stays known: it opens again when the fault is cleared
+        if node_srebuildds:
+            await _listen_at_one_port(node_srebuildds)
+        for node in nodes:
+            if node.srebuildd is not None:
+                await node.srebuildd.set_up(not node.faults.srebuildd_down)
         if ready is not None:
-            ready({"supervisor": supervisor.url, "nodes": {node.name: node.url for node in nodes}})
+            urls = {"supervisor": supervisor.url, "nodes": {node.name: node.url for node in nodes}}
+            ready(urls | {"srebuildd": {node.name: node.srebuildd.url for node in nodes if node.srebuildd is not None}})
         await asyncio.Event().wait()
     finally:
+        for watcher in watchers:
+            watcher.cancel()
         for daemon in [supervisor, *nodes]:
             daemon.close()
+        for node_srebuildd in node_srebuildds:
+            node_srebuildd.kill()
+
+
+async def _kill_when_due(node: NodeServer) -> None:
+    """Kill the node's srebuildd once it has received ``srebuildd_down_after`` requests (mid-run, whatever the timing)."""
+    assert node.srebuildd is not None
+    while True:
+        limit = node.faults.srebuildd_down_after
+        if limit is not None and not node.faults.srebuildd_down and node.srebuildd.requests >= limit:
+            node.faults.srebuildd_down = True
+            node.srebuildd.kill()
+        await asyncio.sleep(_SREBUILDD_DOWN_POLL if limit is not None else 0.05)

@@ -2,8 +2,8 @@
 
 Prints one JSON line with the servers' URLs once all listen (what
 :class:`ringfsck.lab.LabServers` waits for): srebuildd, bucketd, and the RING's supervisor
-and nodes (``ring``: their URLs and, with ``--ring-tls``, the CA bundle of the certificate
-generated for them), then serves until SIGTERM or SIGINT. A world that cannot be served is
+and nodes (``ring``: their URLs, with ``--node-ips`` their srebuildds' too, and with ``--ring-tls``
+the CA bundle of the certificate generated for them), then serves until SIGTERM or SIGINT. A world that cannot be served is
 one line on stderr and exit status 2.
 """
 
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ringfsck.errors import ConfigError
-from ringfsck.lab.ring_nodes import make_certificate, parse_node_faults, serve_ring, server_ssl_context
-from ringfsck.lab.servers import SIZE_READINGS, Faults, serve
+from ringfsck.lab._state import WorldState
+from ringfsck.lab.ring_nodes import loopback_hosts, make_certificate, parse_node_faults, serve_ring, server_ssl_context
+from ringfsck.lab.servers import SIZE_READINGS, Faults, SrebuilddServer, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ring-tls", action="store_true", help="serve the supervisor and nodes over HTTPS with a generated certificate")
     parser.add_argument(
+        "--node-ips",
+        action="store_true",
+        help="give each node an ip of its own (127.0.0.2, 127.0.0.3, ...) with a srebuildd on it, at one port for all",
+    )
+    parser.add_argument(
         "--size-reading",
         choices=SIZE_READINGS,
         default="object",
@@ -53,9 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = {"srebuildd_faults": Faults.parse(args.srebuildd_faults), "bucketd_faults": Faults.parse(args.bucketd_faults)}
         node_faults = parse_node_faults(args.node_faults)
+        state = WorldState(args.world)
+        node_hosts = loopback_hosts(len(state.nodes)) if args.node_ips else None
+        # One srebuildd RING for the lab's URL and the nodes' own: a key deleted on one is gone on all.
+        srebuildd = SrebuilddServer(state, args.ring, faults["srebuildd_faults"], size_reading=args.size_reading)
         ssl_context, ca_bundle = None, None
         if tls_dir is not None:
-            certificate, key = make_certificate(tls_dir)
+            certificate, key = make_certificate(tls_dir, node_hosts or ())
             ssl_context, ca_bundle = server_ssl_context(certificate, key), str(certificate)
         urls: dict[str, Any] = {}
 
@@ -72,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 bucketd_port=args.bucketd_port,
                 size_reading=args.size_reading,
                 ready=ready,
+                srebuildd=srebuildd,
                 **faults,
             ),
             serve_ring(
@@ -79,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                 ring=args.ring,
                 faults=node_faults,
                 ssl_context=ssl_context,
+                state=state,
                 ready=lambda ring: ready({"ring": ring | {"ca_bundle": ca_bundle}}),
+                node_hosts=node_hosts,
+                srebuildd=srebuildd,
             ),
         ]
         run_servers(servers, args.parent_pid)

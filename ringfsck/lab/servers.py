@@ -304,6 +304,12 @@ class SrebuilddServer(_Server):
         self._deleted_set: set[str] = set()
         self.paths = {f"/rebuild/arc-{ring}": "arc", f"/rebuild/arcdata-{ring}": "arcdata", f"/rebuild/chord-{ring}": "chord"}
 
+    def on_the_same_ring(self) -> SrebuilddServer:
+        """Another srebuildd of this RING (one per lab node): deletions shared, its own request log and faults (a copy)."""
+        other = SrebuilddServer(self.state, "", replace(self.faults), size_reading=self.size_reading)
+        other.paths, other.deleted, other._deleted_set = self.paths, self.deleted, self._deleted_set
+        return other
+
     def admin(self, method: str, path: str) -> Response:
         if path == "/_lab/deleted":
             return 200, {}, json.dumps(self.deleted).encode()
@@ -444,14 +450,17 @@ async def serve(
     bucketd_faults: Faults | None = None,
     size_reading: str = "object",
     ready: Callable[[dict[str, str]], None] | None = None,
+    srebuildd: SrebuilddServer | None = None,
 ) -> None:
     """Serve both servers on 127.0.0.1 until cancelled; ``ready(urls)`` is called once they listen.
 
     ``size_reading``: what srebuildd's X-Scal-Size measures, ``object`` or ``chunk`` (see SIZE_READINGS).
+    ``srebuildd``: the srebuildd to serve, when its RING is shared with others (the lab nodes' own).
     """
     state = WorldState(world)
+    srebuildd = srebuildd or SrebuilddServer(state, ring, srebuildd_faults or Faults(), size_reading=size_reading)
     servers = {
-        "srebuildd": (SrebuilddServer(state, ring, srebuildd_faults or Faults(), size_reading=size_reading), srebuildd_port),
+        "srebuildd": (srebuildd, srebuildd_port),
         "bucketd": (BucketdServer(state, bucketd_faults or Faults()), bucketd_port),
     }
     listeners, urls = [], {}

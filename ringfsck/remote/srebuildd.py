@@ -26,7 +26,8 @@ def require_srebuildd(settings: Settings, base_url: str | Sequence[str] | None =
     urls = [base_url] if isinstance(base_url, str) else list(base_url or []) or settings.srebuildd_base_urls
     if not urls:
         raise ConfigError(
-            "no srebuildd URL: pass --srebuildd URL (repeatable) or set srebuildd_urls, srebuildd_url or srebuildd_ip in the config"
+            "no srebuildd URL: pass --srebuildd URL (repeatable), set srebuildd_urls, srebuildd_url or srebuildd_ip in the config, "
+            "or list the RING natively ('ringfsck ingest ring': srebuildd on each node's ip at srebuildd_port)"
         )
     return [url.rstrip("/") for url in urls]
 

@@ -98,6 +98,7 @@ class RingNode:
     admin_url: str  # where its admin endpoint answers
     chord_port: int | None  # the vnode listkeys asks for; None: not known (a node given by URL without ?vnode=)
     chunks: int | None = None  # stats/chunks/nb: a progress total
+    ip: str = ""  # the chord ip (config/ip; a given URL's host), where the node's other daemons (srebuildd) answer
 
 
 class _RedactingFilter(logging.Filter):
@@ -198,6 +199,7 @@ def parse_dso_config(body: bytes, ring: str, where: str, *, scheme: str, credent
                 f"{scheme}://{host}:{admin_port}",
                 int(chord_port),
                 int(chunks) if chunks.isdigit() else None,
+                ip,
             )
         )
     if not nodes:
@@ -213,7 +215,7 @@ def node_from_url(url: str) -> tuple[RingNode, Credentials | None]:
     if vnode is not None and not vnode.isdigit():
         raise ConfigError(f"{public_url(clean)}: vnode={vnode!r} is not a port number")
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")).rstrip("/")
-    return RingNode(parts.netloc, parts.netloc, base, int(vnode) if vnode else None), credentials
+    return RingNode(parts.netloc, parts.netloc, base, int(vnode) if vnode else None, ip=parts.hostname or ""), credentials
 
 
 def framed(response: httpx.Response) -> bool:
