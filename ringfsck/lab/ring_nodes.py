@@ -207,7 +207,7 @@ class _Request:
         return found
 
 
-def _head(status: int, headers: dict[str, str], length: int | None) -> bytes:
+def response_head(status: int, headers: dict[str, str], length: int | None) -> bytes:
     """The status line and headers; ``length`` None: no Content-Length (the headers say how the body ends)."""
     framing = [] if length is None else [f"Content-Length: {length}"]
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", *(f"{k}: {v}" for k, v in headers.items()), *framing]
@@ -275,7 +275,7 @@ class _Daemon:
 
     @staticmethod
     async def send(writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes) -> bool:
-        writer.write(_head(status, {"Content-Type": "text/plain"} | headers, len(body)) + body)
+        writer.write(response_head(status, {"Content-Type": "text/plain"} | headers, len(body)) + body)
         await writer.drain()
         return True
 
@@ -400,11 +400,11 @@ class NodeServer(_Daemon):
         length = sum(end - start for _, start, end in ranges) + len(keepalive) * len(ranges)
         faults = self.faults
         if faults.unframed:
-            writer.write(_head(200, {"Content-Type": "text/plain", "Connection": "close"}, None))
+            writer.write(response_head(200, {"Content-Type": "text/plain", "Connection": "close"}, None))
         elif faults.chunked:
-            writer.write(_head(200, {"Content-Type": "text/plain", "Transfer-Encoding": "chunked"}, None))
+            writer.write(response_head(200, {"Content-Type": "text/plain", "Transfer-Encoding": "chunked"}, None))
         else:
-            writer.write(_head(200, {"Content-Type": "text/plain"}, length))
+            writer.write(response_head(200, {"Content-Type": "text/plain"}, length))
         cut = None if faults.cut_at is None else int(length * faults.cut_at)
         if cut is not None and faults.cut_on_line:
             cut = self._line_end_after(ranges, keepalive, cut)

@@ -57,6 +57,7 @@ from ringfsck.lab.ring_nodes import (
     NodeServer,
     SupervisorServer,
     make_certificate,
+    response_head,
     server_ssl_context,
 )
 from ringfsck.lab.world import CHUNK_BASE_S, FLUSH_SECONDS, hex_digits, ring_layouts
@@ -298,7 +299,7 @@ class SyntheticNodeServer(NodeServer):
 
     async def send_listing(self, writer: asyncio.StreamWriter, low: int, high: int) -> bool:
         listed = low <= CHUNK_MTIME <= high
-        writer.write(_head_ok(self.synthetic.length(listed)))
+        writer.write(response_head(200, {"Content-Type": "text/plain"}, self.synthetic.length(listed)))
         if not listed:
             writer.write(_KEEPALIVE)
             await writer.drain()
@@ -312,10 +313,6 @@ class SyntheticNodeServer(NodeServer):
                 writer.write(body[at : at + _SEND_SLICE])
                 await writer.drain()
         return True
-
-
-def _head_ok(length: int) -> bytes:
-    return f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {length}\r\n\r\n".encode("latin-1")
 
 
 async def serve_synthetic_ring(
