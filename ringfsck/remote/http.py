@@ -32,7 +32,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
 from urllib.parse import quote, unquote_to_bytes
 
@@ -84,6 +84,15 @@ class HttpPolicy:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def share(self, processes: int) -> HttpPolicy:
+        """One of ``processes`` client processes' share: together they keep the concurrency and the ceilings."""
+        return replace(
+            self,
+            concurrency=-(-self.concurrency // processes),
+            max_rps=self.max_rps / processes if self.max_rps else None,
+            max_rps_total=self.max_rps_total / processes if self.max_rps_total else None,
+        )
 
 
 class RequestFailed(Exception):
@@ -552,6 +561,21 @@ class EndpointPool:
         stats.failing_in_a_row += 1
         if stats.failing_in_a_row >= self.policy.set_aside_after and stats.set_aside is None and len(self.healthy) > 1:
             stats.set_aside = f"{stats.failing_in_a_row} keys failed in a row"
+
+    def for_process(self, policy: HttpPolicy) -> EndpointPool:
+        """The pool as one client process of several sees it: figures of its own, ceilings from ``policy``
+        (its share), and the endpoints set aside so far still aside."""
+        pool = EndpointPool([s.url for s in self.stats], policy, self.service)
+        for mine, known in zip(pool.stats, self.stats):
+            mine.set_aside = known.set_aside
+        return pool
+
+    def absorb(self, stats: Sequence[EndpointStats]) -> None:
+        """Count another process's figures (of a :meth:`for_process` pool) in this pool's."""
+        for mine, theirs in zip(self.stats, stats):
+            mine.requests += theirs.requests
+            mine.failures += theirs.failures
+            mine.set_aside = mine.set_aside or theirs.set_aside
 
     def to_json(self) -> list[dict[str, Any]]:
         return [s.to_json() for s in self.stats]
