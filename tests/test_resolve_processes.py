@@ -102,3 +102,25 @@ def test_rate_ceilings_hold_at_the_servers_with_two_processes(lab_world, ingeste
     assert all(busiest_second(log) <= per_endpoint + slack for log in logs), [busiest_second(log) for log in logs]
     merged = [t for log in logs for t in log]
     assert total * 0.8 <= busiest_second(merged) <= total + slack
+
+
+def test_sigterm_stops_every_worker_with_its_answers_saved(lab_world, ingested):
+    with LabServers(lab_world.path, srebuildd_faults="latency_ms=50") as lab:
+        process = resolve(ingested, [lab.srebuildd_url], "--processes", "2", "--concurrency", "4")
+        deadline = time.monotonic() + 60
+        while sum(lab.request_counts("srebuildd").values()) < 40 or len(worker_pids(process.pid)) < 2:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        workers = worker_pids(process.pid)
+        process.send_signal(signal.SIGTERM)  # the parent only, as a service manager does
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 143, err
+        assert "Traceback" not in err and "answers received are saved" in err, err
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        saved = rows_per_key(ingested)
+        # Both workers saved what they had (each asked its own range of keys).
+        assert any(key < key_range_bounds(2)[0] for key in saved) and any(key >= key_range_bounds(2)[0] for key in saved)
+        lab.set_faults("srebuildd", latency_ms=0)
+        finished(resolve(ingested, [lab.srebuildd_url], "--processes", "2"))
+    assert set(rows_per_key(ingested)) == asked_keys(ingested)
+    assert {v[0] for v in splits_of(ingested).values()} <= {"ok", "not_found"}
