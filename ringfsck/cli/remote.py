@@ -25,7 +25,7 @@ _PROCESSES_OPTION = click.option(
     type=click.IntRange(min=1),
     default=None,
     help="Client processes sharing the keys by key range, each with its share of --concurrency and the --max-rps "
-    "ceilings (default: one per core when there are 20,000 keys or more; 1: this process only).",
+    "ceilings (default: one per core when there are 100,000 keys or more; 1: this process only).",
 )
 
 
