@@ -124,3 +124,21 @@ def test_sigterm_stops_every_worker_with_its_answers_saved(lab_world, ingested):
         finished(resolve(ingested, [lab.srebuildd_url], "--processes", "2"))
     assert set(rows_per_key(ingested)) == asked_keys(ingested)
     assert {v[0] for v in splits_of(ingested).values()} <= {"ok", "not_found"}
+
+
+def test_an_endpoint_killed_mid_run_leaves_its_keys_to_the_others_in_every_process(lab_world, ingested):
+    with three_labs(lab_world) as labs:
+        victim = labs[1]
+        # A ceiling per endpoint makes the run last long enough to lose one in the middle.
+        process = resolve(ingested, [lab.srebuildd_url for lab in labs], "--processes", "2", "--concurrency", "8", "--max-rps", "100")
+        deadline = time.monotonic() + 60
+        while sum(victim.request_counts("srebuildd").values()) < 30:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        victim.stop()
+        out = finished(process)
+    assert "set aside" in out and " error" not in out
+    found = splits_of(ingested)
+    assert set(found) == asked_keys(ingested) and set(rows_per_key(ingested).values()) == {1}
+    assert {v[0] for v in found.values()} <= {"ok", "not_found"}  # nothing answered from a failure, nothing left unknown
+    assert {k: v for k, v in found.items() if v[1]} == truth_splits(lab_world, ingested)
