@@ -142,3 +142,21 @@ def test_an_endpoint_killed_mid_run_leaves_its_keys_to_the_others_in_every_proce
     assert set(found) == asked_keys(ingested) and set(rows_per_key(ingested).values()) == {1}
     assert {v[0] for v in found.values()} <= {"ok", "not_found"}  # nothing answered from a failure, nothing left unknown
     assert {k: v for k, v in found.items() if v[1]} == truth_splits(lab_world, ingested)
+
+
+def test_size_over_two_processes_sizes_every_orphan_once(lab_world, ingested):
+    from ringfsck import analyze
+    from ringfsck.remote.http import HttpPolicy
+    from ringfsck.resolve import resolve_splits
+
+    with LabServers(lab_world.path) as lab:
+        resolve_splits(ingested, base_url=lab.srebuildd_url, policy=HttpPolicy(concurrency=8))
+        analyze(ingested)
+        command = [sys.executable, "-m", "ringfsck", "size", "--store", str(ingested.root), "--srebuildd", lab.srebuildd_url, "--processes", "2"]
+        done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "by 2 processes" in done.stdout
+    rows = dict(ingested.connect().execute("SELECT ring_key, count(*) FROM sizes_log GROUP BY ALL").fetchall())
+    assert set(rows) == set(lab_world.truth["orphans"]) and set(rows.values()) == {1}
+    sizes = dict(ingested.connect().execute("SELECT ring_key, size FROM orphan_sizes").fetchall())
+    assert sizes == lab_world.truth["orphan_sizes"]
