@@ -25,8 +25,13 @@ def todo_query(store: Store) -> str:
     )
 
 
-def resolve_splits(store: Store, *, base_url: str | Sequence[str] | None = None, policy: HttpPolicy | None = None) -> JobReport:
-    """Ask srebuildd (one endpoint or several) about every input key not resolved yet (resumable, failures stay ``error``)."""
+def resolve_splits(
+    store: Store, *, base_url: str | Sequence[str] | None = None, policy: HttpPolicy | None = None, processes: int | None = None
+) -> JobReport:
+    """Ask srebuildd (one endpoint or several) about every input key not resolved yet (resumable, failures stay ``error``).
+
+    ``processes``: client processes sharing the keys by key range (default one per core for big runs, see run_job).
+    """
     policy = policy or HttpPolicy.from_settings(store.settings)
     endpoints = srebuildd_pool(store.settings, base_url, policy)
     arc_path = store.settings.arc_path
@@ -60,6 +65,7 @@ def resolve_splits(store: Store, *, base_url: str | Sequence[str] | None = None,
         to_row=to_row,
         failed_row=failed_row,
         description="resolve",
+        processes=processes,
     )
     report.already_final = already
     return report

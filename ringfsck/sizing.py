@@ -107,11 +107,17 @@ class SizeReport(JobReport):
 
 
 def size_orphans(
-    store: Store, *, base_url: str | Sequence[str] | None = None, policy: HttpPolicy | None = None, sample: int | None = None
+    store: Store,
+    *,
+    base_url: str | Sequence[str] | None = None,
+    policy: HttpPolicy | None = None,
+    sample: int | None = None,
+    processes: int | None = None,
 ) -> SizeReport:
     """Measure what X-Scal-Size means (once per analysis), then HEAD every unsized orphan (resumable, failures stay ``error``).
 
     ``base_url``: one srebuildd endpoint or several sharing the keys (default: the configured ones).
+    ``processes``: client processes sharing the keys by key range (see run_job).
     """
     run_id = store.latest_run_id()
     if run_id is None:
@@ -144,6 +150,7 @@ def size_orphans(
         to_row=to_row,
         failed_row=failed_row,
         description="size",
+        processes=processes,
     )
     report = SizeReport(**{name: getattr(job, name) for name in JobReport.__dataclass_fields__}, size_reading=reading)
     report.already_final = already

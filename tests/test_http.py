@@ -185,3 +185,110 @@ def test_https_is_verified_against_the_given_authority(certificate):
         return response
 
     assert asyncio.run(main()).content == b"over tls"
+
+
+class Raw:
+    """A server on 127.0.0.1 that answers each request head with the bytes a test gives, then maybe hangs up."""
+
+    def __init__(self, answers: list[bytes], *, hang_up: bool = False) -> None:
+        self._answers = answers
+        self._hang_up = hang_up
+        self.requests = 0
+        self.connections = 0
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                answer = self._answers[min(self.requests, len(self._answers) - 1)]
+                self.requests += 1
+                writer.write(answer)
+                await writer.drain()
+                if self._hang_up:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def ask_raw(answers: list[bytes], method: str = "GET", *, hang_up: bool = False):
+    """What ``send`` makes of a server's raw answers (retries included): the reply, or the RequestFailed."""
+
+    async def main():
+        server = Raw(answers, hang_up=hang_up)
+        async with server as url:
+            endpoint = Endpoint(url, POLICY)
+            try:
+                return await send(endpoint, method, "/k", policy=POLICY), server.requests
+            except RequestFailed as failed:
+                return failed, server.requests
+            finally:
+                await endpoint.aclose()
+
+    return asyncio.run(main())
+
+
+def test_an_answer_cut_mid_body_is_a_failure_never_an_answer():
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 60
+    failed, asked = ask_raw([cut], hang_up=True)
+    assert isinstance(failed, RequestFailed) and "ReadError" in failed.reason
+    assert asked == POLICY.retries + 1
+
+
+def test_a_bad_status_line_is_a_failure():
+    failed, asked = ask_raw([b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n"])
+    assert isinstance(failed, RequestFailed) and "RemoteProtocolError" in failed.reason
+    assert asked == POLICY.retries + 1
+
+
+def test_a_body_framed_by_nothing_but_the_hang_up_is_a_failure():
+    """Without Content-Length or chunks, a body cut short would look whole: it is never taken as an answer."""
+    failed, _ = ask_raw([b"HTTP/1.1 200 OK\r\n\r\nwhole or cut?"], hang_up=True)
+    assert isinstance(failed, RequestFailed)
+
+
+def test_content_length_chunks_and_head_frame_the_answers():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Scal-Attr-Is-Split: true\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    reply, _ = ask_raw([chunked])
+    assert (reply.status_code, reply.content, reply.headers.get("x-scal-attr-is-split")) == (200, b"hello world", "true")
+    # A HEAD's Content-Length is the GET's body size: no body follows, and the connection stays usable.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-Scal-Size: 1234\r\n\r\n"
+
+    async def main():
+        server = Raw([head, head])
+        async with server as url:
+            endpoint = Endpoint(url, POLICY)
+            replies = [await endpoint.request("HEAD", "/k"), await endpoint.request("HEAD", "/k")]
+            await endpoint.aclose()
+        return replies, server.requests
+
+    replies, asked = asyncio.run(main())
+    assert [(r.status_code, r.headers["X-Scal-Size"], r.content) for r in replies] == [(200, "1234", b"")] * 2 and asked == 2
+
+
+def test_a_body_longer_than_its_content_length_is_not_read_into_the_next_answer():
+    """Bytes after a framed answer, sent out of turn, drop the connection: the next request gets a fresh one."""
+    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+    async def main():
+        server = Raw([extra, b"HTTP/1.1 204 No Content\r\n\r\n"])
+        async with server as url:
+            endpoint = Endpoint(url, POLICY)
+            first = await endpoint.request("GET", "/k")
+            await asyncio.sleep(0.05)
+            second = await send(endpoint, "GET", "/k", policy=POLICY)
+            await endpoint.aclose()
+        return first, second, server.connections
+
+    first, second, connections = asyncio.run(main())
+    assert (first.status_code, first.content) == (200, b"ok")
+    assert second.status_code == 204  # never the 404 that came out of turn
+    assert connections == 2

@@ -20,10 +20,20 @@ def _remember_srebuildd(store, settings) -> None:
         remember_srebuildd(store, settings.srebuildd_base_url)
 
 
+_PROCESSES_OPTION = click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Client processes sharing the keys by key range, each with its share of --concurrency and the --max-rps "
+    "ceilings (default: one per core when there are 100,000 keys or more; 1: this process only).",
+)
+
+
 def _print(report: JobReport, what: str) -> None:
     outcomes = ", ".join(f"{count:,} {status}" for status, count in sorted(report.outcomes.items())) or "nothing to ask"
+    processes = f" by {report.processes} processes" if report.processes > 1 else ""
     click.echo(
-        f"{what}: {report.requested:,} keys asked in {report.seconds:.1f} s ({report.rate:,.0f} keys/s): {outcomes}; "
+        f"{what}: {report.requested:,} keys asked in {report.seconds:.1f} s ({report.rate:,.0f} keys/s{processes}): {outcomes}; "
         f"{report.already_final:,} already final{endpoint_figures(report.endpoints)}"
     )
     if report.errors:
@@ -45,8 +55,9 @@ def endpoint_figures(endpoints: list[dict[str, Any]]) -> str:
 
 @click.command("resolve")
 @srebuildd_options
+@_PROCESSES_OPTION
 @settings_options(**SREBUILDD_SETTINGS)
-def resolve_command(settings, **_: Any) -> None:
+def resolve_command(settings, processes, **_: Any) -> None:
     """Find split objects: HEAD every S3 input key on the arc path, read split indexes.
 
     Split indexes and their subkeys count as referenced by the analysis. Answers
@@ -63,7 +74,7 @@ def resolve_command(settings, **_: Any) -> None:
     from ringfsck.resolve import resolve_splits
 
     store = open_store(settings)
-    report = resolve_splits(store, base_url=srebuildd_endpoints_of(store), policy=HttpPolicy.from_settings(settings))
+    report = resolve_splits(store, base_url=srebuildd_endpoints_of(store), policy=HttpPolicy.from_settings(settings), processes=processes)
     _remember_srebuildd(store, settings)
     _print(report, "resolve")
     if report.errors:
@@ -79,8 +90,9 @@ def resolve_command(settings, **_: Any) -> None:
     default=None,
     help="Referenced ARC main chunks to HEAD to measure what X-Scal-Size means (config: size_sample, default 200).",
 )
+@_PROCESSES_OPTION
 @settings_options(**SREBUILDD_SETTINGS, size_sample="size_sample")
-def size_command(settings, **_: Any) -> None:
+def size_command(settings, processes, **_: Any) -> None:
     """Size the orphans of the latest analysis: HEAD each on the arcdata path (X-Scal-Size).
 
     What X-Scal-Size measures is not documented: the object's size, or one ARC
@@ -105,7 +117,7 @@ def size_command(settings, **_: Any) -> None:
     from ringfsck.sizing import size_orphans
 
     store = open_store(settings)
-    report = size_orphans(store, base_url=srebuildd_endpoints_of(store), policy=HttpPolicy.from_settings(settings))
+    report = size_orphans(store, base_url=srebuildd_endpoints_of(store), policy=HttpPolicy.from_settings(settings), processes=processes)
     _remember_srebuildd(store, settings)
     _print(report, "size")
     capacity = capacity_summary(store)

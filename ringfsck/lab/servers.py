@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import Bucket, WorldState
@@ -205,7 +205,8 @@ class _Server:
                     headers.get("connection", "").lower() == "close" or version == "HTTP/1.0" or out_headers.get("Connection") == "close"
                 )
                 writer.write(_serialize(method, status, out_headers, payload))
-                await writer.drain()
+                if writer.transport.get_write_buffer_size():  # only a full socket buffer makes us wait
+                    await writer.drain()
                 if close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -220,8 +221,7 @@ class _Server:
                 writer.close()
 
     async def _respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response | None:
-        parts = urlsplit(target)
-        path = parts.path
+        path, _, query = target.partition("?")  # origin-form targets only (what clients send)
         if path.startswith("/_lab/"):
             return self._admin(method, path, body)
         self.requests[f"{method} {self.count_path(path)}"] += 1
@@ -234,15 +234,16 @@ class _Server:
         self._since_faults += 1
         if faults.fail_after is not None and self._since_faults > faults.fail_after:
             return 503, {}, b'{"error":"injected outage"}'
-        roll = self._rng.random()
-        if roll < faults.drop_rate:
-            return _DROP
-        roll -= faults.drop_rate
-        if roll < faults.hang_rate:
-            await asyncio.sleep(faults.hang_seconds)
-        elif roll - faults.hang_rate < faults.error_rate:
-            return (503 if self._rng.random() < 0.5 else 500), {}, b'{"error":"injected"}'
-        return self.handle(method, path, parse_qs(parts.query, keep_blank_values=True), headers)
+        if faults.drop_rate or faults.hang_rate or faults.error_rate:  # no roll when nothing can go wrong
+            roll = self._rng.random()
+            if roll < faults.drop_rate:
+                return _DROP
+            roll -= faults.drop_rate
+            if roll < faults.hang_rate:
+                await asyncio.sleep(faults.hang_seconds)
+            elif roll - faults.hang_rate < faults.error_rate:
+                return (503 if self._rng.random() < 0.5 else 500), {}, b'{"error":"injected"}'
+        return self.handle(method, path, parse_qs(query, keep_blank_values=True) if query else {}, headers)
 
     def _admin(self, method: str, path: str, body: bytes) -> Response:
         if path == "/_lab/health":
@@ -280,13 +281,30 @@ class _Server:
         raise NotImplementedError
 
 
+# Response heads by (status, headers, body length): most answers repeat one of a few heads.
+_HEADS: dict[tuple[int, tuple[tuple[str, str], ...], int], bytes] = {}
+_HEADS_KEPT = 4096  # heads that vary per key (sizes, mtimes) would otherwise fill memory
+
+
 def _serialize(method: str, status: int, headers: dict[str, str], payload: bytes) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-    headers.setdefault("Content-Type", "application/json")
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    lines.append(f"Content-Length: {len(payload)}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if method == "HEAD" else head + payload
+    cache_key = (status, tuple(headers.items()), len(payload))
+    head = _HEADS.get(cache_key)
+    if head is None:
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+        if "Content-Type" not in headers:
+            lines.append("Content-Type: application/json")
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        lines.append(f"Content-Length: {len(payload)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if len(_HEADS) >= _HEADS_KEPT:
+            _HEADS.clear()
+        _HEADS[cache_key] = head
+    return head if method == "HEAD" or not payload else head + payload
+
+
+# The arc path's answer headers (never changed: _serialize only reads them).
+_SPLIT_HEADERS = {"Content-Type": "application/octet-stream", "X-Scal-Attr-Is-Split": "true"}
+_PLAIN_HEADERS = {"Content-Type": "application/octet-stream"}
 
 
 class SrebuilddServer(_Server):
@@ -373,7 +391,7 @@ class SrebuilddServer(_Server):
         if index is None and not self.state.knows_input_key(key):
             return 404, {}, b""
         # Like srebuildd (docs/domain.md section 4): the header only on a split index, absent for a plain key.
-        split = {"Content-Type": "application/octet-stream"} | ({"X-Scal-Attr-Is-Split": "true"} if index is not None else {})
+        split = _SPLIT_HEADERS if index is not None else _PLAIN_HEADERS
         if method == "HEAD":
             return 200, split, b""
         if index is not None and headers.get("x-scal-split-policy", "").lower() == "raw":
