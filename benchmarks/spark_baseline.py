@@ -98,7 +98,14 @@ def _session(name: str, driver_memory: str):  # noqa: ANN202
     return spark
 
 
-def _ring_nodes(supervisor: str, ring: str, login: str, password: str, verify: bool | str) -> list[dict]:
+def _tls(ca_bundle: str | None):  # noqa: ANN202
+    """httpx's verify: the CA bundle, or no check at all as the reference does (built in each task: not picklable)."""
+    import ssl
+
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else False
+
+
+def _ring_nodes(supervisor: str, ring: str, login: str, password: str, ca_bundle: str | None) -> list[dict]:
     """The ring's nodes from the supervisor's XML configuration (docs/domain.md section 9)."""
     import xml.etree.ElementTree as ET
 
@@ -106,7 +113,7 @@ def _ring_nodes(supervisor: str, ring: str, login: str, password: str, verify: b
 
     query = {"cmd": "supervisor config dso", "action": "view", "mergedisks": "1", "dsoname": ring,
              "suser": login, "spass": password, "output": "xml"}
-    answer = httpx.get(f"{supervisor.rstrip('/')}/do", params=query, verify=verify, timeout=60)
+    answer = httpx.get(f"{supervisor.rstrip('/')}/do", params=query, verify=_tls(ca_bundle), timeout=60)
     answer.raise_for_status()
     result = ET.fromstring(answer.content).find("res")
     if result is None or len(result) == 0 or result[0].tag == "reserror":
@@ -116,12 +123,12 @@ def _ring_nodes(supervisor: str, ring: str, login: str, password: str, verify: b
              "vnode": node.findtext("config/port")} for node in result[0].iterfind("dso/nodes/node")]
 
 
-def _list_node(node: dict, ring: str, login: str, password: str, verify: bool | str, mtime_max: int) -> Iterator[tuple]:
+def _list_node(node: dict, ring: str, login: str, password: str, ca_bundle: str | None, mtime_max: int) -> Iterator[tuple]:
     """One Spark task: log in to a node, stream its listkeys, split every line in Python."""
     import httpx
 
     params = {"dso": ring, "vnode": node["vnode"], "mtime_min": LISTING_MTIME_MIN, "mtime_max": mtime_max, "loadmetadata": "browse"}
-    with httpx.Client(base_url=node["url"], verify=verify, timeout=600) as client:
+    with httpx.Client(base_url=node["url"], verify=_tls(ca_bundle), timeout=600) as client:
         for attempt in range(2):  # the first answer is the login redirect
             with client.stream("GET", "/listkeys", params=params) as answer:
                 if answer.status_code == 302 and attempt == 0:
@@ -140,11 +147,10 @@ def _list_node(node: dict, ring: str, login: str, password: str, verify: bool | 
 
 def step_listkey(spark, args: argparse.Namespace) -> dict:  # noqa: ANN001
     password = os.environ["RINGFSCK_SUP_PASSWORD"]
-    verify: bool | str = args.ca_bundle or False  # the reference turns verification off
-    nodes = _ring_nodes(args.supervisor, args.ring, args.login, password, verify)
+    nodes = _ring_nodes(args.supervisor, args.ring, args.login, password, args.ca_bundle)
     mtime_max = int(time.time()) - args.retention
-    ring, login = args.ring, args.login
-    rows = spark.sparkContext.parallelize(nodes, len(nodes)).flatMap(lambda node: _list_node(node, ring, login, password, verify, mtime_max))
+    ring, login, ca_bundle = args.ring, args.login, args.ca_bundle
+    rows = spark.sparkContext.parallelize(nodes, len(nodes)).flatMap(lambda node: _list_node(node, ring, login, password, ca_bundle, mtime_max))
     listing = spark.createDataFrame(rows, "_1 string, _2 string, _3 string, _4 string")
     listing.write.mode("overwrite").option("header", "true").csv(args.listkeys)
     return {"nodes": len(nodes)}
