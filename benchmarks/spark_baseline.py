@@ -18,8 +18,9 @@ handing results to the next as CSV files with a header:
   split: a HEAD per key, and a GET of the raw index when split, one request at a time per
   task (a keep-alive connection per task); the subkeys' digkeys replace the index's (the
   reference forgets the index's own chunk, docs/domain.md section 4) and a failed lookup
-  becomes ``NOK_HTTP``, matching nothing. ``--lookups-sample N`` asks only N keys
-  (spread over the tasks) and projects the lookups of all keys linearly from their time.
+  becomes ``NOK_HTTP``, matching nothing. ``--lookups-share F`` asks only that share of
+  the keys (picked by a hash of the key: spread evenly, the same on every run) and projects
+  the lookups of the others linearly from their time.
   Without ``--srebuildd`` no key is looked up (p0 is then faster than the reference's);
 * p1 reads the listkeys CSVs (schema inferred; ``--listkeys-header`` when they are
   listkey's output), and for service 50 (flag text
@@ -36,7 +37,7 @@ Needs ``pip install .[bench]`` (pyspark) and Java 17.
 
     python benchmarks/spark_baseline.py --listkeys DIR --s3keys DIR --work DIR --step p0|p1|p2
     RINGFSCK_SUP_PASSWORD=… python benchmarks/spark_baseline.py --step listkey --supervisor URL --login USER --listkeys DIR --work DIR
-    python benchmarks/spark_baseline.py --s3keys DIR --work DIR --step p0 --srebuildd URL [--lookups-sample N]
+    python benchmarks/spark_baseline.py --s3keys DIR --work DIR --step p0 --srebuildd URL [--lookups-share 0.05]
     python benchmarks/spark_baseline.py --listkeys DIR --s3keys DIR --mode builtin
 """
 
@@ -44,11 +45,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 
 COS = 2  # the lab worlds' COS level (the reference's cos_protection)
@@ -156,20 +157,18 @@ def step_listkey(spark, args: argparse.Namespace) -> dict:  # noqa: ANN001
     return {"nodes": len(nodes)}
 
 
-def _looked_up(rows: Iterator, srebuildd: str, arc_path: str, quota: float, keys, spent, asked, failed) -> Iterator:  # noqa: ANN001
+def _looked_up(rows: Iterator, srebuildd: str, arc_path: str, share: float, keys, spent, asked, failed) -> Iterator:  # noqa: ANN001
     """One Spark task of p0 with lookups: one request at a time over a keep-alive connection."""
     import httpx
     from pyspark.sql import Row
 
     with httpx.Client(base_url=srebuildd, timeout=30) as client:
-        seen = 0
         for row in rows:
             key = row[2]
             if key is None or len(key) != 40:  # other backends' keys: no RING data to look up
                 continue
             keys.add(1)
-            seen += 1
-            if seen > quota:  # beyond the sample: translated without a lookup (and projected)
+            if share < 1 and zlib.crc32(key.encode()) >= share * 2**32:  # not in the sample: no lookup (projected)
                 yield Row(key=key, subkey=key, digkey=_digkey(key))
                 continue
             started = time.perf_counter()
@@ -193,7 +192,7 @@ def _looked_up(rows: Iterator, srebuildd: str, arc_path: str, quota: float, keys
 
 
 def step_p0(spark, s3keys: str, work: str, srebuildd: str | None = None, arc_path: str = "rebuild/arc-DATA",
-            sample: int | None = None) -> dict:  # noqa: ANN001
+            share: float = 1.0) -> dict:  # noqa: ANN001
     from pyspark.sql import Row
 
     exports = spark.read.option("header", "false").option("inferSchema", "true").csv(s3keys)
@@ -204,10 +203,9 @@ def step_p0(spark, s3keys: str, work: str, srebuildd: str | None = None, arc_pat
     context, rows = spark.sparkContext, exports.rdd
     if rows.getNumPartitions() < context.defaultParallelism:  # at least a task per core (favours the reference)
         rows = rows.repartition(context.defaultParallelism)
-    quota = math.inf if sample is None else math.ceil(sample / rows.getNumPartitions())
     keys, spent, asked, failed = (context.accumulator(0), context.accumulator(0.0), context.accumulator(0), context.accumulator(0))
     path = arc_path.strip("/")
-    translated = rows.mapPartitions(lambda part: _looked_up(part, srebuildd, path, quota, keys, spent, asked, failed))
+    translated = rows.mapPartitions(lambda part: _looked_up(part, srebuildd, path, share, keys, spent, asked, failed))
     translated.toDF("key string, subkey string, digkey string").write.mode("overwrite").option("header", "true").csv(f"{work}/s3-dig-keys.csv")
     result = {"keys": keys.value, "lookups": asked.value, "failed_lookups": failed.value, "lookup_task_seconds": round(spent.value, 3),
               "tasks": rows.getNumPartitions(), "cores": context.defaultParallelism}
@@ -288,7 +286,8 @@ def main() -> None:
     parser.add_argument("--ca-bundle", help="listkey: CA bundle of the nodes' certificates (default: not checked, as the reference)")
     parser.add_argument("--retention", type=int, default=604800, help="listkey: chunks younger than this are not listed (default 7 days)")
     parser.add_argument("--srebuildd", help="p0: ask this srebuildd whether each key is split, as the reference does")
-    parser.add_argument("--lookups-sample", type=int, metavar="N", help="p0 with --srebuildd: look up N keys only, project the rest")
+    parser.add_argument("--lookups-share", type=float, default=1.0, metavar="F",
+                        help="p0 with --srebuildd: look up this share of the keys only (0 to 1), project the rest")
     args = parser.parse_args()
     if args.mode == "reference" and not (args.step and args.work):
         parser.error("reference mode runs one job at a time: --step and --work are required")
@@ -299,7 +298,7 @@ def main() -> None:
     elif args.step == "listkey":
         result = step_listkey(spark, args)
     elif args.step == "p0":
-        result = step_p0(spark, args.s3keys, args.work, args.srebuildd, f"rebuild/arc-{args.ring}", args.lookups_sample)
+        result = step_p0(spark, args.s3keys, args.work, args.srebuildd, f"rebuild/arc-{args.ring}", args.lookups_share)
     elif args.step == "p1":
         result = step_p1(spark, args.listkeys, args.work, args.listkeys_header)
     else:
