@@ -20,7 +20,7 @@ from typing import Any
 
 from ringfsck.config import CanarySettings
 from ringfsck.errors import RefusedError, RemoteError
-from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, Result, run_batched
+from ringfsck.remote.http import BatchSession, Endpoint, EndpointPool, HttpPolicy, Result
 from ringfsck.remote.srebuildd import arc_split_state
 from ringfsck.store import Store, iso, utc_now
 
@@ -67,6 +67,7 @@ class Canaries:
             backoff_max=policy.backoff_max,
             max_rps=policy.max_rps,
         )
+        self._session: BatchSession | None = None  # opened at the first asking, kept for the run's every round
         self._journal = journal
         self._arc_path = store.settings.arc_path
         self.expected: dict[str, Answer] = {}  # canary key -> the answer it must keep giving
@@ -95,8 +96,16 @@ class Canaries:
             for result in batch:
                 answers[result.item] = "failed" if result.failure is not None else result.value  # type: ignore[assignment]  # value is set whenever failure is None
 
-        run_batched(keys, ask, policy=self._policy, base_url=self._url, on_batch=collect)
+        if self._session is None:
+            self._session = BatchSession(self._url, self._policy)
+        self._session.run(keys, ask, on_batch=collect)
         return answers
+
+    def close(self) -> None:
+        """Close the canaries' connections (the deletion run is over)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def _ask_until_answered(self, keys: list[str], deletions: int) -> dict[str, Answer]:
         """Ask until every key answered; pause between attempts, for wait_seconds at most (then RemoteError)."""

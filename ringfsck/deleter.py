@@ -37,7 +37,7 @@ from ringfsck.errors import ConfigError, RefusedError, RingfsckError
 from ringfsck.keys import normalize_key
 from ringfsck.manifest import Manifest, read_manifest, verify_against_store
 from ringfsck.progress import bar
-from ringfsck.remote.http import Endpoint, HttpPolicy, RequestFailed, Result, run_batched, send
+from ringfsck.remote.http import BatchSession, Endpoint, HttpPolicy, RequestFailed, Result, send
 from ringfsck.remote.srebuildd import MainChunkHead, head_main_chunk, srebuildd_pool
 from ringfsck.reverse_lookup import refuse_if_disproved
 from ringfsck.s3 import local_input
@@ -403,6 +403,7 @@ def delete_from_manifest(
             "at": iso(utc_now()),
         }
     )
+    session = BatchSession(endpoints, policy)  # one loop and one set of connections for every round
     try:
         canaries.start()
         queue, checked_at = list(todo), 0
@@ -413,11 +414,9 @@ def delete_from_manifest(
             if not batch:
                 break
             del queue[: len(batch)]
-            run_batched(
+            session.run(
                 batch,
                 guarded_delete,
-                policy=policy,
-                base_url=endpoints,
                 on_batch=count,
                 on_result=journal_one,
                 batch_size=200,
@@ -443,11 +442,15 @@ def delete_from_manifest(
         event({"event": "stopped", "reason": reason, "after_deletions": sent["keys"], "at": iso(utc_now())})
         raise
     finally:
-        journal.close()
-        progress.close()
-        report.seconds = time.perf_counter() - started
-        report.canary_rounds = len(canaries.rounds)
-        report.endpoints = endpoints.to_json()
+        try:
+            session.close()
+            canaries.close()
+        finally:  # the journal is closed whatever closing the connections did
+            journal.close()
+            progress.close()
+            report.seconds = time.perf_counter() - started
+            report.canary_rounds = len(canaries.rounds)
+            report.endpoints = endpoints.to_json()
     return report
 
 

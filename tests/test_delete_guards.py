@@ -152,6 +152,16 @@ def test_live_keys_vanishing_stop_the_run_within_100_deletions(big_world, tmp_pa
         assert all(r["asked"] == 20 for r in records if r.get("event") == "canaries")
 
 
+def test_the_rounds_between_canary_checks_reuse_their_connections(big_world, tmp_path):
+    with LabServers(big_world) as lab:
+        store, orphans = _manifest(big_world, lab, tmp_path, canaries=FAST_CANARIES)
+        lab.reset_stats()
+        report = _delete(store, tmp_path, lab)
+        assert report.outcomes["deleted"] == len(orphans) > 200 and report.canary_rounds >= 4
+        # The deletions' connections, the canaries' and the preflight's (and this admin call), whatever the rounds.
+        assert lab.connection_count("srebuildd") <= POLICY.concurrency + 8 + 4
+
+
 def test_the_vanish_fault_stops_the_command_with_exit_4(big_world, tmp_path):
     with LabServers(big_world) as lab:
         store, _ = _manifest(big_world, lab, tmp_path)

@@ -197,6 +197,10 @@ class LabServers:
         """
         return self._admin(server, "GET", "request-times")
 
+    def connection_count(self, server: Server) -> int:
+        """Connections the server accepted (admin ones included: one per call like this one)."""
+        return self._admin(server, "GET", "connections")
+
     def reset_stats(self) -> None:
         """Forget the request counts of every server."""
         for server in ("srebuildd", "bucketd", "supervisor"):

@@ -173,10 +173,12 @@ class _Server:
         self.faults = faults
         self.requests: Counter[str] = Counter()
         self.request_times = array("d")  # time.time() of each request received (8 bytes each), to measure rates
+        self.connections = 0  # accepted: a client that reconnects for every round of work shows here
         self._since_faults = 0  # requests since the faults were last set, for fail_after
         self._rng = random.Random(seed)
 
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:
                 request = await read_request_head(reader)
@@ -252,9 +254,12 @@ class _Server:
             return 200, {}, json.dumps(dict(self.requests)).encode()
         if path == "/_lab/request-times":
             return 200, {}, json.dumps(self.request_times.tolist()).encode()
+        if path == "/_lab/connections":
+            return 200, {}, json.dumps(self.connections).encode()
         if path == "/_lab/reset-stats" and method == "POST":
             self.requests.clear()
             self.request_times = array("d")
+            self.connections = 0
             return 200, {}, b"{}"
         if path == "/_lab/faults":
             if method == "POST":

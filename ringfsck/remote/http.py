@@ -31,7 +31,7 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
 from urllib.parse import quote, unquote_to_bytes
@@ -702,11 +702,82 @@ async def _run(
         flush()  # answers received before a stop (Ctrl-C, SIGTERM, an error) are kept too
 
 
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` to completion on uvloop (libuv, in C): about an eighth less client CPU per request
-    than asyncio's own loop, measured here. (The lab stays on asyncio's loop: its RING nodes use
-    ``loop.sendfile``, which uvloop lacks.)"""
-    uvloop.run(main)
+class BatchSession:
+    """:func:`run_batched` kept open: one event loop and one set of connections for several runs.
+
+    A job that works in rounds (the deleter stops between its canary checks) would
+    otherwise start a loop and open every connection again each round: measured
+    here, 6,558 connections for 3,000 deletions. Use it as a context manager; the
+    connections close with it.
+    """
+
+    def __init__(self, base_url: str | EndpointPool, policy: HttpPolicy, *, verify: bool | str = True) -> None:
+        self.pool = base_url if isinstance(base_url, EndpointPool) else EndpointPool([base_url], policy)
+        self._policy = policy
+        self._verify = verify
+        # uvloop (libuv, in C): about an eighth less client CPU per request than asyncio's own loop,
+        # measured here. (The lab stays on asyncio's loop: its RING nodes use loop.sendfile, which uvloop lacks.)
+        self._runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+        self._connections: dict[str, list[Endpoint]] | None = None
+
+    def _open(self) -> dict[str, list[Endpoint]]:
+        # One TLS context for all clients: building one per client costs ~20 ms each.
+        pool, policy = self.pool, self._policy
+        context = httpx.create_ssl_context(verify=self._verify) if any(s.url.startswith("https:") for s in pool.stats) else None
+        return {
+            s.url: [Endpoint(s.url, policy, ssl_context=context, stats=s, limiters=pool.limiters(s)) for _ in range(policy.concurrency)]
+            for s in pool.healthy
+        }
+
+    def run(
+        self,
+        items: Iterable[K],
+        worker: Callable[[Endpoint, K], Awaitable[R]],
+        *,
+        on_batch: Callable[[list[Result[K, R]]], None],
+        batch_size: int = 1000,
+        flush_seconds: float = 2.0,
+        on_result: Callable[[Result[K, R]], None] | None = None,
+    ) -> None:
+        """Run ``worker`` over ``items`` (see :func:`run_batched`), on the session's connections."""
+
+        async def main() -> None:
+            if self._connections is None:
+                self._connections = self._open()
+            await _run(
+                items,
+                worker,
+                policy=self._policy,
+                pool=self.pool,
+                connections=self._connections,
+                on_batch=on_batch,
+                batch_size=batch_size,
+                flush_seconds=flush_seconds,
+                on_result=on_result,
+            )
+
+        try:
+            self._runner.run(main())
+        except httpx.InvalidURL as exc:
+            raise RemoteError(f"{redact(str(self.pool))}: invalid URL: {redact(str(exc))}") from None
+
+    def close(self) -> None:
+        connections, self._connections = self._connections, None
+        try:
+            if connections:
+                self._runner.run(_close_all(client for clients in connections.values() for client in clients))
+        finally:
+            self._runner.close()
+
+    def __enter__(self) -> BatchSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _close_all(clients: Iterable[Endpoint]) -> None:
+    await asyncio.gather(*(client.aclose() for client in clients))
 
 
 def run_batched(
@@ -728,32 +799,7 @@ def run_batched(
     persisted when it returns is durable before more results are counted. An
     item is in exactly one batch, unless the process dies first. ``on_result``,
     if given, sees each result the moment it arrives (e.g. to journal it).
+    A job that runs in rounds keeps a :class:`BatchSession` instead.
     """
-    pool = base_url if isinstance(base_url, EndpointPool) else EndpointPool([base_url], policy)
-
-    async def main() -> None:
-        # One TLS context for all clients: building one per client costs ~20 ms each.
-        context = httpx.create_ssl_context(verify=verify) if any(s.url.startswith("https:") for s in pool.stats) else None
-        connections = {
-            s.url: [Endpoint(s.url, policy, ssl_context=context, stats=s, limiters=pool.limiters(s)) for _ in range(policy.concurrency)]
-            for s in pool.healthy
-        }
-        try:
-            await _run(
-                items,
-                worker,
-                policy=policy,
-                pool=pool,
-                connections=connections,
-                on_batch=on_batch,
-                batch_size=batch_size,
-                flush_seconds=flush_seconds,
-                on_result=on_result,
-            )
-        finally:
-            await asyncio.gather(*(client.aclose() for clients in connections.values() for client in clients))
-
-    try:
-        run_event_loop(main())
-    except httpx.InvalidURL as exc:
-        raise RemoteError(f"{redact(str(pool))}: invalid URL: {redact(str(exc))}") from None
+    with BatchSession(base_url, policy, verify=verify) as session:
+        session.run(items, worker, on_batch=on_batch, batch_size=batch_size, flush_seconds=flush_seconds, on_result=on_result)
