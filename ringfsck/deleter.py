@@ -294,7 +294,7 @@ def delete_from_manifest(
         return report
     report.executed = True
     policy = policy or HttpPolicy.from_settings(store.settings)
-    endpoints = srebuildd_pool(store.settings, base_url, policy)
+    endpoints = srebuildd_pool(store, base_url, policy)
     endpoints.preflight()
     summary = store.run_summary(manifest.header["run_id"])
     age = AgeGuard.of_run(summary, store.settings.retention, force_retention="retention" in force)

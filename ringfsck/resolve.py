@@ -33,7 +33,7 @@ def resolve_splits(
     ``processes``: client processes sharing the keys by key range (default one per core for big runs, see run_job).
     """
     policy = policy or HttpPolicy.from_settings(store.settings)
-    endpoints = srebuildd_pool(store.settings, base_url, policy)
+    endpoints = srebuildd_pool(store, base_url, policy)
     arc_path = store.settings.arc_path
     con = store.connect()
     already = scalar(con, "SELECT count(*) FROM splits WHERE lookup_is_final(status)")

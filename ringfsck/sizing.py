@@ -123,7 +123,7 @@ def size_orphans(
     if run_id is None:
         raise InputError(f"{store.location}: no analysis yet (run 'ringfsck analyze' first)")
     policy = policy or HttpPolicy.from_settings(store.settings)
-    endpoints = srebuildd_pool(store.settings, base_url, policy)
+    endpoints = srebuildd_pool(store, base_url, policy)
     reading = SizeReading.from_json(store.size_reading(run_id))
     if not reading.measured:  # a decided measurement stands; anything else is measured again
         reading = measure_size_reading(store, run_id, endpoints=endpoints, policy=policy, sample=sample or store.settings.size_sample)

@@ -7,6 +7,8 @@ have ips of their own (127.0.0.2 …) with a srebuildd on each, whose request lo
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -106,6 +108,17 @@ def test_resolve_spreads_the_keys_over_the_listing_nodes_srebuildd(tmp_path, nod
     found = splits_of(store)
     assert {k: v for k, v in found.items() if v[1]} == {k: ("ok", True, sorted(v)) for k, v in node_world.truth["splits"].items() if k in everything}
     assert {v[0] for v in found.values()} <= {"ok", "not_found"}
+
+
+def test_the_python_api_takes_the_same_default_as_the_commands(tmp_path, node_world, node_lab):
+    from ringfsck.resolve import resolve_splits
+
+    store = listed_store(tmp_path, node_world, node_lab)
+    api = Store.open(dataclasses.replace(store.settings, srebuildd_port=node_port(node_lab)))
+    node_lab.reset_stats()
+    report = resolve_splits(api, policy=FAST)  # no base_url: one endpoint per node of the listing
+    assert report.errors == 0 and len(report.endpoints) == len(node_lab.node_urls)
+    assert all(sum(counts.values()) for counts in node_lab.node_srebuildd_request_counts().values())
 
 
 def test_a_node_srebuildd_killed_mid_run_leaves_its_keys_to_the_others(tmp_path, node_world):

@@ -11,19 +11,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from ringfsck.config import Settings
+from ringfsck.config import srebuildd_endpoints
 from ringfsck.errors import ConfigError
 from ringfsck.remote.http import Endpoint, EndpointPool, HttpPolicy, RateLimiter, RequestFailed, send
 from ringfsck.split_index import parse_split_index
+from ringfsck.store import Store
 
 # X-Scal-Attr-Is-Split values understood (docs/domain.md section 4). srebuildd omits the header for a
 # plain key (the reference tests it for presence); any other value is not guessed either way.
 _IS_SPLIT_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def require_srebuildd(settings: Settings, base_url: str | Sequence[str] | None = None) -> list[str]:
-    """The srebuildd endpoints to ask: ``base_url`` (one or several), else the configured ones."""
-    urls = [base_url] if isinstance(base_url, str) else list(base_url or []) or settings.srebuildd_base_urls
+def require_srebuildd(store: Store, base_url: str | Sequence[str] | None = None) -> list[str]:
+    """The srebuildd endpoints to ask: ``base_url`` (one or several), else the configured ones, else one per
+    node of the store's native listing (``ringfsck.config.srebuildd_endpoints``)."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+    if not urls:
+        from ringfsck.ingest.ring import listing_node_ips  # here: the listing module is heavy to import
+
+        urls = srebuildd_endpoints(store.settings, listing_node_ips(store)).urls
     if not urls:
         raise ConfigError(
             "no srebuildd URL: pass --srebuildd URL (repeatable), set srebuildd_urls, srebuildd_url or srebuildd_ip in the config, "
@@ -32,9 +38,9 @@ def require_srebuildd(settings: Settings, base_url: str | Sequence[str] | None =
     return [url.rstrip("/") for url in urls]
 
 
-def srebuildd_pool(settings: Settings, base_url: str | Sequence[str] | None, policy: HttpPolicy) -> EndpointPool:
+def srebuildd_pool(store: Store, base_url: str | Sequence[str] | None, policy: HttpPolicy) -> EndpointPool:
     """The srebuildd endpoints of one command, sharing its keys (see :class:`EndpointPool`)."""
-    return EndpointPool(require_srebuildd(settings, base_url), policy, "srebuildd")
+    return EndpointPool(require_srebuildd(store, base_url), policy, "srebuildd")
 
 
 @dataclass(frozen=True)
