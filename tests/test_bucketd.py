@@ -207,9 +207,23 @@ class _Pages:
         raise AssertionError("no metadata lookups expected")
 
 
-def test_a_version_under_a_placeholder_master_is_kept(tmp_path):
-    from ringfsck.ingest.bucketd import _BucketExport, _export_bucket
+def _export(api, store, page_size):
+    """Export bucket "bkt" from a scripted API, its completion recorded."""
+    from ringfsck.ingest.bucketd import _BucketExport, _Completions, _export_bucket
 
+    class _Bar:
+        def update(self, n):
+            pass
+
+    async def main():
+        completions = _Completions(store)
+        await _export_bucket(api, _BucketExport(store, "http://bucketd", "bkt"), completions, page_size, _Bar(), _Bar())
+        await completions.record()
+
+    asyncio.run(main())
+
+
+def test_a_version_under_a_placeholder_master_is_kept(tmp_path):
     def located(key, vid):
         return json.dumps({"versionId": vid, "content-length": 1, "last-modified": "2026-01-01T00:00:00Z",
                            "location": [{"key": key, "dataStoreName": "ring", "dataStoreType": "scality"}]})
@@ -223,11 +237,7 @@ def test_a_version_under_a_placeholder_master_is_kept(tmp_path):
     ])
     store = store_at(tmp_path / "store")
 
-    class _Bar:
-        def update(self, n):
-            pass
-
-    asyncio.run(_export_bucket(api, _BucketExport(store, "http://bucketd", "bkt", skip_complete=False), 2, _Bar(), _Bar()))
+    _export(api, store, page_size=2)
     rows = store.connect().execute("SELECT sproxyd_key, object_key, version_id FROM s3keys ORDER BY ALL").fetchall()
     assert rows == [(a, "obj", "v2"), (b, "two", "v9")]
 
@@ -368,17 +378,11 @@ def test_common_prefixes_fail_the_bucket(lab_world, tmp_path):
 
 
 def test_malformed_location_is_a_reject_with_its_keys(tmp_path):
-    from ringfsck.ingest.bucketd import _BucketExport, _export_bucket
-
     bad = json.dumps({"last-modified": "2026-01-01T00:00:00Z", "location": [{"key": KEY_A, "dataStoreType": "scality"}, {"size": 3, "note": KEY_B}]})
     api = _Pages([("bad", bad), ("junk", "{not json " + KEY_B.lower())])
     store = store_at(tmp_path / "store")
 
-    class _Bar:
-        def update(self, n):
-            pass
-
-    asyncio.run(_export_bucket(api, _BucketExport(store, "http://bucketd", "bkt"), 10, _Bar(), _Bar()))
+    _export(api, store, page_size=10)
     con = store.connect()
     assert con.execute("SELECT sproxyd_key FROM s3keys").fetchall() == [(KEY_A,)]  # the understood location still counts
     rejects = con.execute("SELECT source, line, reason, keys FROM rejects ORDER BY line").fetchall()
@@ -587,3 +591,44 @@ def test_a_listed_value_is_parsed_as_json_would_parse_it(meta, bucket, key):
     fast = parse_entry(bucket, key, text)
     exact = parse_entry(bucket, key, json.loads(text))  # a parsed value: json's reading, no orjson involved
     assert (fast.raw, replace(exact, raw=text)) == (text, replace(fast, raw=text))
+
+
+def test_finished_buckets_are_recorded_together_and_a_crash_before_their_markers_resumes_them(lab_world, tmp_path, monkeypatch):
+    import ringfsck.ingest.bucketd as bucketd
+
+    clean = store_at(tmp_path / "clean")
+    store = store_at(tmp_path / "store")
+    monkeypatch.setattr(bucketd, "FLUSH_SECONDS", 60)
+    writes: list[int] = []
+    original_save, original_mark = Store.save_sources, bucketd._BucketExport.mark_complete
+
+    def counted(self, sources):
+        writes.append(len(sources))
+        return original_save(self, sources)
+
+    def crash_after_one(self):
+        if sum(json.loads(f.read_text())["complete"] for f in (self.store.root / "bucketd").glob("*.json")):
+            raise OSError("killed between the sources and the markers")
+        return original_mark(self)
+
+    monkeypatch.setattr(Store, "save_sources", counted)
+    with LabServers(lab_world.path) as lab:
+        report = ingest_bucketd(clean, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=7)
+        assert writes == [len(report.buckets)] and len(report.buckets) > 3  # one write of the sources file, not one per bucket
+        monkeypatch.setattr(bucketd._BucketExport, "mark_complete", crash_after_one)
+        with pytest.raises(OSError, match="killed"):
+            ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=7)
+        monkeypatch.setattr(bucketd._BucketExport, "mark_complete", original_mark)
+        assert len(store.sources()) == len(report.buckets)  # every source recorded, one bucket marked complete
+        summary = analyze(store).summary
+        assert not summary["complete"] and sum("unfinished" in reason for reason in summary["incomplete_reasons"]) == len(report.buckets) - 1
+        lab.reset_stats()
+        rerun = ingest_bucketd(store, lab.bucketd_url, raft_sessions=[1, 2], policy=POLICY, page_size=7, skip_complete=True)
+        counts = lab.request_counts("bucketd")
+    resumed = [b.bucket for b in rerun.buckets if b.resumed]
+    assert len(resumed) == len(report.buckets)
+    # Each listed to its end before: one (empty) listing says so, nothing is listed again.
+    assert sum(n for path, n in counts.items() if path.startswith("GET /default/bucket/")) == len(report.buckets) - 1
+    assert _tables(store) == _tables(clean)
+    assert sorted(s.id for s in store.sources()) == sorted(s.id for s in clean.sources())
+    assert not [reason for reason in analyze(store).summary["incomplete_reasons"] if "bucketd" in reason]
