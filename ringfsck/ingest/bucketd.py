@@ -6,8 +6,8 @@ listing shows without ``location`` (big metadata) are read in full by their
 listed key, parts of unfinished uploads in ``mpuShadowBucket…`` count as live
 (flagged ``mpu_part``), other backends' keys that are not sproxyd keys go to
 ``s3_other_locations``, and metadata not understood is a reject (its 40-hex
-tokens stay references, and the analysis is incomplete). Each page is written as its own table
-part and a marker records the last completed page, so an interrupted export
+tokens stay references, and the analysis is incomplete). Listed pages are written together as
+one table part per batch and a marker records the last page written, so an interrupted export
 resumes there; a new export of a finished bucket replaces the old one.
 """
 
@@ -424,7 +424,7 @@ def ingest_bucketd(
 ) -> BucketdReport:
     """Export the buckets of the raft sessions (or the named buckets) into ``s3keys``.
 
-    An interrupted bucket always resumes from its last completed page; a bucket
+    An interrupted bucket always resumes after its last page written; a bucket
     whose export completed is exported again (replaced) unless ``skip_complete``.
     Buckets that fail are reported (RemoteError after the others finished).
     ``bucket_concurrency`` buckets are listed at once, their pages and metadata
