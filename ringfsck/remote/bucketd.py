@@ -20,10 +20,17 @@ import httpx
 import orjson
 
 from ringfsck.keys import MPU_SHADOW_PREFIX, is_valid_key
-
-# Endpoint's rules for a connection (how long an idle one is trusted, what a request target leaves unencoded,
-# how an error is told), shared with the connections below.
-from ringfsck.remote.http import _KEEPALIVE_SECONDS, _SAFE, Endpoint, HttpPolicy, RateLimiter, Reply, RequestFailed, _describe, send
+from ringfsck.remote.http import (
+    KEEPALIVE_SECONDS,
+    REQUEST_TARGET_SAFE,
+    Endpoint,
+    HttpPolicy,
+    RateLimiter,
+    Reply,
+    RequestFailed,
+    describe,
+    send,
+)
 
 USERS_BUCKET = "users..bucket"
 # Shadow buckets join an upload's key parts with "..|.."; old ones used "splitterfornow".
@@ -235,7 +242,7 @@ class _Connection(Endpoint):
         if streams is not None:
             reader, writer = streams
             # Anything to read on an idle connection means the server hung up; an old one may be closing.
-            if not reader.at_eof() and reader.exception() is None and time.monotonic() - self._idle_since < _KEEPALIVE_SECONDS:
+            if not reader.at_eof() and reader.exception() is None and time.monotonic() - self._idle_since < KEEPALIVE_SECONDS:
                 return streams
             self._close()
         try:
@@ -246,7 +253,7 @@ class _Connection(Endpoint):
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"no connection within {self._timeout} s") from exc
         except OSError as exc:  # ssl.SSLError included
-            raise httpcore.ConnectError(_describe(exc)) from exc
+            raise httpcore.ConnectError(describe(exc)) from exc
         return self._streams
 
     def _close(self) -> None:
@@ -255,7 +262,7 @@ class _Connection(Endpoint):
             self._streams = None
 
     async def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Reply:
-        target = self._prefix + quote(url, safe=_SAFE).encode("ascii")
+        target = self._prefix + quote(url, safe=REQUEST_TARGET_SAFE).encode("ascii")
         extra = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()) if headers else b""
         reader, writer = await self._open()
         try:
@@ -270,7 +277,7 @@ class _Connection(Endpoint):
             raise httpcore.ReadTimeout(f"no answer within {self._timeout} s") from exc
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             self._close()
-            raise httpcore.ReadError(_describe(exc) if isinstance(exc, OSError) else "the connection closed mid-answer") from exc
+            raise httpcore.ReadError(describe(exc) if isinstance(exc, OSError) else "the connection closed mid-answer") from exc
         except ValueError as exc:  # a malformed status line, header or chunk size
             self._close()
             raise httpcore.RemoteProtocolError(f"malformed answer: {exc}") from exc

@@ -51,11 +51,11 @@ R = TypeVar("R")
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
 # httpcore's errors as well as httpx's: Endpoint talks to httpcore directly.
 TRANSIENT_ERRORS = (httpx.TransportError, httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError)
-_KEEPALIVE_SECONDS = 5.0  # httpx's default: an idle connection older than this is replaced, not trusted
+KEEPALIVE_SECONDS = 5.0  # httpx's default: an idle connection older than this is replaced, not trusted
 # Servers' logs name the tool that sent the request. No Accept-Encoding: bodies (split
 # indexes) must arrive as stored, never compressed.
 USER_AGENT = f"ringfsck/{__version__}"
-_SAFE = "/%:@!$&'()*+,;=?~"  # left as they are in a request target; the rest is percent-encoded
+REQUEST_TARGET_SAFE = "/%:@!$&'()*+,;=?~"  # left as they are in a request target; the rest is percent-encoded
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class RateLimiter:
                 future.set_result(None)
 
 
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     name = type(exc).__name__
     text = str(exc)
     return f"{name}: {text}" if text else name
@@ -189,7 +189,7 @@ async def send(
                 return response
             last = f"HTTP {response.status_code}"
         except TRANSIENT_ERRORS as exc:
-            last = _describe(exc)
+            last = describe(exc)
         if attempts > policy.retries:
             raise RequestFailed(f"{method} {url}: {last} (after {attempts} attempts)", attempts)
         delay = min(policy.backoff_max, policy.backoff_base * 2 ** (attempts - 1))
@@ -237,7 +237,7 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
         except TimeoutError as exc:  # before OSError: TimeoutError is one
             raise httpcore.ReadTimeout(f"no answer within {timeout} s") from exc
         except OSError as exc:
-            raise httpcore.ReadError(_describe(exc)) from exc
+            raise httpcore.ReadError(describe(exc)) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -250,7 +250,7 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
         except TimeoutError as exc:
             raise httpcore.WriteTimeout(f"could not send within {timeout} s") from exc
         except OSError as exc:
-            raise httpcore.WriteError(_describe(exc)) from exc
+            raise httpcore.WriteError(describe(exc)) from exc
 
     async def aclose(self) -> None:
         self._writer.close()
@@ -309,8 +309,8 @@ class Endpoint:
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"no connection within {self._timeout} s") from exc
         except OSError as exc:  # ssl.SSLError included
-            raise httpcore.ConnectError(_describe(exc)) from exc
-        return httpcore.AsyncHTTP11Connection(self._origin, _AsyncioStream(reader, writer), keepalive_expiry=_KEEPALIVE_SECONDS)
+            raise httpcore.ConnectError(describe(exc)) from exc
+        return httpcore.AsyncHTTP11Connection(self._origin, _AsyncioStream(reader, writer), keepalive_expiry=KEEPALIVE_SECONDS)
 
     async def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Reply:
         if self.stats is not None:
@@ -321,7 +321,7 @@ class Endpoint:
                 self._connection = None
                 await connection.aclose()
             connection = self._connection = await self._connect()
-        target = self._prefix + quote(url, safe=_SAFE).encode("ascii")
+        target = self._prefix + quote(url, safe=REQUEST_TARGET_SAFE).encode("ascii")
         extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()] if headers else []
         request = httpcore.Request(
             method.encode("ascii"),
@@ -362,7 +362,7 @@ def preflight(base_url: str, policy: HttpPolicy, service: str = "srebuildd") -> 
             httpx.head(f"{base_url}/", timeout=min(policy.timeout, 10), headers={"User-Agent": USER_AGENT})
             return attempt
         except httpx.TransportError as exc:
-            last = _describe(exc)
+            last = describe(exc)
         time.sleep(0.2)
     raise RemoteError(f"cannot reach {service} at {redact(base_url)}: {redact(last)}")
 
