@@ -55,6 +55,7 @@ ANSWERS = {
     "no length, ends at close": (b"HTTP/1.1 200 OK\r\n\r\n" + BODY, True),
     "HTTP/1.0": (b"HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\n{}", True),
     "empty 204": (b"HTTP/1.1 204 No Content\r\n\r\n", False),
+    "after an interim 100": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY), False),
 }
 
 

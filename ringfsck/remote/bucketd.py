@@ -271,6 +271,8 @@ class _Connection(Endpoint):
                 if writer.transport.get_write_buffer_size():  # only a full socket buffer makes us wait
                     await writer.drain()
                 status, response_headers, keep_alive = await self._read_head(reader)
+                while 100 <= status < 200:  # an interim answer (none is asked for): the answer follows it
+                    status, response_headers, keep_alive = await self._read_head(reader)
                 content, framed = await self._read_body(reader, method, status, response_headers)
         except TimeoutError as exc:
             self._close()
@@ -306,7 +308,7 @@ class _Connection(Endpoint):
     @staticmethod
     async def _read_body(reader: asyncio.StreamReader, method: str, status: int, headers: dict[str, str]) -> tuple[bytes, bool]:
         """The body, and whether its end was framed (else the server closed the connection to end it)."""
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        if method == "HEAD" or status in (204, 304):
             return b"", True
         if "chunked" in headers.get("transfer-encoding", "").lower():
             chunks = []
