@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import hashlib
 import json
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +48,8 @@ PAGES_AHEAD = 4  # listed pages of one bucket whose trimmed entries are being re
 FLUSH_ENTRIES = 20_000
 FLUSH_SECONDS = 5.0
 _TABLES = ("s3keys", "s3_other_locations", "rejects")  # the tables a bucket's export writes parts of
+# Allocations between two collections of the youngest objects while exporting (Python's default: 700).
+GC_YOUNG_THRESHOLD = 10_000
 # The s3keys columns that vary by row; bucket, source and line are the same for a whole part.
 _VARYING_COLUMNS = ("object_key", "version_id", "sproxyd_key", "size", "last_modified", "mpu_part", "on_ring")
 
@@ -411,6 +416,18 @@ async def _export_bucket(
     )
 
 
+@contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Python's cycle collector run less often: a page allocates thousands of containers (its parsed
+    metadata, none in a cycle), and collecting them every 700 cost ~20 % of the export's CPU."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
 def ingest_bucketd(
     store: Store,
     url: str,
@@ -482,7 +499,8 @@ def ingest_bucketd(
         finally:
             await pool.aclose()
 
-    asyncio.run(run())
+    with _collecting_less():
+        asyncio.run(run())
     from ringfsck.ingest.overlap import overlap_notes
 
     report.overlaps = overlap_notes(store, [bucket_location(url, b.bucket) for b in report.buckets if b.status == "complete" and b.rows])
