@@ -392,8 +392,13 @@ class Store:
         return [Source(**item) for item in json.loads(self._sources_file.read_text())]
 
     def save_source(self, source: Source) -> None:
-        others = [s for s in self.sources() if s.id != source.id]
-        self.write_json(self._sources_file, [asdict(s) for s in [*others, source]])
+        self.save_sources([source])
+
+    def save_sources(self, sources: list[Source]) -> None:
+        """Record sources, each replacing the record of its id, in one write of the sources file."""
+        replaced = {source.id for source in sources}
+        others = [s for s in self.sources() if s.id not in replaced]
+        self.write_json(self._sources_file, [asdict(s) for s in [*others, *sources]])
 
     def find_source(self, name: str) -> Source:
         """The source whose id or location is ``name`` (as ``ringfsck sql "select * from sources"`` shows them)."""

@@ -174,8 +174,10 @@ def ingest_bucketd_command(url, raft_sessions, buckets, skip_complete, page_size
     (mpuShadowBucket…) as live, skips placeholders, delete markers and replay
     entries, and records locations on other backends in s3_other_locations.
     Take the RING listing BEFORE starting the export. An interrupted export
-    resumes from its last completed page; exporting a finished bucket again
-    replaces it (--skip-complete keeps it, to finish a partly failed run).
+    resumes after the last pages it wrote (pages are written together, every
+    20,000 keys or 5 s; a crash lists at most those again, never skips them);
+    exporting a finished bucket again replaces it (--skip-complete keeps it, to
+    finish a partly failed run).
 
     Buckets are listed 8 at a time (--bucket-concurrency), their requests
     sharing the connections; within a bucket the next page is asked for while

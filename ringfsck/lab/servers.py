@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import orjson
+
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import Bucket, WorldState
 
@@ -448,7 +450,8 @@ class BucketdServer(_Server):
             contents = [item for item in contents if "/" not in item["key"]]
         if unknown_shape:
             contents = [item | {"value": _unknown_shape(item["value"])} for item in contents]
-        return 200, {}, json.dumps({"Contents": contents, "CommonPrefixes": prefixes, "IsTruncated": truncated}).encode()
+        # orjson: a 1,000-entry page is ~800 KB of escaped JSON, and json.dumps spent half the page's CPU on it.
+        return 200, {}, orjson.dumps({"Contents": contents, "CommonPrefixes": prefixes, "IsTruncated": truncated})
 
 
 def _unknown_shape(value: str) -> str:

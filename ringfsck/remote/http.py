@@ -365,6 +365,9 @@ class _Connection(asyncio.Protocol):
         waiter, parser = self._waiter, self._parser
         if waiter is None or parser is None:
             return
+        if 100 <= parser.get_status_code() < 200:  # an interim answer (none is asked for): the answer follows it
+            self._fields, self._body = {}, []
+            return
         self._end()
         reply = Reply(parser.get_status_code(), ReplyHeaders(self._fields), b"".join(self._body))
         if not parser.should_keep_alive():
