@@ -82,3 +82,25 @@ def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, interval:
     # What the child reaped is exact; the sampled tree also sees grandchildren it did not wait for (the JVM).
     cpu_seconds = max(_children_cpu() - children_before, sum(cpu.values()))
     return Measured(seconds, peak, proc.returncode, stdout, stderr, cpu_seconds)
+
+
+# Rows per object of the default 8+4 lab world: 12 stripes, splits, versions, MPU parts, orphans, noise.
+ROWS_PER_OBJECT = 14.4
+
+
+def lab_world(path: Path | None, rows: int, nodes: int, *, prefix: str, **plant: float):
+    """A lab world of about ``rows`` listkeys rows: the one at ``path`` if it was made with the same
+    settings, else a new one there (or in a new temporary directory). ``plant``: generate_world's shares."""
+    import tempfile
+
+    from ringfsck.lab import World, generate_world
+
+    objects = max(100, int(rows / ROWS_PER_OBJECT))
+    if path is not None and (path / "truth.json").is_file():
+        world = World(path)
+        settings = world.truth["settings"]
+        if settings.get("objects") == objects and settings.get("nodes") == nodes and all(settings.get(k) == v for k, v in plant.items()):
+            return world
+    target = path or Path(tempfile.mkdtemp(prefix=prefix))
+    print(f"generating a world of {objects:,} objects (~{rows:,} rows) in {target}", flush=True)
+    return generate_world(target, objects=objects, seed=1, nodes=nodes, **plant)

@@ -20,11 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import run_measured  # noqa: E402
+from _measure import lab_world, run_measured  # noqa: E402
 
-from ringfsck.lab import LabServers, World, generate_world  # noqa: E402
+from ringfsck.lab import LabServers, World  # noqa: E402
 
-ROWS_PER_OBJECT = 14.4  # 8+4 default world: 12 stripes, splits, versions, MPU parts, orphans, noise
 ROOT = Path(__file__).resolve().parents[1]
 
 _CLIENT = """
@@ -45,17 +44,6 @@ print(json.dumps({"rows": report.rows, "seconds": time.perf_counter() - started,
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks (100 Hz on Linux)
-
-
-def _world(path: Path | None, rows: int, nodes: int) -> World:
-    objects = max(100, int(rows / ROWS_PER_OBJECT))
-    if path is not None and (path / "truth.json").is_file():
-        world = World(path)
-        if world.truth["settings"].get("objects") == objects and world.truth["settings"].get("nodes") == nodes:
-            return world
-    target = path or Path(tempfile.mkdtemp(prefix="ring-bench-world-"))
-    print(f"generating a world of {objects:,} objects (~{rows:,} rows) in {target}", flush=True)
-    return generate_world(target, objects=objects, seed=1, nodes=nodes, splits=0.0)
 
 
 def _measure(world: World, tls: bool, concurrency: int | None) -> dict:
@@ -85,7 +73,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="nodes listed at once (default: ingest ring's)")
     parser.add_argument("--world", type=Path, default=None, help="keep (and reuse) the generated world here")
     args = parser.parse_args()
-    world = _world(args.world, args.rows, args.nodes)
+    world = lab_world(args.world, args.rows, args.nodes, prefix="ring-bench-world-", splits=0.0)
     for tls in (False, True):
         figures = _measure(world, tls, args.concurrency)
         print(json.dumps(figures), flush=True)

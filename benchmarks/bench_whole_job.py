@@ -39,26 +39,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import Measured, run_measured  # noqa: E402
+from _measure import Measured, lab_world, run_measured  # noqa: E402
 
 from ringfsck.capacity import human_bytes  # noqa: E402
-from ringfsck.lab import LabServers, World, generate_world  # noqa: E402
+from ringfsck.lab import LabServers, World  # noqa: E402
 from ringfsck.lab._state import MANIFEST, STATE_DIR  # noqa: E402
 
-ROWS_PER_OBJECT = 14.4  # 8+4 default world: 12 stripes, splits, versions, MPU parts, orphans, noise
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-
-
-def _world(path: Path | None, rows: int, nodes: int) -> World:
-    objects = max(100, int(rows / ROWS_PER_OBJECT))
-    if path is not None and (path / "truth.json").is_file():
-        world = World(path)
-        if world.truth["settings"].get("objects") == objects and world.truth["settings"].get("nodes") == nodes:
-            return world
-    target = path or Path(tempfile.mkdtemp(prefix="whole-job-world-"))
-    print(f"generating a world of {objects:,} objects (~{rows:,} rows) in {target}", flush=True)
-    return generate_world(target, objects=objects, seed=1, nodes=nodes)
 
 
 def _run(label: str, cmd: list[str], env: dict[str, str]) -> Measured:
@@ -193,7 +181,7 @@ def main() -> None:
                         help="p0 asks srebuildd about N keys only and projects the rest linearly (a full run is slow)")
     args = parser.parse_args()
 
-    world = _world(args.world, args.rows, args.nodes)
+    world = lab_world(args.world, args.rows, args.nodes, prefix="whole-job-world-")
     counts = world.truth["counts"]
     print(f"world: {counts['listkeys_rows']:,} listkeys rows on {args.nodes} nodes, {counts['export_rows']:,} S3 export rows, "
           f"{counts['splits']:,} split objects, {len(world.truth['orphans']):,} planted orphans; load average {os.getloadavg()[0]:.1f} "

@@ -1,18 +1,16 @@
-"""bucketd's connections (the per-key Endpoint, pooled): every framing read as HTTP/1.1 says, failures that stay failures."""
+"""bucketd's connections: the per-key Endpoint (tests/test_http.py) with the framings a bucketd may use, basic auth, pooled."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import ssl
 
 import httpx
 import pytest
-from test_http import POLICY, Scripted, certificate  # noqa: F401  # certificate: a fixture used below
+from test_http import POLICY, Scripted
 
 from ringfsck.remote.bucketd import ConnectionPool
-from ringfsck.remote.http import Endpoint, RequestFailed, send
-
+from ringfsck.remote.http import Endpoint
 
 
 class RawServer:
@@ -93,27 +91,6 @@ def test_every_framing_reads_as_http_1_1_says(name):
         assert first == EXPECTED[name]
 
 
-def test_a_cut_answer_is_a_failure_never_a_shorter_answer():
-    async def main():
-        async with RawServer([(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + BODY, True)] * 3) as url:
-            connection = Endpoint(url, POLICY)
-            with pytest.raises(RequestFailed, match=r"ReadError: the server closed the connection before the answer ended \(after 3 attempts\)"):
-                await send(connection, "GET", "/k", policy=POLICY)
-
-    asyncio.run(main())
-
-
-def test_a_malformed_answer_is_a_retried_failure():
-    async def main():
-        async with RawServer([(b"SSH-2.0-OpenSSH\r\n\r\n", True), (ANSWERS["content-length"][0], False)]) as url:
-            connection = Endpoint(url, POLICY)
-            response = await send(connection, "GET", "/k", policy=POLICY)
-            await connection.aclose()
-        return response
-
-    assert asyncio.run(main()).content == BODY
-
-
 def test_base_path_basic_auth_and_keep_alive():
     async def answer(n, method, target, headers):
         return 200, {}, BODY
@@ -131,47 +108,6 @@ def test_base_path_basic_auth_and_keep_alive():
     assert [target for _, target, _ in server.requests] == ["/bucketd/default/bucket/a%2Fb?marker=k%00v"] * 2
     assert server.requests[0][2]["authorization"] == "Basic " + base64.b64encode(b"ops:s@cret").decode()
     assert server.connections == 1
-
-
-def test_a_connection_closed_while_idle_is_replaced_and_silence_times_out():
-    async def answer(n, method, target, headers):
-        return None if n == 2 else (200, {}, BODY)
-
-    async def main():
-        server = Scripted(answer, close_idle=True)
-        async with server as url:
-            connection = Endpoint(url, POLICY)
-            for _ in range(2):
-                assert (await connection.request("GET", "/k")).content == BODY
-                await asyncio.sleep(0.05)  # the server's FIN arrives
-            response = await send(connection, "GET", "/k", policy=POLICY)  # the third gets no answer: retried
-            await connection.aclose()
-        return server, response
-
-    server, response = asyncio.run(main())
-    assert response.content == BODY and server.connections == 4
-
-
-def test_https_is_verified_against_the_given_authority(certificate):  # noqa: F811  # the imported fixture
-    cert, key = certificate
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
-
-    async def answer(n, method, target, headers):
-        return 200, {}, b"over tls"
-
-    async def main():
-        async with Scripted(answer, tls=tls) as url:
-            trusting = Endpoint(url, POLICY, ssl_context=ssl.create_default_context(cafile=str(cert)))
-            response = await send(trusting, "GET", "/k", policy=POLICY)
-            await trusting.aclose()
-            default = Endpoint(url, POLICY)  # the system's authorities do not know this certificate
-            with pytest.raises(RequestFailed, match="CERTIFICATE_VERIFY_FAILED"):
-                await send(default, "GET", "/k", policy=POLICY)
-            await default.aclose()
-        return response
-
-    assert asyncio.run(main()).content == b"over tls"
 
 
 def test_the_pool_bounds_the_requests_in_flight():
