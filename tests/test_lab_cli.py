@@ -98,3 +98,26 @@ def test_serve_also_serves_the_supervisor_and_nodes(lab_world, tmp_path):
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_serve_with_node_ips_gives_each_node_its_own_loopback_ip_and_srebuildd(lab_world, tmp_path):
+    code = "import sys; from ringfsck.cli.lab import lab; lab(sys.argv[1:])"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--world", str(lab_world.path), "--node-ips"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        nodes = lab_world.truth["settings"]["nodes"]
+        lines = [proc.stdout.readline() for _ in range(2 + 1 + nodes + 1)]
+        node_lines = [line.split() for line in lines[3:-1]]
+        assert [words[0] for words in node_lines] == [f"node-{i:02d}" for i in range(nodes)]
+        srebuildds = [words[words.index("srebuildd") + 1] for words in node_lines]
+        assert [re.match(r"http://(127\.0\.0\.\d+):\d+$", url).group(1) for url in srebuildds] == [f"127.0.0.{2 + i}" for i in range(nodes)]
+        assert len({url.rsplit(":", 1)[1] for url in srebuildds}) == 1  # one port for all, as on a RING
+        key = next(iter(lab_world.truth["orphans"]))
+        answer = httpx.head(f"{srebuildds[1]}/rebuild/arcdata-DATA/{key}", timeout=10)
+        assert answer.status_code == 200  # a node's srebuildd answers for the RING
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.communicate()

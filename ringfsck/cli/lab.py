@@ -232,6 +232,12 @@ def generate_command(
     is_flag=True,
     help="Serve the supervisor and nodes over HTTPS with a generated certificate (needs the cryptography package). Example: --ring-tls",
 )
+@click.option(
+    "--node-ips",
+    is_flag=True,
+    help="Give each node a loopback ip of its own (127.0.0.2, 127.0.0.3, ...) with a srebuildd on it, at one port for all "
+    "(what 'resolve' finds from the listing when no srebuildd is set). Example: --node-ips --srebuildd-port 8181",
+)
 def serve_command(
     world: str,
     ring: str,
@@ -242,6 +248,7 @@ def serve_command(
     size_reading: str,
     node_faults: tuple[str, ...],
     ring_tls: bool,
+    node_ips: bool,
 ) -> None:
     """Serve a world's srebuildd, bucketd, RING supervisor and nodes on 127.0.0.1 until interrupted.
 
@@ -263,13 +270,20 @@ def serve_command(
       ringfsck lab serve --world /tmp/world --srebuildd-port 8181 --srebuildd-faults error_rate=0.1
       ringfsck lab serve --world /tmp/world --size-reading chunk
       ringfsck lab serve --world /tmp/world --ring-tls --node-faults node-02:cut_at=0.5
+      ringfsck lab serve --world /tmp/world --node-ips --srebuildd-port 8181
       curl -s -X POST localhost:8181/_lab/faults -d '{"drop_rate": 0.05, "fail_keys": []}'
       curl -s localhost:8181/_lab/deleted
     """
     import tempfile
 
     from ringfsck.lab.ring_nodes import LAB_LOGIN, LAB_PASSWORD, make_certificate, parse_node_faults, server_ssl_context
+    from ringfsck.lab.serve import lab_servers, run_servers, world_node_hosts
     from ringfsck.lab.servers import Faults
+
+    try:
+        node_hosts = world_node_hosts(Path(world)) if node_ips else None
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
 
     with tempfile.TemporaryDirectory(prefix="ringfsck-lab-") as scratch:
         password_file = Path(scratch) / "sup-password"
@@ -278,7 +292,7 @@ def serve_command(
         ssl_context, ca_bundle = None, None
         if ring_tls:
             try:
-                certificate, key = make_certificate(Path(scratch))
+                certificate, key = make_certificate(Path(scratch), node_hosts or ())
             except ImportError:
                 raise ConfigError("--ring-tls needs the cryptography package (pip install cryptography)") from None
             ssl_context, ca_bundle = server_ssl_context(certificate, key), str(certificate)
@@ -291,8 +305,9 @@ def serve_command(
             click.echo(f"srebuildd  {urls['srebuildd']}  (rebuild/arc-{ring}, rebuild/arcdata-{ring}, rebuild/chord-{ring})")
             click.echo(f"bucketd    {urls['bucketd']}  (raft sessions 1 and 2)")
             click.echo(f"supervisor {urls['ring']['supervisor']}  (ring {ring}, login {LAB_LOGIN}, password in {password_file})")
+            node_srebuildd = urls["ring"].get("srebuildd", {})
             for name, url in urls["ring"]["nodes"].items():
-                click.echo(f"  {name:10s} {url}")
+                click.echo(f"  {name:10s} {url}" + (f"  srebuildd {node_srebuildd[name]}" if name in node_srebuildd else ""))
             tls = f" --ca-bundle {ca_bundle}" if ca_bundle else ""
             click.echo(
                 f"List it: ringfsck ingest ring --supervisor {urls['ring']['supervisor']} --ring {ring} --login {LAB_LOGIN} "
@@ -302,39 +317,25 @@ def serve_command(
 
         faults = {"srebuildd_faults": Faults.parse(srebuildd_faults), "bucketd_faults": Faults.parse(bucketd_faults)}
         try:
-            _serve_all(
-                Path(world),
-                ring,
-                srebuildd_port,
-                bucketd_port,
-                size_reading,
-                faults,
-                parse_node_faults(list(node_faults)),
-                ssl_context,
-                ready,
+            run_servers(
+                lab_servers(
+                    Path(world),
+                    ring=ring,
+                    srebuildd_port=srebuildd_port,
+                    bucketd_port=bucketd_port,
+                    size_reading=size_reading,
+                    faults=faults,
+                    node_faults=parse_node_faults(list(node_faults)),
+                    ssl_context=ssl_context,
+                    ready=ready,
+                    ring_ready=lambda urls: ready({"ring": urls}),
+                    node_hosts=node_hosts,
+                )
             )
         except (FileNotFoundError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot listen on 127.0.0.1: {exc.strerror}") from None
-
-
-def _serve_all(
-    world: Path, ring: str, srebuildd_port: int, bucketd_port: int, size_reading: str, faults: dict, node_faults: dict, ssl_context, ready
-) -> None:
-    """srebuildd, bucketd, the supervisor and the nodes in one event loop, until SIGTERM or SIGINT."""
-    from ringfsck.lab.ring_nodes import serve_ring
-    from ringfsck.lab.serve import run_servers
-    from ringfsck.lab.servers import serve
-
-    run_servers(
-        [
-            serve(
-                world, ring=ring, srebuildd_port=srebuildd_port, bucketd_port=bucketd_port, size_reading=size_reading, ready=ready, **faults
-            ),
-            serve_ring(world, ring=ring, faults=node_faults, ssl_context=ssl_context, ready=lambda urls: ready({"ring": urls})),
-        ]
-    )
 
 
 COMMANDS = [lab]

@@ -15,8 +15,10 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = {"srebuildd_faults": Faults.parse(args.srebuildd_faults), "bucketd_faults": Faults.parse(args.bucketd_faults)}
         node_faults = parse_node_faults(args.node_faults)
-        state = WorldState(args.world)
-        node_hosts = loopback_hosts(len(state.nodes)) if args.node_ips else None
-        # One srebuildd RING for the lab's URL and the nodes' own: a key deleted on one is gone on all.
-        srebuildd = SrebuilddServer(state, args.ring, faults["srebuildd_faults"], size_reading=args.size_reading)
+        node_hosts = world_node_hosts(args.world) if args.node_ips else None
         ssl_context, ca_bundle = None, None
         if tls_dir is not None:
             certificate, key = make_certificate(tls_dir, node_hosts or ())
@@ -74,28 +73,19 @@ def main(argv: list[str] | None = None) -> int:
             if "srebuildd" in urls and "ring" in urls:
                 print(json.dumps(urls), flush=True)
 
-        servers = [
-            serve(
-                args.world,
-                ring=args.ring,
-                srebuildd_port=args.srebuildd_port,
-                bucketd_port=args.bucketd_port,
-                size_reading=args.size_reading,
-                ready=ready,
-                srebuildd=srebuildd,
-                **faults,
-            ),
-            serve_ring(
-                args.world,
-                ring=args.ring,
-                faults=node_faults,
-                ssl_context=ssl_context,
-                state=state,
-                ready=lambda ring: ready({"ring": ring | {"ca_bundle": ca_bundle}}),
-                node_hosts=node_hosts,
-                srebuildd=srebuildd,
-            ),
-        ]
+        servers = lab_servers(
+            args.world,
+            ring=args.ring,
+            srebuildd_port=args.srebuildd_port,
+            bucketd_port=args.bucketd_port,
+            size_reading=args.size_reading,
+            faults=faults,
+            node_faults=node_faults,
+            ssl_context=ssl_context,
+            ready=ready,
+            ring_ready=lambda ring: ready({"ring": ring | {"ca_bundle": ca_bundle}}),
+            node_hosts=node_hosts,
+        )
         run_servers(servers, args.parent_pid)
     except (ConfigError, OSError, ValueError) as exc:
         print(f"lab servers: {exc}", file=sys.stderr, flush=True)
@@ -104,6 +94,54 @@ def main(argv: list[str] | None = None) -> int:
         if tls_dir is not None:
             shutil.rmtree(tls_dir, ignore_errors=True)
     return 0
+
+
+def world_node_hosts(world: Path) -> list[str]:
+    """A loopback ip of its own for each node of the world (``--node-ips``)."""
+    return loopback_hosts(len(WorldState(world).nodes))
+
+
+def lab_servers(
+    world: Path,
+    *,
+    ring: str,
+    srebuildd_port: int,
+    bucketd_port: int,
+    size_reading: str,
+    faults: dict[str, Faults],
+    node_faults: dict,
+    ssl_context: ssl.SSLContext | None,
+    ready: Callable[[dict[str, Any]], None],
+    ring_ready: Callable[[dict[str, Any]], None],
+    node_hosts: list[str] | None = None,
+) -> list[Coroutine[Any, Any, None]]:
+    """The lab's servers of a world, to pass to :func:`run_servers`: srebuildd and bucketd (``ready`` gets
+    their URLs), the supervisor and the nodes (``ring_ready`` gets theirs); with ``node_hosts``, a srebuildd
+    on each node's ip. One srebuildd RING for all: a key deleted through one is gone through every one."""
+    state = WorldState(world)
+    srebuildd = SrebuilddServer(state, ring, faults["srebuildd_faults"], size_reading=size_reading)
+    return [
+        serve(
+            world,
+            ring=ring,
+            srebuildd_port=srebuildd_port,
+            bucketd_port=bucketd_port,
+            size_reading=size_reading,
+            ready=ready,
+            srebuildd=srebuildd,
+            **faults,
+        ),
+        serve_ring(
+            world,
+            ring=ring,
+            faults=node_faults,
+            ssl_context=ssl_context,
+            state=state,
+            ready=ring_ready,
+            node_hosts=node_hosts,
+            srebuildd=srebuildd,
+        ),
+    ]
 
 
 def run_servers(servers: list, parent_pid: int | None = None) -> None:  # servers: coroutines
