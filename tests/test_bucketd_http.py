@@ -7,42 +7,10 @@ import base64
 
 import httpx
 import pytest
-from test_http import POLICY, Scripted
+from test_http import POLICY, Raw, Scripted
 
 from ringfsck.remote.bucketd import ConnectionPool
 from ringfsck.remote.http import Endpoint
-
-
-class RawServer:
-    """A server on 127.0.0.1 that answers each request with the next bytes a test gives, then closes if told."""
-
-    def __init__(self, answers: list[tuple[bytes, bool]]) -> None:
-        self._answers = list(answers)  # (the raw answer, close after it)
-        self.requests: list[bytes] = []
-        self.connections = 0
-
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while self._answers:
-                self.requests.append(await reader.readuntil(b"\r\n\r\n"))
-                raw, close = self._answers.pop(0)
-                writer.write(raw)
-                await writer.drain()
-                if close:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
 
 BODY = b'{"Contents": [], "IsTruncated": false}'
 ANSWERS = {
@@ -71,7 +39,7 @@ EXPECTED = {  # the first answer as read; the second always arrives whole, on th
 def test_every_framing_reads_as_http_1_1_says(name):
     async def ask():
         raw, close = ANSWERS[name]
-        server = RawServer([(raw, close), (ANSWERS["content-length"][0], False)])
+        server = Raw([raw, ANSWERS["content-length"][0]], hang_up=close)
         async with server as url:
             connection = Endpoint(url, POLICY)
             try:
