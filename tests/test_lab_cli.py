@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,20 @@ from click.testing import CliRunner
 from ringfsck.cli.lab import lab
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@contextmanager
+def lab_serve(world: Path, *options: str) -> Iterator[subprocess.Popen]:
+    """``ringfsck lab serve --world WORLD OPTIONS`` in a process of its own, killed at the end whatever happened."""
+    code = "import sys; from ringfsck.cli.lab import lab; lab(sys.argv[1:])"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--world", str(world), *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.communicate()
 
 
 @pytest.mark.parametrize("command", [[], ["generate"], ["serve"]])
@@ -59,11 +75,7 @@ def test_serve_a_world_without_state_is_one_error_line(tmp_path):
 
 
 def test_serve_until_interrupted(lab_world):
-    code = "import sys; from ringfsck.cli.lab import lab; lab(sys.argv[1:])"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--world", str(lab_world.path), "--srebuildd-faults", "fail_keys=" + lab_world.truth["sproxyd_keys"][0]],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
+    with lab_serve(lab_world.path, "--srebuildd-faults", "fail_keys=" + lab_world.truth["sproxyd_keys"][0]) as proc:
         urls = dict(re.match(r"(\w+)\s+(http://127\.0\.0\.1:\d+)", proc.stdout.readline()).groups() for _ in range(2))
         key = lab_world.truth["sproxyd_keys"]
         assert httpx.head(f"{urls['srebuildd']}/rebuild/arc-DATA/{key[0]}").status_code == 503
@@ -71,17 +83,10 @@ def test_serve_until_interrupted(lab_world):
         assert httpx.get(f"{urls['bucketd']}/_/raft_sessions/1/bucket").status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
-    finally:
-        proc.kill()
-        proc.communicate()
 
 
 def test_serve_also_serves_the_supervisor_and_nodes(lab_world, tmp_path):
-    code = "import sys; from ringfsck.cli.lab import lab; lab(sys.argv[1:])"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--world", str(lab_world.path), "--node-faults", "node-01:bad_login=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
+    with lab_serve(lab_world.path, "--node-faults", "node-01:bad_login=1") as proc:
         nodes = lab_world.truth["settings"]["nodes"]
         lines = [proc.stdout.readline() for _ in range(2 + 1 + nodes + 1)]  # srebuildd, bucketd, the supervisor, its nodes, the command
         supervisor = re.match(r"supervisor (http://127\.0\.0\.1:\d+)", lines[2]).group(1)
@@ -89,23 +94,16 @@ def test_serve_also_serves_the_supervisor_and_nodes(lab_world, tmp_path):
         listing = lines[-1].removeprefix("List it: ").split()
         assert lines[-1].startswith("List it: ringfsck ingest ring") and listing[listing.index("--supervisor") + 1] == supervisor
         done = subprocess.run([sys.executable, "-m", "ringfsck", *listing[1:], "--store", str(tmp_path / "store")],
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=ENV, timeout=120)
         assert done.returncode == 5 and "node-01" in done.stderr and "login refused" in done.stderr  # the fault given
         assert "node-00" in done.stdout and "rows in" in done.stdout
         password_file = Path(listing[listing.index("--password-file") + 1])
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0 and not password_file.exists()
-    finally:
-        proc.kill()
-        proc.communicate()
 
 
 def test_serve_with_node_ips_gives_each_node_its_own_loopback_ip_and_srebuildd(lab_world, tmp_path):
-    code = "import sys; from ringfsck.cli.lab import lab; lab(sys.argv[1:])"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--world", str(lab_world.path), "--node-ips"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
+    with lab_serve(lab_world.path, "--node-ips") as proc:
         nodes = lab_world.truth["settings"]["nodes"]
         lines = [proc.stdout.readline() for _ in range(2 + 1 + nodes + 1)]
         node_lines = [line.split() for line in lines[3:-1]]
@@ -118,6 +116,3 @@ def test_serve_with_node_ips_gives_each_node_its_own_loopback_ip_and_srebuildd(l
         assert answer.status_code == 200  # a node's srebuildd answers for the RING
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
-    finally:
-        proc.kill()
-        proc.communicate()
