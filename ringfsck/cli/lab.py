@@ -276,7 +276,7 @@ def serve_command(
     """
     import tempfile
 
-    from ringfsck.lab.ring_nodes import LAB_LOGIN, LAB_PASSWORD, make_certificate, parse_node_faults, server_ssl_context
+    from ringfsck.lab.ring_nodes import LAB_LOGIN, LAB_PASSWORD, generated_tls, parse_node_faults
     from ringfsck.lab.serve import lab_servers, run_servers, world_node_hosts
     from ringfsck.lab.servers import Faults
 
@@ -292,10 +292,9 @@ def serve_command(
         ssl_context, ca_bundle = None, None
         if ring_tls:
             try:
-                certificate, key = make_certificate(Path(scratch), node_hosts or ())
+                ssl_context, ca_bundle = generated_tls(Path(scratch), node_hosts or ())
             except ImportError:
                 raise ConfigError("--ring-tls needs the cryptography package (pip install cryptography)") from None
-            ssl_context, ca_bundle = server_ssl_context(certificate, key), str(certificate)
         urls: dict = {}
 
         def ready(part: dict) -> None:

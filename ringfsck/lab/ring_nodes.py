@@ -586,10 +586,12 @@ def _error(kind: str, message: str, param: str | None = None) -> str:
     return f"<reserror><type>{escape(kind)}</type><msg>{escape(message)}</msg>{extra}</reserror>"
 
 
-def server_ssl_context(certificate: Path, key: Path) -> ssl.SSLContext:
+def generated_tls(directory: Path, hosts: list[str] | tuple[str, ...] = ()) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context with a certificate generated in ``directory`` (see make_certificate), and its CA bundle's path."""
+    certificate, key = make_certificate(directory, hosts)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificate, key)
-    return context
+    return context, str(certificate)
 
 
 async def serve_ring(

@@ -24,7 +24,7 @@ from typing import Any
 
 from ringfsck.errors import ConfigError
 from ringfsck.lab._state import WorldState
-from ringfsck.lab.ring_nodes import loopback_hosts, make_certificate, parse_node_faults, serve_ring, server_ssl_context
+from ringfsck.lab.ring_nodes import generated_tls, loopback_hosts, parse_node_faults, serve_ring
 from ringfsck.lab.servers import SIZE_READINGS, Faults, SrebuilddServer, serve
 
 
@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         node_hosts = world_node_hosts(args.world) if args.node_ips else None
         ssl_context, ca_bundle = None, None
         if tls_dir is not None:
-            certificate, key = make_certificate(tls_dir, node_hosts or ())
-            ssl_context, ca_bundle = server_ssl_context(certificate, key), str(certificate)
+            ssl_context, ca_bundle = generated_tls(tls_dir, node_hosts or ())
         urls: dict[str, Any] = {}
 
         def ready(part: dict[str, Any]) -> None:

@@ -56,9 +56,8 @@ from ringfsck.lab.ring_nodes import (
     NodeFaults,
     NodeServer,
     SupervisorServer,
-    make_certificate,
+    generated_tls,
     response_head,
-    server_ssl_context,
 )
 from ringfsck.lab.world import CHUNK_BASE_S, FLUSH_SECONDS, hex_digits, ring_layouts
 
@@ -405,8 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ssl_context, ca_bundle = None, None
         if tls_dir is not None:
-            certificate, key = make_certificate(tls_dir)
-            ssl_context, ca_bundle = server_ssl_context(certificate, key), str(certificate)
+            ssl_context, ca_bundle = generated_tls(tls_dir)
 
         def ready(urls: dict[str, Any]) -> None:
             print(json.dumps(urls | {"ca_bundle": ca_bundle}), flush=True)
