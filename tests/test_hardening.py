@@ -117,13 +117,8 @@ def _buckets(store: Path) -> set[str]:
 
 @pytest.fixture
 def analysed_store(tmp_path):
-    world = _planted.build()
-    listkeys, exports = world.write(tmp_path)
-    store = str(tmp_path / "store")
-    assert run("ingest", "listkeys", str(listkeys), "--store", store).exit_code == 0
-    assert run("ingest", "s3keys", str(exports), "--store", store).exit_code == 0
-    assert run("analyze", "--assume-no-splits", "--store", store).exit_code == 0
-    return Path(store)
+    _, store, _ = _planted.analyzed(tmp_path)
+    return store.root
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
