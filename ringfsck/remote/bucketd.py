@@ -256,7 +256,7 @@ class BucketdClient:
     async def _json(self, url: str, params: dict[str, Any] | None = None) -> Any:
         # Every byte of a parameter percent-encoded: markers are object keys, any character included.
         target = url if not params else f"{url}?{urlencode(params, quote_via=quote, safe='')}"
-        response = await send(self._pool, "GET", target, policy=self._policy, limiter=self._limiter)  # type: ignore[call-overload]  # the connection pool has Endpoint's request method
+        response = await send(self._pool, "GET", target, policy=self._policy, limiter=self._limiter)
         if response.status_code != 200:
             raise RequestFailed(f"GET {target}: HTTP {response.status_code}", 1)
         try:

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, overload
 from urllib.parse import quote, unquote_to_bytes
 
 import httptools
@@ -151,40 +151,25 @@ def _describe(exc: Exception) -> str:
     return f"{name}: {text}" if text else name
 
 
-@overload
+class Requester(Protocol):
+    """What :func:`send` drives: an :class:`Endpoint`, or a pool of them (bucketd's ConnectionPool)."""
+
+    async def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Reply: ...
+
+
 async def send(
-    client: Endpoint,
+    client: Requester,
     method: str,
     url: str,
     *,
     policy: HttpPolicy,
     limiter: RateLimiter | None = None,
     headers: dict[str, str] | None = None,
-) -> Reply: ...
-@overload
-async def send(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    policy: HttpPolicy,
-    limiter: RateLimiter | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response: ...
-async def send(
-    client: httpx.AsyncClient | Endpoint,
-    method: str,
-    url: str,
-    *,
-    policy: HttpPolicy,
-    limiter: RateLimiter | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response | Reply:
+) -> Reply:
     """Send one request, retrying 5xx/429, timeouts and connection errors with backoff.
 
-    Returns the first response that is not retryable (any 2xx/3xx/4xx); raises
-    RequestFailed when the retries are exhausted. The body is read (AsyncClient's
-    ``request`` reads it too).
+    Returns the first response that is not retryable (any 2xx/3xx/4xx), its body read;
+    raises RequestFailed when the retries are exhausted.
     """
     attempts = 0
     last = ""
@@ -206,20 +191,6 @@ async def send(
             raise RequestFailed(f"{method} {url}: {last} (after {attempts} attempts)", attempts)
         delay = min(policy.backoff_max, policy.backoff_base * 2 ** (attempts - 1))
         await asyncio.sleep(random.uniform(0, delay))
-
-
-def make_client(
-    base_url: str, policy: HttpPolicy, *, verify: bool | str | ssl.SSLContext = True, connections: int = 1
-) -> httpx.AsyncClient:
-    """An httpx keep-alive client with a pool of ``connections``, shared by the tasks that use it.
-
-    For requests whose bodies are worth httpx's convenience (bucketd listings). Per-key
-    jobs use :class:`Endpoint` instead: an httpx pool serving many connections spends
-    more and more CPU on its own bookkeeping (measured here: 64 connections in one pool
-    gave ~450 requests/s, 64 one-connection clients ~2,600).
-    """
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=base_url, timeout=policy.timeout, limits=limits, verify=verify, headers={"User-Agent": USER_AGENT})
 
 
 class ReplyHeaders:
